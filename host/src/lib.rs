@@ -1,0 +1,8 @@
+//! The host side of the project: MNIST data, training, export, and the
+//! tools that talk to the firmware (QEMU runner, serial client).
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod error;
+
+pub use error::{Error, Result};
