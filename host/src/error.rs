@@ -49,6 +49,63 @@ pub enum Error {
         /// The digest of the bytes read.
         actual: String,
     },
+    /// Building the firmware failed.
+    #[error("building the firmware ({features}) failed: {detail}")]
+    FirmwareBuild {
+        /// The cargo features of the build.
+        features: String,
+        /// cargo's exit status or the reason it did not start.
+        detail: String,
+    },
+    /// `qemu-system-arm` is not installed.
+    #[error("qemu-system-arm not found on PATH: install it (Debian/Ubuntu: `apt-get install --no-install-recommends qemu-system-arm`)")]
+    QemuMissing,
+    /// QEMU did not exit in time.
+    #[error("QEMU did not exit within {seconds} s (firmware hung or waiting for input)")]
+    QemuTimeout {
+        /// The time limit.
+        seconds: u64,
+    },
+    /// The firmware's defmt output could not be decoded.
+    #[error("defmt log of {elf}: {problem}")]
+    Defmt {
+        /// The firmware ELF whose table was used.
+        elf: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+    /// An output directory cannot be created or written to.
+    #[error("output directory {dir} is not writable: {source}")]
+    NotWritable {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A checkpoint file is malformed or not one of ours.
+    #[error("{path}: not a valid checkpoint: {problem}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        problem: String,
+    },
+    /// A checkpoint holds a different network than the one asked for.
+    #[error("the checkpoint holds network `{found}`, not `{expected}`")]
+    WrongNet {
+        /// The network asked for.
+        expected: String,
+        /// The network the checkpoint was saved from.
+        found: String,
+    },
+    /// A checkpoint's tensors do not match the network's parameters.
+    #[error("the `{net}` checkpoint does not fit the network: {problem}")]
+    TensorMismatch {
+        /// The checkpoint's network.
+        net: String,
+        /// The first missing, extra or mis-shaped tensor.
+        problem: String,
+    },
 }
 
 /// Shorthand for the host library's results.

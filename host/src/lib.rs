@@ -4,5 +4,7 @@
 
 pub mod data;
 pub mod error;
+pub mod firmware;
+pub mod qemu;
 
 pub use error::{Error, Result};

@@ -1,0 +1,60 @@
+//! Builds the firmware (its own cargo workspace in `firmware/`) from the host.
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The firmware workspace shipped with the project.
+pub const FIRMWARE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware");
+
+/// The firmware's compilation target.
+pub const TARGET: &str = "thumbv7em-none-eabihf";
+
+/// Which board a firmware build is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// QEMU's netduinoplus2: defmt over semihosting, semihosting exit.
+    Qemu,
+    /// A real STM32F405 board: defmt over RTT, probe-rs runner.
+    Board,
+}
+
+impl Build {
+    fn features(self) -> &'static str {
+        match self {
+            Build::Qemu => "qemu",
+            Build::Board => "board",
+        }
+    }
+}
+
+/// Build the firmware in release mode and return the ELF's path.
+///
+/// Runs cargo inside `firmware/` so its `.cargo/config.toml` applies. The
+/// variables cargo sets for a host build (`RUSTFLAGS` and friends, a build
+/// target) would leak into the thumbv7em build, so they are removed.
+pub fn build(build: Build) -> Result<PathBuf> {
+    let features = build.features();
+    let dir = PathBuf::from(FIRMWARE_DIR);
+    let target_dir = dir.join("target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&dir)
+        .args(["build", "--release", "--no-default-features", "--features", features])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .map_err(|e| Error::FirmwareBuild { features: features.into(), detail: format!("cannot run cargo: {e}") })?;
+    if !status.success() {
+        return Err(Error::FirmwareBuild {
+            features: features.into(),
+            detail: format!("cargo exited with {status} (is the {TARGET} target installed? `rustup target add {TARGET}`)"),
+        });
+    }
+    Ok(target_dir.join(TARGET).join("release").join("firmware"))
+}
