@@ -106,6 +106,14 @@ pub enum Error {
         /// The first missing, extra or mis-shaped tensor.
         problem: String,
     },
+    /// A JSON file (e.g. the training log) cannot be parsed.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
 }
 
 /// Shorthand for the host library's results.
