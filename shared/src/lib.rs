@@ -5,3 +5,5 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod kernels;
+pub mod quant;

@@ -1,0 +1,201 @@
+//! int8 kernels, each beside a plain reference kernel with the same
+//! signature (`*_ref`); the tests demand identical bytes from both.
+//!
+//! Conventions shared by every kernel (GUIDE section 3, TFLite-style):
+//!
+//! - **Activations**: int8, one scale and zero point per tensor (asymmetric):
+//!   `real = scale * (q - zero_point)`. Scales live on the host only; the
+//!   kernels see zero points and [`Requant`](crate::quant::Requant)
+//!   multipliers.
+//! - **Layout**: channels last. An activation tensor is `[[[i8; C]; W]; H]`
+//!   (HWC, row by row, channels contiguous); conv weights are
+//!   `[[[[i8; CI]; K]; K]; CO]` (OHWI); fc weights are `[[[[i8; C]; W]; H]; O]`
+//!   (the exporter permutes PyTorch's (C, H, W) flatten order into HWC).
+//! - **Weights**: int8, symmetric (zero point 0), one scale per output channel;
+//!   **bias**: int32 at scale `in_scale * w_scale[c]`.
+//! - **Input zero point**: the kernels compute `sum w * (x - in_zp) + bias`
+//!   themselves (TFLite's `input_offset`), so the model stores the true bias
+//!   and zero padding contributes exactly `(in_zp - in_zp) * w = 0`.
+//! - **Output stage** ([`OutputQuant`]): `clamp(requantize(acc) + out_zp, min, max)`;
+//!   a ReLU is fused as `min = out_zp`.
+//! - **Shapes** are const generics; every relation between them (output
+//!   sides, channel slices, accumulator headroom) is a `const` assertion, so a
+//!   wrong shape fails `cargo build` and a kernel that has its inputs cannot
+//!   fail. No heap, no float, no panics in the kernels.
+
+pub mod add;
+pub mod conv;
+pub mod linear;
+pub mod pool;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use add::{add_requant_s8, add_requant_s8_inplace, add_requant_s8_ref, AddS8, ADD_LEFT_SHIFT};
+pub use conv::{conv2d_s8, conv2d_s8_ref, Conv2dS8};
+pub use linear::{argmax_s8, argmax_s8_ref, linear_s8, linear_s8_ref, LinearS8};
+pub use pool::{avgpool3x3_s8, avgpool3x3_s8_ref, maxpool2d_s8, maxpool2d_s8_ref};
+
+/// An int8 activation tensor: `H` rows of `W` pixels of `C` channels (HWC).
+pub type Tensor<const H: usize, const W: usize, const C: usize> = [[[i8; C]; W]; H];
+
+/// A clamp range `min..=max` for int8 values (`min <= max` always holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ActRange {
+    min: i8,
+    max: i8,
+}
+
+impl ActRange {
+    /// The whole int8 range: no activation.
+    pub const FULL: ActRange = ActRange {
+        min: i8::MIN,
+        max: i8::MAX,
+    };
+
+    /// `min..=max`, or `None` if `min > max`.
+    pub const fn new(min: i8, max: i8) -> Option<ActRange> {
+        if min > max {
+            None
+        } else {
+            Some(ActRange { min, max })
+        }
+    }
+
+    /// A fused ReLU on a tensor with zero point `zero_point`: `zero_point..=127`
+    /// (`q < zero_point` is a negative real value).
+    pub const fn relu(zero_point: i8) -> ActRange {
+        ActRange {
+            min: zero_point,
+            max: i8::MAX,
+        }
+    }
+
+    /// The lower bound.
+    pub const fn min(self) -> i8 {
+        self.min
+    }
+
+    /// The upper bound.
+    pub const fn max(self) -> i8 {
+        self.max
+    }
+
+    /// Clamps an int8 value.
+    #[inline(always)]
+    pub const fn clamp(self, v: i8) -> i8 {
+        if v < self.min {
+            self.min
+        } else if v > self.max {
+            self.max
+        } else {
+            v
+        }
+    }
+
+    /// Clamps a wide value into the range (and so into int8).
+    #[inline(always)]
+    pub const fn clamp_i32(self, v: i32) -> i8 {
+        if v < self.min as i32 {
+            self.min
+        } else if v > self.max as i32 {
+            self.max
+        } else {
+            v as i8
+        }
+    }
+}
+
+/// The output stage of a layer: zero point of the output tensor and the
+/// clamp that fuses its activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OutputQuant {
+    /// Zero point of the output tensor.
+    pub zero_point: i8,
+    /// Clamp after adding the zero point ([`ActRange::FULL`] or
+    /// [`ActRange::relu`]`(zero_point)` in our networks).
+    pub range: ActRange,
+}
+
+impl OutputQuant {
+    /// No activation: the full int8 range.
+    pub const fn linear(zero_point: i8) -> OutputQuant {
+        OutputQuant {
+            zero_point,
+            range: ActRange::FULL,
+        }
+    }
+
+    /// Fused ReLU: clamp at the zero point.
+    pub const fn relu(zero_point: i8) -> OutputQuant {
+        OutputQuant {
+            zero_point,
+            range: ActRange::relu(zero_point),
+        }
+    }
+
+    /// `clamp(v + zero_point, min, max)` for a requantised value `v`
+    /// (saturating, so any i32 is fine).
+    #[inline(always)]
+    pub const fn apply(self, v: i32) -> i8 {
+        self.range
+            .clamp_i32(v.saturating_add(self.zero_point as i32))
+    }
+}
+
+/// Where a kernel writes in the channel dimension of a wider output tensor:
+/// channels `C_OFF..C_OFF + CO` of each pixel. An Inception branch writes its
+/// channel slice of the concat buffer this way, so the concat costs nothing.
+/// The kernels check `C_OFF + CO <= C_TOTAL` at compile time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelOffset<const C_OFF: usize>;
+
+/// The largest number of int8 x (int8 - zero point) products an i32
+/// accumulator can hold with room for nothing else:
+/// `n * 128 * 255 <= i32::MAX`. Kernels assert their reduction length
+/// against it at compile time (the bias is then added wrapping).
+pub const MAX_DOT_LEN: usize = i32::MAX as usize / (128 * 255);
+
+/// A zero point widened for the dot products, hidden from the optimiser.
+///
+/// Why: when LLVM knows the zero point lies in -128..=127 it narrows
+/// `x - zp` and vectorises the products with 32-bit multiplies, about 1.8x
+/// slower on x86-64 than the 16-bit multiply-adds (`pmaddwd`) it picks for an
+/// opaque value. `black_box` only hides the value; the result is the same
+/// (and on the Cortex-M4 it costs one store and load per kernel call).
+#[inline(always)]
+pub(crate) fn opaque_zero_point(zp: i8) -> i32 {
+    core::hint::black_box(zp as i32)
+}
+
+/// `sum w * (x - zp)` over two equally long slices; the caller guarantees
+/// `w.len() <= MAX_DOT_LEN`, so the i32 sum cannot overflow.
+#[inline(always)]
+pub(crate) fn dot_s8(w: &[i8], x: &[i8], zp: i32) -> i32 {
+    // x - zp fits an i16 (-255..=255): written this way LLVM vectorises the
+    // loop with widening 16-bit multiply-adds on the host.
+    let zp = zp as i16;
+    w.iter()
+        .zip(x)
+        .map(|(&w, &x)| w as i16 as i32 * (x as i16 - zp) as i32)
+        .sum()
+}
+
+/// [`dot_s8`] for four weight rows against one input slice: each input
+/// value, once loaded and offset, feeds four multiply-accumulates.
+#[inline(always)]
+pub(crate) fn dot4_s8(w: [&[i8]; 4], x: &[i8], zp: i32) -> [i32; 4] {
+    let zp = zp as i16;
+    let n = w.iter().fold(x.len(), |n, w| n.min(w.len()));
+    // All in bounds by the `min` (so no panic path is compiled in).
+    let (x, w0, w1, w2, w3) = (&x[..n], &w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    let mut acc = [0i32; 4];
+    for i in 0..n {
+        let v = (x[i] as i16 - zp) as i32;
+        acc[0] += w0[i] as i32 * v;
+        acc[1] += w1[i] as i32 * v;
+        acc[2] += w2[i] as i32 * v;
+        acc[3] += w3[i] as i32 * v;
+    }
+    acc
+}
