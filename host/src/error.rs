@@ -114,6 +114,27 @@ pub enum Error {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// `--resume` found no usable checkpoint.
+    #[error("cannot resume from {path}: {problem}")]
+    Resume {
+        /// The checkpoint looked for.
+        path: PathBuf,
+        /// Why it cannot be used.
+        problem: String,
+    },
+    /// A setting cannot work (e.g. fewer images than one batch).
+    #[error("{0}")]
+    Config(String),
+    /// Training produced a non-finite loss.
+    #[error("{net} diverged in epoch {epoch} (loss is not finite at learning rate {lr:.2e}); try a smaller --lr")]
+    Diverged {
+        /// The network.
+        net: &'static str,
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The learning rate at the time.
+        lr: f64,
+    },
 }
 
 /// Shorthand for the host library's results.

@@ -3,11 +3,17 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod firmware;
+pub mod nets;
+pub mod ops;
 pub mod qemu;
 pub mod report;
+pub mod schedule;
+pub mod train;
 
 pub use error::{Error, Result};

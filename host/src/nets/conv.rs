@@ -1,0 +1,71 @@
+//! A trainable 2-D convolution layer: stride 1, square kernel, zero padding,
+//! bias. Weights are OIHW, as PyTorch stores them.
+
+use crate::ops;
+use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection, TensorOptions};
+use dfdx::prelude::*;
+use rand_distr::Uniform;
+
+/// `CO` filters of `CI x K x K`, padding `P`.
+#[derive(Clone, Debug)]
+pub struct Conv<const CI: usize, const CO: usize, const K: usize, const P: usize, E: Dtype = f32, D: Storage<E> = Cpu> {
+    /// `[CO, CI, K, K]`.
+    pub weight: Tensor<Rank4<CO, CI, K, K>, E, D>,
+    /// `[CO]`.
+    pub bias: Tensor<Rank1<CO>, E, D>,
+}
+
+impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, CO, K, P> {
+    /// Apply the layer to a batch of `CI x H x W` feature maps.
+    pub fn forward<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu>,
+    {
+        ops::conv2d::<B, CI, H, W, CO, K, P, HO, WO, T>(x, &self.weight, &self.bias)
+    }
+
+    /// Like [`Conv::forward`], for a layer whose input needs no gradient
+    /// (the network's first): skips the input-gradient work.
+    pub fn forward_first<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu>,
+    {
+        ops::conv2d_first::<B, CI, H, W, CO, K, P, HO, WO, T>(x, &self.weight, &self.bias)
+    }
+}
+
+impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> Conv<CI, CO, K, P, E, D>
+where
+    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
+{
+    /// PyTorch's default init for weight and bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    fn init() -> Uniform<E> {
+        let bound = E::from(1.0 / ((CI * K * K) as f64).sqrt()).expect("bound fits the dtype");
+        Uniform::new(-bound, bound)
+    }
+}
+
+impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> TensorCollection<E, D> for Conv<CI, CO, K, P, E, D>
+where
+    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = Conv<CI, CO, K, P, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor("weight", |s| &s.weight, |s| &mut s.weight, TensorOptions::reset_with(|t| t.try_fill_with_distr(Self::init()))),
+                Self::tensor("bias", |s| &s.bias, |s| &mut s.bias, TensorOptions::reset_with(|t| t.try_fill_with_distr(Self::init()))),
+            ),
+            |(weight, bias)| Conv { weight, bias },
+        )
+    }
+}

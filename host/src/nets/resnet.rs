@@ -1,0 +1,120 @@
+//! The seed's ResNet (GUIDE section 1): two projection blocks, each followed
+//! by a 2x2 max pool and ReLU, then fc.
+
+use super::conv::Conv;
+use crate::ops;
+use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
+use dfdx::prelude::*;
+use shared::arch::{resnet as a, CLASSES, IMAGE_SIDE};
+
+use dfdx::nn::modules::Linear;
+use num_traits::Float;
+
+/// The seed's "IdentityBlock": `ReLU(conv(x) + conv2(ReLU(conv1(x))))`,
+/// where `conv` is a 3x3 projection shortcut.
+#[derive(Clone, Debug)]
+pub struct IdentityBlock<const CIN: usize, const COUT: usize, E: Dtype = f32, D: Storage<E> = Cpu> {
+    /// cin -> cin, 3x3.
+    pub conv1: Conv<CIN, CIN, { a::K }, { a::PAD }, E, D>,
+    /// cin -> cout, 3x3.
+    pub conv2: Conv<CIN, COUT, { a::K }, { a::PAD }, E, D>,
+    /// The shortcut: cin -> cout, 3x3.
+    pub conv: Conv<CIN, COUT, { a::K }, { a::PAD }, E, D>,
+}
+
+impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
+    /// Apply the block to `CIN x S x S` maps (the side is kept).
+    pub fn forward<const B: usize, const S: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CIN, S, S>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<B, COUT, S, S>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+    {
+        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward(x.retaped::<T>());
+        let y = self.conv2.forward(y.relu());
+        let s = self.conv.forward(x);
+        (s + y).relu()
+    }
+
+    /// Like [`IdentityBlock::forward`] for the network's input, which needs
+    /// no gradient.
+    pub fn forward_first<const B: usize, const S: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CIN, S, S>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<B, COUT, S, S>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+    {
+        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_first(x.retaped::<T>());
+        let y = self.conv2.forward(y.relu());
+        let s = self.conv.forward_first(x);
+        (s + y).relu()
+    }
+}
+
+impl<const CIN: usize, const COUT: usize, E, D> TensorCollection<E, D> for IdentityBlock<CIN, COUT, E, D>
+where
+    E: Dtype + Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = IdentityBlock<CIN, COUT, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("conv1", |s| &s.conv1, |s| &mut s.conv1),
+                Self::module("conv2", |s| &s.conv2, |s| &mut s.conv2),
+                Self::module("conv", |s| &s.conv, |s| &mut s.conv),
+            ),
+            |(conv1, conv2, conv)| IdentityBlock { conv1, conv2, conv },
+        )
+    }
+}
+
+/// The whole network.
+#[derive(Clone, Debug)]
+pub struct ResNet<E: Dtype = f32, D: Storage<E> = Cpu> {
+    /// Block 1 -> C1.
+    pub r1: IdentityBlock<1, { a::C1 }, E, D>,
+    /// Block C1 -> C2.
+    pub r2: IdentityBlock<{ a::C1 }, { a::C2 }, E, D>,
+    /// Classifier on the flattened (C, H, W) features.
+    pub fc: Linear<{ a::FLAT }, CLASSES, E, D>,
+}
+
+impl ResNet {
+    /// Logits for a batch of normalised 1 x 28 x 28 images.
+    pub fn forward<const B: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, 1, IMAGE_SIDE, IMAGE_SIDE>, f32, Cpu, T>,
+    ) -> Tensor<Rank2<B, CLASSES>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+    {
+        let x = self.r1.forward_first(x);
+        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d(x);
+        let x = self.r2.forward(x.relu());
+        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d(x);
+        self.fc.forward(ops::flatten::<B, { a::C2 }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x.relu()))
+    }
+}
+
+impl<E, D> TensorCollection<E, D> for ResNet<E, D>
+where
+    E: Dtype + Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = ResNet<E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("r1", |s| &s.r1, |s| &mut s.r1),
+                Self::module("r2", |s| &s.r2, |s| &mut s.r2),
+                Self::module("fc", |s| &s.fc, |s| &mut s.fc),
+            ),
+            |(r1, r2, fc)| ResNet { r1, r2, fc },
+        )
+    }
+}

@@ -1,0 +1,43 @@
+//! Convolution, pooling, concat and flatten as dfdx tape ops, on stable Rust.
+//!
+//! dfdx 0.13 keeps its own conv and pool ops behind the `nightly` feature,
+//! which no longer builds (GUIDE section 2), so these are ours: forward and
+//! backward on the CPU, registered with [`Tape::add_backward_op`], every
+//! shape a const generic and every derived size proven by a const assertion
+//! (which fires at `cargo build`, not at `cargo check`).
+//!
+//! Layouts are PyTorch's: activations NCHW, conv weights OIHW. ReLU, Linear,
+//! the loss and Adam are dfdx's own.
+//!
+//! Inputs may be any tensor (a non-standard layout is copied into standard
+//! order first). Parameters carry no tape: their gradients are accumulated
+//! into the [`Gradients`] under their ids, as dfdx's own layers do.
+//!
+//! Call `dev.enable_cache()` on the device before training: the ops take
+//! their output and saved buffers from dfdx's allocation cache, so with the
+//! cache on, memory stays flat from step to step and no step pays for fresh
+//! zero-filled pages.
+//!
+//! [`Tape::add_backward_op`]: dfdx::tensor::Tape::add_backward_op
+//! [`Gradients`]: dfdx::tensor::Gradients
+
+mod buffers;
+mod concat;
+mod conv;
+mod direct;
+mod flatten;
+mod im2col;
+mod matmul;
+mod pool;
+
+pub use concat::{concat2, concat4};
+pub use conv::{conv2d, conv2d_first};
+pub use flatten::flatten;
+pub use pool::{avgpool3x3, maxpool2d};
+
+#[cfg(test)]
+mod bench;
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
