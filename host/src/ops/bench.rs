@@ -30,7 +30,11 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 
 fn rss_mib() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     pages * 4096.0 / (1 << 20) as f64
 }
 
@@ -43,7 +47,17 @@ fn selected(name: &str) -> bool {
     std::env::var("OPS_BENCH").map_or(true, |f| name.contains(&f))
 }
 
-fn conv_row<const CI: usize, const H: usize, const CO: usize, const K: usize, const P: usize, const HO: usize>(name: &str, first: bool) {
+fn conv_row<
+    const CI: usize,
+    const H: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+>(
+    name: &str,
+    first: bool,
+) {
     if !selected(name) {
         return;
     }
@@ -53,7 +67,13 @@ fn conv_row<const CI: usize, const H: usize, const CO: usize, const K: usize, co
     let w = tensor::<Rank4<CO, CI, K, K>>(&dev, 2);
     let b = tensor::<Rank1<CO>>(&dev, 3);
     let r = random(B * CO * HO * HO, 4);
-    let fwd = median_ms(|| drop(conv2d::<B, CI, H, H, CO, K, P, HO, HO, _>(x.clone(), &w, &b)));
+    let fwd = median_ms(|| {
+        drop(conv2d::<B, CI, H, H, CO, K, P, HO, HO, _>(
+            x.clone(),
+            &w,
+            &b,
+        ))
+    });
     let loss = median_ms(|| {
         let y: Tensor<Rank4<B, CO, HO, HO>, f32, Cpu> = dev.zeros();
         drop(weighted_sum(y.leaky_traced(), &r).backward())
@@ -66,56 +86,80 @@ fn conv_row<const CI: usize, const H: usize, const CO: usize, const K: usize, co
         };
         drop(weighted_sum(y, &r).backward())
     });
-    println!("{name:<34} {CI:>3}->{CO:<3} k{K} p{P} {H:>2}x{H:<2} {fwd:>7.2} {:>9.2}", both - loss);
+    println!(
+        "{name:<34} {CI:>3}->{CO:<3} k{K} p{P} {H:>2}x{H:<2} {fwd:>7.2} {:>9.2}",
+        both - loss
+    );
 }
 
 #[test]
 #[ignore = "benchmark"]
 fn per_layer_timings() {
     println!("threads: {}", rayon::current_num_threads());
-    println!("{:<34} {:<17} {:>7} {:>9}   (ms, batch {B})", "layer", "shape", "fwd", "fwd+bwd");
+    println!(
+        "{:<34} {:<17} {:>7} {:>9}   (ms, batch {B})",
+        "layer", "shape", "fwd", "fwd+bwd"
+    );
     conv_row::<1, S, { inc::C1 }, { inc::K1 }, 0, { inc::S1 }>("inception conv1 (first)", true);
     macro_rules! incep {
         ($tag:literal, $cin:expr, $s:expr) => {
-            conv_row::<{ $cin }, { $s }, { m::B1 }, 1, 0, { $s }>(concat!($tag, ".b1/b5_1/b3_1 1x1"), false);
-            conv_row::<{ m::B5_REDUCE }, { $s }, { m::B5 }, 5, 2, { $s }>(concat!($tag, ".b5_2"), false);
-            conv_row::<{ m::B3_REDUCE }, { $s }, { m::B3 }, 3, 1, { $s }>(concat!($tag, ".b3_2"), false);
+            conv_row::<{ $cin }, { $s }, { m::B1 }, 1, 0, { $s }>(
+                concat!($tag, ".b1/b5_1/b3_1 1x1"),
+                false,
+            );
+            conv_row::<{ m::B5_REDUCE }, { $s }, { m::B5 }, 5, 2, { $s }>(
+                concat!($tag, ".b5_2"),
+                false,
+            );
+            conv_row::<{ m::B3_REDUCE }, { $s }, { m::B3 }, 3, 1, { $s }>(
+                concat!($tag, ".b3_2"),
+                false,
+            );
             conv_row::<{ m::B3 }, { $s }, { m::B3 }, 3, 1, { $s }>(concat!($tag, ".b3_3"), false);
             conv_row::<{ $cin }, { $s }, { m::BP }, 1, 0, { $s }>(concat!($tag, ".bp"), false);
         };
     }
     incep!("incep1", inc::C1, inc::P1);
-    conv_row::<{ inc::INCEP_OUT }, { inc::P1 }, { inc::C2 }, { inc::K2 }, 0, { inc::S2 }>("inception conv2", false);
+    conv_row::<{ inc::INCEP_OUT }, { inc::P1 }, { inc::C2 }, { inc::K2 }, 0, { inc::S2 }>(
+        "inception conv2",
+        false,
+    );
     incep!("incep2", inc::C2, inc::P2);
     conv_row::<1, S, 1, { res::K }, { res::PAD }, S>("resnet r1.conv1 (first)", true);
     conv_row::<1, S, { res::C1 }, { res::K }, { res::PAD }, S>("resnet r1.conv (first)", true);
     conv_row::<1, S, { res::C1 }, { res::K }, { res::PAD }, S>("resnet r1.conv2", false);
-    conv_row::<{ res::C1 }, { res::P1 }, { res::C1 }, { res::K }, { res::PAD }, { res::P1 }>("resnet r2.conv1", false);
-    conv_row::<{ res::C1 }, { res::P1 }, { res::C2 }, { res::K }, { res::PAD }, { res::P1 }>("resnet r2.conv2 / r2.conv", false);
+    conv_row::<{ res::C1 }, { res::P1 }, { res::C1 }, { res::K }, { res::PAD }, { res::P1 }>(
+        "resnet r2.conv1",
+        false,
+    );
+    conv_row::<{ res::C1 }, { res::P1 }, { res::C2 }, { res::K }, { res::PAD }, { res::P1 }>(
+        "resnet r2.conv2 / r2.conv",
+        false,
+    );
 
     let dev = Cpu::default();
     dev.enable_cache();
     macro_rules! other {
         ($name:expr, $shape:ty, $out:ty, $f:expr) => {{
             if selected($name) {
-            let x = tensor::<$shape>(&dev, 5);
-            let r = random(<$out as ConstShape>::NUMEL, 6);
-            let fwd = median_ms(|| drop($f(x.clone())));
-            let loss = median_ms(|| {
-                let y: Tensor<$out, f32, Cpu> = dev.zeros();
-                drop(weighted_sum(y.leaky_traced(), &r).backward())
-            });
-            let both = median_ms(|| drop(weighted_sum($f(x.leaky_trace()), &r).backward()));
-            println!("{:<34} {:<17} {fwd:>7.2} {:>9.2}", $name, "", both - loss);
+                let x = tensor::<$shape>(&dev, 5);
+                let r = random(<$out as ConstShape>::NUMEL, 6);
+                let fwd = median_ms(|| drop($f(x.clone())));
+                let loss = median_ms(|| {
+                    let y: Tensor<$out, f32, Cpu> = dev.zeros();
+                    drop(weighted_sum(y.leaky_traced(), &r).backward())
+                });
+                let both = median_ms(|| drop(weighted_sum($f(x.leaky_trace()), &r).backward()));
+                println!("{:<34} {:<17} {fwd:>7.2} {:>9.2}", $name, "", both - loss);
             }
         }};
     }
-    other!("maxpool 10x24x24", Rank4<B, 10, 24, 24>, Rank4<B, 10, 12, 12>, |x| maxpool2d::<B, 10, 24, 24, 12, 12, _>(x));
-    other!("maxpool 20x8x8", Rank4<B, 20, 8, 8>, Rank4<B, 20, 4, 4>, |x| maxpool2d::<B, 20, 8, 8, 4, 4, _>(x));
-    other!("maxpool 10x28x28", Rank4<B, 10, 28, 28>, Rank4<B, 10, 14, 14>, |x| maxpool2d::<B, 10, 28, 28, 14, 14, _>(x));
-    other!("maxpool 20x14x14", Rank4<B, 20, 14, 14>, Rank4<B, 20, 7, 7>, |x| maxpool2d::<B, 20, 14, 14, 7, 7, _>(x));
-    other!("avgpool3x3 10x12x12", Rank4<B, 10, 12, 12>, Rank4<B, 10, 12, 12>, |x| avgpool3x3::<B, 10, 12, 12, _>(x));
-    other!("avgpool3x3 20x4x4", Rank4<B, 20, 4, 4>, Rank4<B, 20, 4, 4>, |x| avgpool3x3::<B, 20, 4, 4, _>(x));
+    other!("maxpool 10x24x24", Rank4<B, 10, 24, 24>, Rank4<B, 10, 12, 12>, maxpool2d::<B, 10, 24, 24, 12, 12, _>);
+    other!("maxpool 20x8x8", Rank4<B, 20, 8, 8>, Rank4<B, 20, 4, 4>, maxpool2d::<B, 20, 8, 8, 4, 4, _>);
+    other!("maxpool 10x28x28", Rank4<B, 10, 28, 28>, Rank4<B, 10, 14, 14>, maxpool2d::<B, 10, 28, 28, 14, 14, _>);
+    other!("maxpool 20x14x14", Rank4<B, 20, 14, 14>, Rank4<B, 20, 7, 7>, maxpool2d::<B, 20, 14, 14, 7, 7, _>);
+    other!("avgpool3x3 10x12x12", Rank4<B, 10, 12, 12>, Rank4<B, 10, 12, 12>, avgpool3x3::<B, 10, 12, 12, _>);
+    other!("avgpool3x3 20x4x4", Rank4<B, 20, 4, 4>, Rank4<B, 20, 4, 4>, avgpool3x3::<B, 20, 4, 4, _>);
     other!("relu (dfdx) 10x28x28", Rank4<B, 10, 28, 28>, Rank4<B, 10, 28, 28>, |x: Tensor<_, _, _, _>| x.relu());
     other!("concat4 ->88x12x12 (one input x4)", Rank4<B, 22, 12, 12>, Rank4<B, 88, 12, 12>, |x: Tensor<Rank4<B, 22, 12, 12>, f32, Cpu, _>| {
         let (a, b, c) = (x.retaped(), x.retaped(), x.retaped());
@@ -144,10 +188,22 @@ fn network_timings() {
         w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
         b: Tensor<Rank1<CO>, f32, Cpu>,
     }
-    fn conv<const CI: usize, const CO: usize, const K: usize>(dev: &Cpu, seed: u64) -> Conv<CI, CO, K> {
+    fn conv<const CI: usize, const CO: usize, const K: usize>(
+        dev: &Cpu,
+        seed: u64,
+    ) -> Conv<CI, CO, K> {
         let scale = 1.0 / ((CI * K * K) as f32).sqrt();
-        let w = dev.tensor_from_vec(random(CO * CI * K * K, seed).iter().map(|v| v * scale).collect(), Default::default());
-        Conv { w, b: tensor(dev, seed + 1) }
+        let w = dev.tensor_from_vec(
+            random(CO * CI * K * K, seed)
+                .iter()
+                .map(|v| v * scale)
+                .collect(),
+            Default::default(),
+        );
+        Conv {
+            w,
+            b: tensor(dev, seed + 1),
+        }
     }
     struct Incep<const CI: usize> {
         b1: Conv<CI, { m::B1 }, 1>,
@@ -159,17 +215,46 @@ fn network_timings() {
         bp: Conv<CI, { m::BP }, 1>,
     }
     fn incep<const CI: usize>(dev: &Cpu, s: u64) -> Incep<CI> {
-        Incep { b1: conv(dev, s), b5_1: conv(dev, s + 2), b5_2: conv(dev, s + 4), b3_1: conv(dev, s + 6), b3_2: conv(dev, s + 8), b3_3: conv(dev, s + 10), bp: conv(dev, s + 12) }
+        Incep {
+            b1: conv(dev, s),
+            b5_1: conv(dev, s + 2),
+            b5_2: conv(dev, s + 4),
+            b3_1: conv(dev, s + 6),
+            b3_2: conv(dev, s + 8),
+            b3_3: conv(dev, s + 10),
+            bp: conv(dev, s + 12),
+        }
     }
-    fn incep_fwd<const CI: usize, const SD: usize>(p: &Incep<CI>, x: Tensor<Rank4<B, CI, SD, SD>, f32, Cpu, OwnedTape<f32, Cpu>>) -> Tensor<Rank4<B, { m::OUT }, SD, SD>, f32, Cpu, OwnedTape<f32, Cpu>> {
+    fn incep_fwd<const CI: usize, const SD: usize>(
+        p: &Incep<CI>,
+        x: Tensor<Rank4<B, CI, SD, SD>, f32, Cpu, OwnedTape<f32, Cpu>>,
+    ) -> Tensor<Rank4<B, { m::OUT }, SD, SD>, f32, Cpu, OwnedTape<f32, Cpu>> {
         type Tp = OwnedTape<f32, Cpu>;
-        let a = conv2d::<B, CI, SD, SD, { m::B1 }, 1, 0, SD, SD, _>(x.retaped::<Tp>(), &p.b1.w, &p.b1.b);
-        let b5 = conv2d::<B, CI, SD, SD, { m::B5_REDUCE }, 1, 0, SD, SD, _>(x.retaped::<Tp>(), &p.b5_1.w, &p.b5_1.b);
-        let b5 = conv2d::<B, { m::B5_REDUCE }, SD, SD, { m::B5 }, 5, 2, SD, SD, _>(b5, &p.b5_2.w, &p.b5_2.b);
-        let b3 = conv2d::<B, CI, SD, SD, { m::B3_REDUCE }, 1, 0, SD, SD, _>(x.retaped::<Tp>(), &p.b3_1.w, &p.b3_1.b);
-        let b3 = conv2d::<B, { m::B3_REDUCE }, SD, SD, { m::B3 }, 3, 1, SD, SD, _>(b3, &p.b3_2.w, &p.b3_2.b);
-        let b3 = conv2d::<B, { m::B3 }, SD, SD, { m::B3 }, 3, 1, SD, SD, _>(b3, &p.b3_3.w, &p.b3_3.b);
-        let bp = conv2d::<B, CI, SD, SD, { m::BP }, 1, 0, SD, SD, _>(avgpool3x3(x), &p.bp.w, &p.bp.b);
+        let a = conv2d::<B, CI, SD, SD, { m::B1 }, 1, 0, SD, SD, _>(
+            x.retaped::<Tp>(),
+            &p.b1.w,
+            &p.b1.b,
+        );
+        let b5 = conv2d::<B, CI, SD, SD, { m::B5_REDUCE }, 1, 0, SD, SD, _>(
+            x.retaped::<Tp>(),
+            &p.b5_1.w,
+            &p.b5_1.b,
+        );
+        let b5 = conv2d::<B, { m::B5_REDUCE }, SD, SD, { m::B5 }, 5, 2, SD, SD, _>(
+            b5, &p.b5_2.w, &p.b5_2.b,
+        );
+        let b3 = conv2d::<B, CI, SD, SD, { m::B3_REDUCE }, 1, 0, SD, SD, _>(
+            x.retaped::<Tp>(),
+            &p.b3_1.w,
+            &p.b3_1.b,
+        );
+        let b3 = conv2d::<B, { m::B3_REDUCE }, SD, SD, { m::B3 }, 3, 1, SD, SD, _>(
+            b3, &p.b3_2.w, &p.b3_2.b,
+        );
+        let b3 =
+            conv2d::<B, { m::B3 }, SD, SD, { m::B3 }, 3, 1, SD, SD, _>(b3, &p.b3_3.w, &p.b3_3.b);
+        let bp =
+            conv2d::<B, CI, SD, SD, { m::BP }, 1, 0, SD, SD, _>(avgpool3x3(x), &p.bp.w, &p.bp.b);
         concat4(a, b5, b3, bp)
     }
     let conv1: Conv<1, { inc::C1 }, { inc::K1 }> = conv(&dev, 100);
@@ -180,20 +265,44 @@ fn network_timings() {
     let mut rss = Vec::new();
     let inception_step = || {
         let x = images.leaky_trace();
-        let x = conv2d_first::<B, 1, S, S, { inc::C1 }, { inc::K1 }, 0, { inc::S1 }, { inc::S1 }, _>(x, &conv1.w, &conv1.b);
+        let x = conv2d_first::<B, 1, S, S, { inc::C1 }, { inc::K1 }, 0, { inc::S1 }, { inc::S1 }, _>(
+            x, &conv1.w, &conv1.b,
+        );
         let x: Tensor<Rank4<B, { inc::C1 }, { inc::P1 }, { inc::P1 }>, _, _, _> = maxpool2d(x);
         let x = incep_fwd(&incep1, x.relu());
-        let x = conv2d::<B, { inc::INCEP_OUT }, { inc::P1 }, { inc::P1 }, { inc::C2 }, { inc::K2 }, 0, { inc::S2 }, { inc::S2 }, _>(x, &conv2.w, &conv2.b);
+        let x = conv2d::<
+            B,
+            { inc::INCEP_OUT },
+            { inc::P1 },
+            { inc::P1 },
+            { inc::C2 },
+            { inc::K2 },
+            0,
+            { inc::S2 },
+            { inc::S2 },
+            _,
+        >(x, &conv2.w, &conv2.b);
         let x: Tensor<Rank4<B, { inc::C2 }, { inc::P2 }, { inc::P2 }>, _, _, _> = maxpool2d(x);
         let x = incep_fwd(&incep2, x.relu());
-        let logits = fc.forward(flatten::<B, { inc::INCEP_OUT }, { inc::P2 }, { inc::P2 }, { inc::FLAT }, _>(x));
+        let logits = fc.forward(flatten::<
+            B,
+            { inc::INCEP_OUT },
+            { inc::P2 },
+            { inc::P2 },
+            { inc::FLAT },
+            _,
+        >(x));
         drop(cross_entropy_with_logits_loss(logits, labels.clone()).backward());
     };
     let step = inception_step;
-    let ms = if !selected("inception") { 0.0 } else { median_ms(|| {
-        step();
-        rss.push(rss_mib());
-    }) };
+    let ms = if !selected("inception") {
+        0.0
+    } else {
+        median_ms(|| {
+            step();
+            rss.push(rss_mib());
+        })
+    };
     println!("InceptionNet: {ms:.1} ms per batch (PyTorch: 28 s / 469 batches = 59.7 ms); RSS MiB over steps: {:.0?}", rss);
 
     // The seed's ResNet.
@@ -203,7 +312,11 @@ fn network_timings() {
         conv: Conv<CI, CO, { res::K }>,
     }
     fn block<const CI: usize, const CO: usize>(dev: &Cpu, s: u64) -> Block<CI, CO> {
-        Block { conv1: conv(dev, s), conv2: conv(dev, s + 2), conv: conv(dev, s + 4) }
+        Block {
+            conv1: conv(dev, s),
+            conv2: conv(dev, s + 2),
+            conv: conv(dev, s + 4),
+        }
     }
     const K: usize = res::K;
     const P: usize = res::PAD;
@@ -214,19 +327,42 @@ fn network_timings() {
     let mut rss = Vec::new();
     let step = || {
         let x = images.leaky_trace();
-        let y = conv2d_first::<B, 1, S, S, 1, K, P, S, S, _>(x.retaped::<Tp>(), &r1.conv1.w, &r1.conv1.b).relu();
+        let y = conv2d_first::<B, 1, S, S, 1, K, P, S, S, _>(
+            x.retaped::<Tp>(),
+            &r1.conv1.w,
+            &r1.conv1.b,
+        )
+        .relu();
         let y = conv2d::<B, 1, S, S, { res::C1 }, K, P, S, S, _>(y, &r1.conv2.w, &r1.conv2.b);
         let s = conv2d_first::<B, 1, S, S, { res::C1 }, K, P, S, S, _>(x, &r1.conv.w, &r1.conv.b);
         let x = (s + y).relu();
         let x: Tensor<Rank4<B, { res::C1 }, { res::P1 }, { res::P1 }>, _, _, _> = maxpool2d(x);
         let x = x.relu();
         const S1: usize = res::P1;
-        let y = conv2d::<B, { res::C1 }, S1, S1, { res::C1 }, K, P, S1, S1, _>(x.retaped::<Tp>(), &r2.conv1.w, &r2.conv1.b).relu();
-        let y = conv2d::<B, { res::C1 }, S1, S1, { res::C2 }, K, P, S1, S1, _>(y, &r2.conv2.w, &r2.conv2.b);
-        let s = conv2d::<B, { res::C1 }, S1, S1, { res::C2 }, K, P, S1, S1, _>(x, &r2.conv.w, &r2.conv.b);
+        let y = conv2d::<B, { res::C1 }, S1, S1, { res::C1 }, K, P, S1, S1, _>(
+            x.retaped::<Tp>(),
+            &r2.conv1.w,
+            &r2.conv1.b,
+        )
+        .relu();
+        let y = conv2d::<B, { res::C1 }, S1, S1, { res::C2 }, K, P, S1, S1, _>(
+            y,
+            &r2.conv2.w,
+            &r2.conv2.b,
+        );
+        let s = conv2d::<B, { res::C1 }, S1, S1, { res::C2 }, K, P, S1, S1, _>(
+            x, &r2.conv.w, &r2.conv.b,
+        );
         let x = (s + y).relu();
         let x: Tensor<Rank4<B, { res::C2 }, { res::P2 }, { res::P2 }>, _, _, _> = maxpool2d(x);
-        let logits = fc2.forward(flatten::<B, { res::C2 }, { res::P2 }, { res::P2 }, { res::FLAT }, _>(x.relu()));
+        let logits = fc2.forward(flatten::<
+            B,
+            { res::C2 },
+            { res::P2 },
+            { res::P2 },
+            { res::FLAT },
+            _,
+        >(x.relu()));
         drop(cross_entropy_with_logits_loss(logits, labels.clone()).backward());
     };
     let ms = median_ms(|| {
@@ -234,159 +370,4 @@ fn network_timings() {
         rss.push(rss_mib());
     });
     println!("ResNet: {ms:.1} ms per batch (PyTorch: 12 s / 469 batches = 25.6 ms); RSS MiB over steps: {:.0?}", rss);
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_calibrate() {
-    let dev = Cpu::default();
-    dev.enable_cache();
-    let x = tensor::<Rank4<B, 10, 24, 24>>(&dev, 5);
-    println!("read      {:.3}", median_ms(|| drop(super::buffers::read(&x))));
-    println!("alloc     {:.3}", median_ms(|| drop(super::buffers::tensor_from::<Rank4<B, 10, 24, 24>>(&dev, |_| ()))));
-    println!("copy_into {:.3}", median_ms(|| { let mut v = vec![0.0f32; B * 10 * 576]; x.copy_into(&mut v); }));
-    let mut v = vec![0.0f32; B * 10 * 576];
-    println!("copy_into reuse {:.3}", median_ms(|| x.copy_into(&mut v)));
-    println!("maxpool   {:.3}", median_ms(|| drop(maxpool2d::<B, 10, 24, 24, 12, 12, _>(x.clone()))));
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_maxpool_loop() {
-    use rayon::prelude::*;
-    let xs = random(B * 10 * 576, 1);
-    let mut out = vec![0.0f32; B * 10 * 144];
-    let mut arg = vec![0u8; B * 10 * 144];
-    const W: usize = 24;
-    const WO: usize = 12;
-    let body = |((o, a), plane): ((&mut [f32], &mut [u8]), &[f32])| {
-        for ((i, orow), arow) in o.chunks_exact_mut(WO).enumerate().zip(a.chunks_exact_mut(WO)) {
-            let (r0, r1) = (&plane[2 * i * W..][..W], &plane[(2 * i + 1) * W..][..W]);
-            for (j, (v, w)) in orow.iter_mut().zip(arow).enumerate() {
-                let c = [r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]];
-                let mut best = (c[0], 0u8);
-                for (k, &x) in c.iter().enumerate().skip(1) {
-                    if x > best.0 || x.is_nan() {
-                        best = (x, k as u8);
-                    }
-                }
-                (*v, *w) = best;
-            }
-        }
-    };
-    let body2 = |((o, a), plane): ((&mut [f32], &mut [u8]), &[f32])| {
-        for ((i, orow), arow) in o.chunks_exact_mut(WO).enumerate().zip(a.chunks_exact_mut(WO)) {
-            let (r0, r1) = (&plane[2 * i * W..][..2 * WO], &plane[(2 * i + 1) * W..][..2 * WO]);
-            for (((v, w), p0), p1) in orow.iter_mut().zip(arow.iter_mut()).zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                let m = p0[0].max(p0[1]).max(p1[0].max(p1[1]));
-                let (n0, n1, n2) = ((p0[0] != m) as u8, (p0[1] != m) as u8, (p1[0] != m) as u8);
-                *v = m;
-                *w = n0 * (1 + n1 * (1 + n2));
-            }
-        }
-    };
-    println!("serial2   {:.3}", median_ms(|| out.chunks_mut(144).zip(arg.chunks_mut(144)).zip(xs.chunks(576)).for_each(body2)));
-    println!("parallel2 {:.3}", median_ms(|| out.par_chunks_mut(144).zip(arg.par_chunks_mut(144)).zip(xs.par_chunks(576)).for_each(body2)));
-    println!("serial   {:.3}", median_ms(|| out.chunks_mut(144).zip(arg.chunks_mut(144)).zip(xs.chunks(576)).for_each(body)));
-    println!("parallel {:.3}", median_ms(|| out.par_chunks_mut(144).zip(arg.par_chunks_mut(144)).zip(xs.par_chunks(576)).for_each(body)));
-    println!("par 1 thread pool {:.3}", median_ms(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| out.par_chunks_mut(144).zip(arg.par_chunks_mut(144)).zip(xs.par_chunks(576)).for_each(body))));
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_scaling() {
-    use rayon::prelude::*;
-    let work = |i: u64| { let mut x = i as f64 + 2.0; for _ in 0..2_000_000 { x = std::hint::black_box(x.sqrt() + 1.5); } x as u64 };
-    println!("serial x4 {:.3}", median_ms(|| { std::hint::black_box((0..4u64).map(work).sum::<u64>()); }));
-    println!("par x4    {:.3}", median_ms(|| { std::hint::black_box((0..4u64).into_par_iter().map(work).sum::<u64>()); }));
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_im2col() {
-    use super::im2col::Geometry;
-    for (name, g, n) in [
-        ("conv2", Geometry::new(88, 12, 12, 20, 5, 0), 1),
-        ("b5_2", Geometry::new(16, 12, 12, 24, 5, 2), 2),
-        ("r2.conv2", Geometry::new(10, 14, 14, 20, 3, 1), 8),
-        ("r2.conv2 T", Geometry::new(10, 14, 14, 20, 3, 1).transposed(), 8),
-        ("r1.conv2", Geometry::new(1, 28, 28, 10, 3, 1), 16),
-    ] {
-        let xs = random(n * g.in_len(), 1);
-        let mut cols = vec![0.0; g.patch() * n * g.pixels()];
-        let mut pad = vec![0.0; g.pad_len()];
-        let reps = 2000 / n;
-        let ms = median_ms(|| for _ in 0..reps { g.im2col(&xs, &mut cols, &mut pad) });
-        let floats = (reps * cols.len()) as f64;
-        println!("{name:<12} {:.2} GB/s written, {:.1} ns per sample", floats * 4.0 / (ms * 1e6), ms * 1e6 / (reps * n) as f64);
-    }
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_gemm() {
-    use super::matmul::{matmul, Mat};
-    // (name, m, k, n, a transposed?, b transposed?, accumulate)
-    for (name, m, k, n, bt, acc) in [
-        ("conv2 fwd g1", 20, 2200, 64, false, false),
-        ("conv2 fwd g4", 20, 2200, 256, false, false),
-        ("conv2 wgrad g1", 20, 64, 2200, true, true),
-        ("conv2 wgrad g4", 20, 256, 2200, true, true),
-        ("conv2 dgrad T", 88, 500, 144, false, false),
-        ("b5_2 fwd g2", 24, 400, 288, false, false),
-        ("b5_2 wgrad g2", 24, 288, 400, true, true),
-        ("r2.conv2 fwd g8", 20, 90, 1568, false, false),
-        ("r2.conv2 wgrad g8", 20, 1568, 90, true, true),
-        ("r1.conv2 fwd g16", 10, 9, 12544, false, false),
-        ("r1.conv2 wgrad g16", 10, 12544, 9, true, true),
-    ] {
-        let a = random(m * k, 1);
-        let b = random(k * n, 2);
-        let mut c = vec![0.0; m * n];
-        let reps = (2e8 / (2.0 * (m * k * n) as f64)).max(1.0) as usize;
-        let ms = median_ms(|| {
-            for _ in 0..reps {
-                let bm = if bt { Mat::new(&b, n, k).t() } else { Mat::new(&b, k, n) };
-                matmul(&mut c, Mat::new(&a, m, k), bm, acc);
-            }
-        });
-        println!("{name:<20} {:6.1} GFLOP/s (1 thread)", 2.0 * (m * k * n * reps) as f64 / (ms * 1e6));
-    }
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_wgrad_layouts() {
-    use super::matmul::{matmul, Mat};
-    for (name, co, patch, n) in [("conv2", 20, 2200, 64), ("conv2 g4", 20, 2200, 256), ("b5_2", 24, 400, 288), ("r2.conv2", 20, 90, 1568), ("r1.conv2", 10, 9, 12544)] {
-        let gg = random(co * n, 1);
-        let cols = random(patch * n, 2);
-        let mut gw = vec![0.0; co * patch];
-        let mut gwt = vec![0.0; co * patch];
-        let reps = (2e8 / (2.0 * (co * patch * n) as f64)).max(1.0) as usize;
-        let flops = 2.0 * (co * patch * n * reps) as f64;
-        let a = median_ms(|| for _ in 0..reps { matmul(&mut gw, Mat::new(&gg, co, n), Mat::new(&cols, patch, n).t(), true) });
-        let b = median_ms(|| for _ in 0..reps { matmul(&mut gwt, Mat::new(&cols, patch, n), Mat::new(&gg, co, n).t(), true) });
-        println!("{name:<10} gw=gg*cols^T {:5.1}  gw^T=cols*gg^T {:5.1} GFLOP/s", flops / (a * 1e6), flops / (b * 1e6));
-    }
-}
-
-#[test]
-#[ignore = "benchmark"]
-fn scratch_conv_kernels() {
-    use super::conv::{backward_via, forward};
-    use super::im2col::Geometry;
-    for (name, g) in [("conv2", Geometry::new(88, 12, 12, 20, 5, 0)), ("b5_2", Geometry::new(16, 12, 12, 24, 5, 2)), ("r2.conv2", Geometry::new(10, 14, 14, 20, 3, 1))] {
-        let xs = random(B * g.in_len(), 1);
-        let ws = random(g.co * g.patch(), 2);
-        let bs = random(g.co, 3);
-        let gout = random(B * g.out_len(), 4);
-        let mut out = vec![0.0; B * g.out_len()];
-        let (mut gx, mut gw, mut gb) = (vec![0.0; xs.len()], vec![0.0; ws.len()], vec![0.0; g.co]);
-        let f = median_ms(|| forward(&g, &xs, &ws, Some(&bs), &mut out));
-        let w = median_ms(|| backward_via(&g, &xs, &ws, &gout, &mut gw, &mut gb, None, false));
-        let t = median_ms(|| backward_via(&g, &xs, &ws, &gout, &mut gw, &mut gb, Some(&mut gx), false));
-        let c = median_ms(|| backward_via(&g, &xs, &ws, &gout, &mut gw, &mut gb, Some(&mut gx), true));
-        println!("{name:<10} fwd {f:6.2}  wgrad {w:6.2}  wgrad+dgrad(T) {t:6.2}  wgrad+dgrad(col2im) {c:6.2} ms");
-    }
 }

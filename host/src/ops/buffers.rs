@@ -33,7 +33,10 @@ pub(crate) fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Buf {
 
 /// A tape-less tensor on a buffer from the cache, which `fill` receives
 /// zero-filled.
-pub(crate) fn tensor_from<S: ConstShape>(dev: &Cpu, fill: impl FnOnce(&mut [f32])) -> Tensor<S, f32, Cpu> {
+pub(crate) fn tensor_from<S: ConstShape>(
+    dev: &Cpu,
+    fill: impl FnOnce(&mut [f32]),
+) -> Tensor<S, f32, Cpu> {
     let mut shell = alloc(dev, S::NUMEL);
     let mut data: Vec<f32> = std::mem::take(&mut shell);
     // Dropped, the emptied shell would enter the cache as a zero-length
@@ -64,7 +67,10 @@ thread_local! {
 /// Runs `f` on three per-thread scratch buffers of the given lengths
 /// (contents unspecified). They persist across calls, so im2col columns
 /// cost neither allocation nor page faults after the first step.
-pub(crate) fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R) -> R {
+pub(crate) fn with_scratch<R>(
+    lens: [usize; 3],
+    f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R,
+) -> R {
     SCRATCH.with(|s| {
         let bufs = &mut *s.borrow_mut();
         for (buf, &len) in bufs.iter_mut().zip(&lens) {

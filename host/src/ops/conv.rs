@@ -2,16 +2,17 @@
 //! activations, OIHW weights.
 //!
 //! Forward is one GEMM per group of samples on their im2col matrix
-//! (`CI*K*K` rows by `samples*HO*WO` columns). Backward is two more: the
-//! weight gradient against the same columns, and the input gradient as the
-//! forward pass of the transposed conv (output gradient correlated with the
-//! flipped kernel), whose reduction runs over `CO*K*K` instead of the `CO`
-//! of a col2im formulation. Runs of samples go to rayon's threads with
-//! single-threaded GEMMs inside: at these sizes that beats one threaded GEMM
-//! per sample; groups are sized so their columns stay in L2.
+//! (`CI*K*K` rows by `samples*HO*WO` columns). Backward recomputes those
+//! columns for the weight gradient (a GEMM, or plain dot products when the
+//! layer has only a few weights) and gets the input gradient either as the
+//! forward pass of the transposed conv (the output gradient correlated with
+//! the flipped kernel: a GEMM reducing over `CO*K*K`) or, when the layer
+//! widens (`CI < CO`), by col2im of `W^T * gout`, which moves fewer columns.
+//! Runs of samples go to rayon's threads with single-threaded GEMMs inside:
+//! at these sizes that beats one threaded GEMM per sample; groups are sized
+//! so their columns stay in L2.
 
 use super::buffers::{put, read, take, tensor_from, with_scratch};
-use super::direct;
 use super::im2col::Geometry;
 use super::matmul::{matmul, Mat};
 use dfdx::prelude::*;
@@ -40,8 +41,8 @@ pub fn conv2d<
 }
 
 /// [`conv2d`] for a network's first layer, whose input needs no gradient:
-/// the backward pass skips the input-gradient GEMM and col2im, most of its
-/// cost, and allocates no gradient for `x`.
+/// the backward pass skips the input gradient, about half its cost, and
+/// allocates no gradient for `x`.
 pub fn conv2d_first<
     const B: usize,
     const CI: usize,
@@ -80,15 +81,27 @@ fn conv<
 ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
     const {
         assert!(K >= 1, "kernel side must be at least 1");
-        assert!(HO + K == H + 2 * P + 1, "output height must be H + 2P - K + 1");
-        assert!(WO + K == W + 2 * P + 1, "output width must be W + 2P - K + 1");
+        assert!(
+            K <= H + 2 * P && K <= W + 2 * P,
+            "kernel must fit the padded input"
+        );
+        assert!(
+            HO + K == H + 2 * P + 1,
+            "output height must be H + 2P - K + 1"
+        );
+        assert!(
+            WO + K == W + 2 * P + 1,
+            "output width must be W + 2P - K + 1"
+        );
     }
     let g = Geometry::new(CI, H, W, CO, K, P);
     let (x, mut tape) = x.split_tape();
     let xs = read(&x);
     let ws = read(weight);
     let bs = read(bias);
-    let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| forward(&g, &xs, &ws, Some(&bs), out));
+    let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| {
+        forward(&g, &xs, &ws, Some(&bs), out)
+    });
     if T::OWNS_TAPE {
         let (xg, wg, bg, og) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
@@ -110,6 +123,9 @@ fn conv<
     out.put_tape(tape)
 }
 
+/// Weight count up to which the weight gradient is dot products, not a GEMM.
+const SMALL_WEIGHT: usize = 256;
+
 /// Floats of im2col columns per group: about half of a 1 MiB L2.
 const GROUP_FLOATS: usize = 128 * 1024;
 
@@ -124,8 +140,8 @@ fn group_len(g: &Geometry, run: usize) -> usize {
     (GROUP_FLOATS / (g.patch() * g.pixels()).max(1)).clamp(1, run.max(1))
 }
 
-/// `out = weights * im2col(xs) (+ bias)` for every sample (`+=` when
-/// `accumulate`); `ws` is `co x patch`.
+/// `out = weights * im2col(xs) (+ bias)` for every sample; `ws` is
+/// `co x patch`.
 pub(crate) fn forward(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     let run = run_len(xs.len() / g.in_len());
     out.par_chunks_mut(run * g.out_len())
@@ -133,38 +149,60 @@ pub(crate) fn forward(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>
         .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, false));
 }
 
-/// [`forward`] on one run of samples, on the calling thread.
-fn forward_run(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32], accumulate: bool) {
-    if direct::suits(g) {
-        return direct::forward_run(g, xs, ws, bias, out, accumulate);
-    }
+/// [`forward`] on one run of samples, on the calling thread; adds to `out`
+/// when `accumulate`.
+fn forward_run(
+    g: &Geometry,
+    xs: &[f32],
+    ws: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, xs.len() / g.in_len());
     let wm = Mat::new(ws, g.co, patch);
-    with_scratch([patch * group * pixels, g.co * group * pixels, g.pad_len()], |cols, prod, pad| {
-        for (out, xs) in out.chunks_mut(group * g.out_len()).zip(xs.chunks(group * g.in_len())) {
-            let n = xs.len() / g.in_len();
-            let (cols, prod) = (&mut cols[..patch * n * pixels], &mut prod[..g.co * n * pixels]);
-            g.im2col(xs, cols, pad);
-            matmul(prod, wm, Mat::new(cols, patch, n * pixels), false);
-            // `prod` is [co][sample][pixel]; the output is [sample][co][pixel].
-            for (c, prod) in prod.chunks_exact(n * pixels).enumerate() {
-                let b = bias.map_or(0.0, |b| b[c]);
-                for (s, src) in prod.chunks_exact(pixels).enumerate() {
-                    let dst = &mut out[s * g.out_len() + c * pixels..][..pixels];
-                    if accumulate {
-                        dst.iter_mut().zip(src).for_each(|(d, v)| *d += v + b);
-                    } else {
-                        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b);
+    with_scratch(
+        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
+        |cols, prod, pad| {
+            for (out, xs) in out
+                .chunks_mut(group * g.out_len())
+                .zip(xs.chunks(group * g.in_len()))
+            {
+                let n = xs.len() / g.in_len();
+                let (cols, prod) = (
+                    &mut cols[..patch * n * pixels],
+                    &mut prod[..g.co * n * pixels],
+                );
+                g.im2col(xs, cols, pad);
+                matmul(prod, wm, Mat::new(cols, patch, n * pixels), false);
+                // `prod` is [co][sample][pixel]; the output is [sample][co][pixel].
+                for (c, prod) in prod.chunks_exact(n * pixels).enumerate() {
+                    let b = bias.map_or(0.0, |b| b[c]);
+                    for (s, src) in prod.chunks_exact(pixels).enumerate() {
+                        let dst = &mut out[s * g.out_len() + c * pixels..][..pixels];
+                        if accumulate {
+                            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v + b);
+                        } else {
+                            dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b);
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Adds the gradients for `gout` into `gw`, `gb` and, when given, `gx`.
-pub(crate) fn backward(g: &Geometry, xs: &[f32], ws: &[f32], gout: &[f32], gw: &mut [f32], gb: &mut [f32], gx: Option<&mut [f32]>) {
+pub(crate) fn backward(
+    g: &Geometry,
+    xs: &[f32],
+    ws: &[f32],
+    gout: &[f32],
+    gw: &mut [f32],
+    gb: &mut [f32],
+    gx: Option<&mut [f32]>,
+) {
     backward_via(g, xs, ws, gout, gw, gb, gx, by_col2im(g));
 }
 
@@ -184,7 +222,11 @@ pub(crate) fn backward_via(
     let batch = xs.len() / g.in_len();
     let run = run_len(batch);
     let t = g.transposed();
-    let flipped = if gx.is_some() && !col2im { g.flip_weights(ws) } else { Vec::new() };
+    let flipped = if gx.is_some() && !col2im {
+        g.flip_weights(ws)
+    } else {
+        Vec::new()
+    };
     let gx_runs: Vec<Option<&mut [f32]>> = match gx {
         Some(gx) => gx.chunks_mut(run * g.in_len()).map(Some).collect(),
         None => (0..batch.div_ceil(run)).map(|_| None).collect(),
@@ -225,26 +267,47 @@ pub(crate) fn backward_via(
 /// `patch x co`: the GEMM runs 20-40% faster that way round) and
 /// `gb += gout` summed over pixels, for one run of samples.
 fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: &mut [f32]) {
-    if direct::suits(g) {
-        return direct::weight_grad_run(g, xs, gout, gwt, gb);
-    }
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, xs.len() / g.in_len());
-    with_scratch([patch * group * pixels, g.co * group * pixels, g.pad_len()], |cols, gg, pad| {
-        for (gout, xs) in gout.chunks(group * g.out_len()).zip(xs.chunks(group * g.in_len())) {
-            let n = xs.len() / g.in_len();
-            let (cols, gg) = (&mut cols[..patch * n * pixels], &mut gg[..g.co * n * pixels]);
-            g.im2col(xs, cols, pad);
-            // The output gradient as [co][sample][pixel], matching the columns.
-            for (c, (row, b)) in gg.chunks_exact_mut(n * pixels).zip(gb.iter_mut()).enumerate() {
-                for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
-                    dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
+    with_scratch(
+        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
+        |cols, gg, pad| {
+            for (gout, xs) in gout
+                .chunks(group * g.out_len())
+                .zip(xs.chunks(group * g.in_len()))
+            {
+                let n = xs.len() / g.in_len();
+                let (cols, gg) = (
+                    &mut cols[..patch * n * pixels],
+                    &mut gg[..g.co * n * pixels],
+                );
+                g.im2col(xs, cols, pad);
+                // The output gradient as [co][sample][pixel], matching the columns.
+                for (c, (row, b)) in gg
+                    .chunks_exact_mut(n * pixels)
+                    .zip(gb.iter_mut())
+                    .enumerate()
+                {
+                    for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
+                        dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
+                    }
+                    *b += row.iter().sum::<f32>();
                 }
-                *b += row.iter().sum::<f32>();
+                if g.co * patch <= SMALL_WEIGHT {
+                    // A handful of long dot products: GEMM packing would
+                    // dominate (the ResNet's first block, InceptionNet's conv1).
+                    for (r, col) in cols.chunks_exact(n * pixels).enumerate() {
+                        for (c, grow) in gg.chunks_exact(n * pixels).enumerate() {
+                            gwt[r * g.co + c] += dot(col, grow);
+                        }
+                    }
+                } else {
+                    let gm = Mat::new(gg, g.co, n * pixels);
+                    matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
+                }
             }
-            matmul(gwt, Mat::new(cols, patch, n * pixels), Mat::new(gg, g.co, n * pixels).t(), true);
-        }
-    });
+        },
+    );
 }
 
 /// Whether the input gradient goes through col2im rather than the
@@ -253,7 +316,7 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
 /// `co*k*k` rows where col2im's GEMM writes `ci*k*k`: fewer output than
 /// input channels favour it.
 fn by_col2im(g: &Geometry) -> bool {
-    g.ci < g.co && !direct::suits(&g.transposed())
+    g.ci < g.co
 }
 
 /// `gx += col2im(weights^T * gout)` for one run of samples.
@@ -261,17 +324,45 @@ fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, gx.len() / g.in_len());
     let wt = Mat::new(ws, g.co, patch).t();
-    with_scratch([patch * group * pixels, g.co * group * pixels, g.pad_len()], |cols, gg, pad| {
-        for (gout, gx) in gout.chunks(group * g.out_len()).zip(gx.chunks_mut(group * g.in_len())) {
-            let n = gx.len() / g.in_len();
-            let (cols, gg) = (&mut cols[..patch * n * pixels], &mut gg[..g.co * n * pixels]);
-            for (c, row) in gg.chunks_exact_mut(n * pixels).enumerate() {
-                for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
-                    dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
+    with_scratch(
+        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
+        |cols, gg, pad| {
+            for (gout, gx) in gout
+                .chunks(group * g.out_len())
+                .zip(gx.chunks_mut(group * g.in_len()))
+            {
+                let n = gx.len() / g.in_len();
+                let (cols, gg) = (
+                    &mut cols[..patch * n * pixels],
+                    &mut gg[..g.co * n * pixels],
+                );
+                for (c, row) in gg.chunks_exact_mut(n * pixels).enumerate() {
+                    for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
+                        dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
+                    }
                 }
+                matmul(cols, wt, Mat::new(gg, g.co, n * pixels), false);
+                g.col2im(cols, gx, pad);
             }
-            matmul(cols, wt, Mat::new(gg, g.co, n * pixels), false);
-            g.col2im(cols, gx, pad);
+        },
+    );
+}
+
+/// A dot product in eight independent lanes, so that it vectorises (a
+/// plain float sum may not be reordered).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
         }
-    });
+    }
+    lanes.iter().sum::<f32>() + tail
 }

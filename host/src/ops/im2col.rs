@@ -33,14 +33,32 @@ pub(crate) struct Geometry {
 impl Geometry {
     /// The conv `ci -> co` with kernel `k` and padding `p` on `h x w` maps.
     pub fn new(ci: usize, h: usize, w: usize, co: usize, k: usize, p: usize) -> Self {
-        Self { ci, h, w, co, k, p: p as isize, ho: h + 2 * p + 1 - k, wo: w + 2 * p + 1 - k }
+        Self {
+            ci,
+            h,
+            w,
+            co,
+            k,
+            p: p as isize,
+            ho: h + 2 * p + 1 - k,
+            wo: w + 2 * p + 1 - k,
+        }
     }
 
     /// The conv whose forward pass gives this one's input gradient: the
     /// output gradient correlated with the flipped, transposed kernel
     /// ([`Geometry::flip_weights`]), padded by `k - 1 - p`.
     pub fn transposed(&self) -> Self {
-        Self { ci: self.co, h: self.ho, w: self.wo, co: self.ci, k: self.k, p: self.k as isize - 1 - self.p, ho: self.h, wo: self.w }
+        Self {
+            ci: self.co,
+            h: self.ho,
+            w: self.wo,
+            co: self.ci,
+            k: self.k,
+            p: self.k as isize - 1 - self.p,
+            ho: self.h,
+            wo: self.w,
+        }
     }
 
     /// Floats in one input sample.
@@ -79,7 +97,7 @@ impl Geometry {
 
     /// Height and width of the input window the kernel sweeps: the input
     /// padded (or cropped) by `p` on every side.
-    pub fn window(&self) -> (usize, usize) {
+    fn window(&self) -> (usize, usize) {
         (self.ho + self.k - 1, self.wo + self.k - 1)
     }
 
@@ -123,7 +141,12 @@ impl Geometry {
                     for kx in 0..self.k {
                         let start = (c * hp + ky) * wp + kx;
                         let src = &x[start..start + (self.ho - 1) * wp + self.wo];
-                        copy_rows(&mut cols[row * row_len + s * pixels..][..pixels], src, self.wo, wp);
+                        copy_rows(
+                            &mut cols[row * row_len + s * pixels..][..pixels],
+                            src,
+                            self.wo,
+                            wp,
+                        );
                         row += 1;
                     }
                 }
@@ -156,7 +179,12 @@ impl Geometry {
                     for kx in 0..self.k {
                         let start = (c * hp + ky) * wp + kx;
                         let dst = &mut win[start..start + (self.ho - 1) * wp + self.wo];
-                        add_rows(dst, &cols[row * row_len + s * pixels..][..pixels], self.wo, wp);
+                        add_rows(
+                            dst,
+                            &cols[row * row_len + s * pixels..][..pixels],
+                            self.wo,
+                            wp,
+                        );
                         row += 1;
                     }
                 }
@@ -174,11 +202,17 @@ impl Geometry {
         let lo = self.p.clamp(0, wp as isize) as usize;
         let hi = (self.w as isize + self.p).clamp(lo as isize, wp as isize) as usize;
         let src_x = (lo as isize - self.p) as usize;
-        for (dst, src) in gx.chunks_exact_mut(self.h * self.w).zip(pad.chunks_exact(hp * wp)) {
+        for (dst, src) in gx
+            .chunks_exact_mut(self.h * self.w)
+            .zip(pad.chunks_exact(hp * wp))
+        {
             for (yy, s) in src.chunks_exact(wp).enumerate() {
                 let iy = yy as isize - self.p;
                 if iy >= 0 && iy < self.h as isize {
-                    add(&mut dst[iy as usize * self.w + src_x..][..hi - lo], &s[lo..hi]);
+                    add(
+                        &mut dst[iy as usize * self.w + src_x..][..hi - lo],
+                        &s[lo..hi],
+                    );
                 }
             }
         }
@@ -186,13 +220,16 @@ impl Geometry {
 
     /// One sample's channels, padded with zeros or cropped by `p` to
     /// [`Geometry::window`].
-    pub fn pad_into(&self, x: &[f32], pad: &mut [f32]) {
+    fn pad_into(&self, x: &[f32], pad: &mut [f32]) {
         let (hp, wp) = self.window();
         // Window column `xx` shows input column `xx - p`.
         let lo = self.p.clamp(0, wp as isize) as usize;
         let hi = (self.w as isize + self.p).clamp(lo as isize, wp as isize) as usize;
         let src_x = (lo as isize - self.p) as usize;
-        for (src, dst) in x.chunks_exact(self.h * self.w).zip(pad.chunks_exact_mut(hp * wp)) {
+        for (src, dst) in x
+            .chunks_exact(self.h * self.w)
+            .zip(pad.chunks_exact_mut(hp * wp))
+        {
             for (yy, d) in dst.chunks_exact_mut(wp).enumerate() {
                 let iy = yy as isize - self.p;
                 if iy < 0 || iy >= self.h as isize {
@@ -201,7 +238,10 @@ impl Geometry {
                 }
                 zero(&mut d[..lo]);
                 zero(&mut d[hi..]);
-                copy(&mut d[lo..hi], &src[iy as usize * self.w + src_x..][..hi - lo]);
+                copy(
+                    &mut d[lo..hi],
+                    &src[iy as usize * self.w + src_x..][..hi - lo],
+                );
             }
         }
     }

@@ -16,12 +16,24 @@ impl<'a> Mat<'a> {
     /// `data` read as a row-major `rows x cols` matrix.
     pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert_eq!(data.len(), rows * cols, "matrix size");
-        Self { data, rows, cols, row_stride: cols as isize, col_stride: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
     }
 
     /// The transpose, without moving data.
     pub(crate) fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
     }
 }
 

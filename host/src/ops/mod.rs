@@ -24,7 +24,6 @@
 mod buffers;
 mod concat;
 mod conv;
-mod direct;
 mod flatten;
 mod im2col;
 mod matmul;

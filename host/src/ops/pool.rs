@@ -10,25 +10,52 @@ use rayon::prelude::*;
 /// `HO = H / 2` and `WO = W / 2`, checked by a const assertion. The
 /// gradient goes to the first maximum in row-major order, as in PyTorch
 /// (NaN inputs are not propagated).
-pub fn maxpool2d<const B: usize, const C: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T: Tape<f32, Cpu>>(
+pub fn maxpool2d<
+    const B: usize,
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+    T: Tape<f32, Cpu>,
+>(
     x: Tensor<Rank4<B, C, H, W>, f32, Cpu, T>,
 ) -> Tensor<Rank4<B, C, HO, WO>, f32, Cpu, T> {
     const {
-        assert!(HO == H / 2 && WO == W / 2, "2x2 max pool output must be H/2 x W/2");
+        assert!(H >= 2 && W >= 2, "2x2 max pool needs at least 2x2 input");
+        assert!(
+            HO == H / 2 && WO == W / 2,
+            "2x2 max pool output must be H/2 x W/2"
+        );
     }
     let (x, mut tape) = x.split_tape();
     let xs = read(&x);
     // Which of the four inputs won, per output: all that backward needs.
     let mut arg = vec![0u8; B * C * HO * WO];
     let out = tensor_from::<Rank4<B, C, HO, WO>>(x.device(), |out| {
-        out.par_chunks_mut(HO * WO).zip(arg.par_chunks_mut(HO * WO)).zip(xs.par_chunks(H * W)).for_each(|((o, a), plane)| {
-            for ((i, orow), arow) in o.chunks_exact_mut(WO).enumerate().zip(a.chunks_exact_mut(WO)) {
-                let (r0, r1) = (&plane[2 * i * W..][..2 * WO], &plane[(2 * i + 1) * W..][..2 * WO]);
-                for (((v, w), p0), p1) in orow.iter_mut().zip(arow).zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                    (*v, *w) = max4([p0[0], p0[1], p1[0], p1[1]]);
+        out.par_chunks_mut(HO * WO)
+            .zip(arg.par_chunks_mut(HO * WO))
+            .zip(xs.par_chunks(H * W))
+            .for_each(|((o, a), plane)| {
+                for ((i, orow), arow) in o
+                    .chunks_exact_mut(WO)
+                    .enumerate()
+                    .zip(a.chunks_exact_mut(WO))
+                {
+                    let (r0, r1) = (
+                        &plane[2 * i * W..][..2 * WO],
+                        &plane[(2 * i + 1) * W..][..2 * WO],
+                    );
+                    for (((v, w), p0), p1) in orow
+                        .iter_mut()
+                        .zip(arow)
+                        .zip(r0.chunks_exact(2))
+                        .zip(r1.chunks_exact(2))
+                    {
+                        (*v, *w) = max4([p0[0], p0[1], p1[0], p1[1]]);
+                    }
                 }
-            }
-        });
+            });
     });
     drop(xs);
     if T::OWNS_TAPE {
@@ -36,12 +63,15 @@ pub fn maxpool2d<const B: usize, const C: usize, const H: usize, const W: usize,
         tape.add_backward_op(move |grads| {
             let gout = take(grads.get_or_alloc_mut(&og))?;
             let mut gx = take(grads.get_or_alloc_mut(&xg))?;
-            gx.par_chunks_mut(H * W).zip(gout.par_chunks(HO * WO)).zip(arg.par_chunks(HO * WO)).for_each(|((gx, g), a)| {
-                for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
-                    let (i, j) = (idx / WO, idx % WO);
-                    gx[(2 * i + (a as usize >> 1)) * W + 2 * j + (a as usize & 1)] += g;
-                }
-            });
+            gx.par_chunks_mut(H * W)
+                .zip(gout.par_chunks(HO * WO))
+                .zip(arg.par_chunks(HO * WO))
+                .for_each(|((gx, g), a)| {
+                    for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
+                        let (i, j) = (idx / WO, idx % WO);
+                        gx[(2 * i + (a as usize >> 1)) * W + 2 * j + (a as usize & 1)] += g;
+                    }
+                });
             put(grads.get_or_alloc_mut(&xg), gx)?;
             put(grads.get_or_alloc_mut(&og), gout)
         });
@@ -61,13 +91,21 @@ fn max4(v: [f32; 4]) -> (f32, u8) {
 
 /// 3x3 average pool, stride 1, zero padding 1, always divided by 9 (the
 /// padding counts, PyTorch's default `count_include_pad`). Keeps the shape.
-pub fn avgpool3x3<const B: usize, const C: usize, const H: usize, const W: usize, T: Tape<f32, Cpu>>(
+pub fn avgpool3x3<
+    const B: usize,
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    T: Tape<f32, Cpu>,
+>(
     x: Tensor<Rank4<B, C, H, W>, f32, Cpu, T>,
 ) -> Tensor<Rank4<B, C, H, W>, f32, Cpu, T> {
     let (x, mut tape) = x.split_tape();
     let xs = read(&x);
     let out = tensor_from::<Rank4<B, C, H, W>>(x.device(), |out| {
-        out.par_chunks_mut(PLANES * H * W).zip(xs.par_chunks(PLANES * H * W)).for_each(|(o, x)| box3_add(x, o, H, W));
+        out.par_chunks_mut(PLANES * H * W)
+            .zip(xs.par_chunks(PLANES * H * W))
+            .for_each(|(o, x)| box3_add(x, o, H, W));
     });
     drop(xs);
     if T::OWNS_TAPE {
@@ -76,7 +114,9 @@ pub fn avgpool3x3<const B: usize, const C: usize, const H: usize, const W: usize
             let gout = take(grads.get_or_alloc_mut(&og))?;
             let mut gx = take(grads.get_or_alloc_mut(&xg))?;
             // The zero-padded 3x3 box is symmetric: its adjoint is itself.
-            gx.par_chunks_mut(PLANES * H * W).zip(gout.par_chunks(PLANES * H * W)).for_each(|(gx, g)| box3_add(g, gx, H, W));
+            gx.par_chunks_mut(PLANES * H * W)
+                .zip(gout.par_chunks(PLANES * H * W))
+                .for_each(|(gx, g)| box3_add(g, gx, H, W));
             put(grads.get_or_alloc_mut(&xg), gx)?;
             put(grads.get_or_alloc_mut(&og), gout)
         });
@@ -105,10 +145,14 @@ fn box3_add(src: &[f32], dst: &mut [f32], h: usize, w: usize) {
             let out = &mut r[i * w..][..w];
             out.iter_mut().zip(mid).for_each(|(o, m)| *o += m / 9.0);
             if i > 0 {
-                out.iter_mut().zip(&rows[(i - 1) * w..][..w]).for_each(|(o, m)| *o += m / 9.0);
+                out.iter_mut()
+                    .zip(&rows[(i - 1) * w..][..w])
+                    .for_each(|(o, m)| *o += m / 9.0);
             }
             if i + 1 < h {
-                out.iter_mut().zip(&rows[(i + 1) * w..][..w]).for_each(|(o, m)| *o += m / 9.0);
+                out.iter_mut()
+                    .zip(&rows[(i + 1) * w..][..w])
+                    .for_each(|(o, m)| *o += m / 9.0);
             }
         }
     }

@@ -34,11 +34,15 @@ pub(super) fn conv2d(s: ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f6
                     for i in 0..s.ci {
                         for ky in 0..s.k {
                             for kx in 0..s.k {
-                                let (iy, ix) = ((y + ky) as isize - s.p as isize, (xo + kx) as isize - s.p as isize);
+                                let (iy, ix) = (
+                                    (y + ky) as isize - s.p as isize,
+                                    (xo + kx) as isize - s.p as isize,
+                                );
                                 if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
                                     continue;
                                 }
-                                let xv = x[((b * s.ci + i) * s.h + iy as usize) * s.w + ix as usize] as f64;
+                                let xv = x[((b * s.ci + i) * s.h + iy as usize) * s.w + ix as usize]
+                                    as f64;
                                 acc += xv * w[((o * s.ci + i) * s.k + ky) * s.k + kx] as f64;
                             }
                         }
@@ -98,7 +102,11 @@ pub(super) fn concat(b: usize, plane: usize, parts: &[(&[f32], usize)]) -> Vec<f
     let mut out = Vec::new();
     for s in 0..b {
         for &(data, c) in parts {
-            out.extend(data[s * c * plane..(s + 1) * c * plane].iter().map(|&v| v as f64));
+            out.extend(
+                data[s * c * plane..(s + 1) * c * plane]
+                    .iter()
+                    .map(|&v| v as f64),
+            );
         }
     }
     out
@@ -106,7 +114,12 @@ pub(super) fn concat(b: usize, plane: usize, parts: &[(&[f32], usize)]) -> Vec<f
 
 /// Gradients of `sum(conv2d(x, w, b) * gout)` with respect to `x`, `w` and
 /// `b`, by the same direct loops.
-pub(super) fn conv2d_grads(s: ConvShape, x: &[f32], w: &[f32], gout: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub(super) fn conv2d_grads(
+    s: ConvShape,
+    x: &[f32],
+    w: &[f32],
+    gout: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (ho, wo) = (s.ho(), s.wo());
     let mut gx = vec![0.0; x.len()];
     let mut gw = vec![0.0; w.len()];
@@ -120,7 +133,10 @@ pub(super) fn conv2d_grads(s: ConvShape, x: &[f32], w: &[f32], gout: &[f32]) -> 
                     for i in 0..s.ci {
                         for ky in 0..s.k {
                             for kx in 0..s.k {
-                                let (iy, ix) = ((y + ky) as isize - s.p as isize, (xo + kx) as isize - s.p as isize);
+                                let (iy, ix) = (
+                                    (y + ky) as isize - s.p as isize,
+                                    (xo + kx) as isize - s.p as isize,
+                                );
                                 if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
                                     continue;
                                 }

@@ -31,11 +31,18 @@ pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
 
 /// `sum(t * r)` as a tape op whose backward adds `r` (times the incoming
 /// gradient) to `t`'s gradient: the tests' and benchmark's loss.
-pub(super) fn weighted_sum<S: ConstShape>(t: Tensor<S, f32, Cpu, Owned>, r: &[f32]) -> Tensor<Rank0, f32, Cpu, Owned> {
+pub(super) fn weighted_sum<S: ConstShape>(
+    t: Tensor<S, f32, Cpu, Owned>,
+    r: &[f32],
+) -> Tensor<Rank0, f32, Cpu, Owned> {
     assert_eq!(r.len(), S::NUMEL);
     let (t, mut tape) = t.split_tape();
     let ts = read(&t);
-    let dot = ts.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() as f32;
+    let dot = ts
+        .iter()
+        .zip(r)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum::<f64>() as f32;
     let out = tensor_from::<Rank0>(t.device(), |o| o[0] = dot);
     let (tg, og, r) = (t.ghost(), out.ghost(), r.to_vec());
     tape.add_backward_op(move |grads| {
@@ -84,34 +91,101 @@ const FWD_TOL: f64 = 1e-5;
 const GRAD_TOL: f64 = 1e-4;
 const EPS: f32 = 1e-2;
 
-fn conv_case<const B: usize, const CI: usize, const H: usize, const W: usize, const CO: usize, const K: usize, const P: usize, const HO: usize, const WO: usize>(seed: u64) {
+fn conv_case<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    seed: u64,
+) {
     let dev = Cpu::default();
-    let s = ConvShape { b: B, ci: CI, h: H, w: W, co: CO, k: K, p: P };
-    let (xv, wv, bv) = (random(B * CI * H * W, seed), random(CO * CI * K * K, seed + 1), random(CO, seed + 2));
+    let s = ConvShape {
+        b: B,
+        ci: CI,
+        h: H,
+        w: W,
+        co: CO,
+        k: K,
+        p: P,
+    };
+    let (xv, wv, bv) = (
+        random(B * CI * H * W, seed),
+        random(CO * CI * K * K, seed + 1),
+        random(CO, seed + 2),
+    );
     let r = random(B * CO * HO * WO, seed + 3);
-    let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> = dev.tensor_from_vec(xv.clone(), Default::default());
-    let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> = dev.tensor_from_vec(wv.clone(), Default::default());
+    let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
+        dev.tensor_from_vec(xv.clone(), Default::default());
+    let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
+        dev.tensor_from_vec(wv.clone(), Default::default());
     let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
     let name = format!("conv {s:?}");
 
     let y = conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.clone(), &w, &b);
-    assert_close(&format!("{name} forward"), &y.as_vec(), &reference::conv2d(s, &xv, &wv, &bv), FWD_TOL);
+    assert_close(
+        &format!("{name} forward"),
+        &y.as_vec(),
+        &reference::conv2d(s, &xv, &wv, &bv),
+        FWD_TOL,
+    );
 
     let loss = |xv: &[f32], wv: &[f32], bv: &[f32]| {
-        let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> = dev.tensor_from_vec(xv.to_vec(), Default::default());
-        let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> = dev.tensor_from_vec(wv.to_vec(), Default::default());
+        let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
+            dev.tensor_from_vec(xv.to_vec(), Default::default());
+        let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
+            dev.tensor_from_vec(wv.to_vec(), Default::default());
         let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.to_vec(), Default::default());
-        dot(&conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x, &w, &b).as_vec(), &r)
+        dot(
+            &conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x, &w, &b).as_vec(),
+            &r,
+        )
     };
-    let g = weighted_sum(conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b), &r).backward();
-    assert_close(&format!("{name} d/dx"), &g.get(&x).as_vec(), &numeric_grad(&xv, EPS, |p| loss(p, &wv, &bv)), GRAD_TOL);
-    assert_close(&format!("{name} d/dweight"), &g.get(&w).as_vec(), &numeric_grad(&wv, EPS, |p| loss(&xv, p, &bv)), GRAD_TOL);
-    assert_close(&format!("{name} d/dbias"), &g.get(&b).as_vec(), &numeric_grad(&bv, EPS, |p| loss(&xv, &wv, p)), GRAD_TOL);
+    let g = weighted_sum(
+        conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b),
+        &r,
+    )
+    .backward();
+    assert_close(
+        &format!("{name} d/dx"),
+        &g.get(&x).as_vec(),
+        &numeric_grad(&xv, EPS, |p| loss(p, &wv, &bv)),
+        GRAD_TOL,
+    );
+    assert_close(
+        &format!("{name} d/dweight"),
+        &g.get(&w).as_vec(),
+        &numeric_grad(&wv, EPS, |p| loss(&xv, p, &bv)),
+        GRAD_TOL,
+    );
+    assert_close(
+        &format!("{name} d/dbias"),
+        &g.get(&b).as_vec(),
+        &numeric_grad(&bv, EPS, |p| loss(&xv, &wv, p)),
+        GRAD_TOL,
+    );
 
     // The first-layer variant computes the same parameter gradients.
-    let g1 = weighted_sum(conv2d_first::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b), &r).backward();
-    assert_eq!(g1.get(&w).as_vec(), g.get(&w).as_vec(), "{name}: first-layer weight gradient");
-    assert_eq!(g1.get(&b).as_vec(), g.get(&b).as_vec(), "{name}: first-layer bias gradient");
+    let g1 = weighted_sum(
+        conv2d_first::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b),
+        &r,
+    )
+    .backward();
+    assert_eq!(
+        g1.get(&w).as_vec(),
+        g.get(&w).as_vec(),
+        "{name}: first-layer weight gradient"
+    );
+    assert_eq!(
+        g1.get(&b).as_vec(),
+        g.get(&b).as_vec(),
+        "{name}: first-layer bias gradient"
+    );
 }
 
 #[test]
@@ -151,46 +225,131 @@ fn conv2d_more_samples_than_threads_split() {
 fn conv2d_reads_a_broadcast_input() {
     let dev = Cpu::default();
     let row = random(5, 8);
-    let x: Tensor<Rank4<2, 3, 4, 5>, f32, Cpu> = dev.tensor_from_vec(row.clone(), Rank1::<5>::default()).broadcast();
+    let x: Tensor<Rank4<2, 3, 4, 5>, f32, Cpu> = dev
+        .tensor_from_vec(row.clone(), Rank1::<5>::default())
+        .broadcast();
     let dense: Vec<f32> = (0..2 * 3 * 4).flat_map(|_| row.clone()).collect();
     let (wv, bv) = (random(2 * 3 * 9, 9), random(2, 10));
-    let w: Tensor<Rank4<2, 3, 3, 3>, f32, Cpu> = dev.tensor_from_vec(wv.clone(), Default::default());
+    let w: Tensor<Rank4<2, 3, 3, 3>, f32, Cpu> =
+        dev.tensor_from_vec(wv.clone(), Default::default());
     let b: Tensor<Rank1<2>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
     let y = conv2d::<2, 3, 4, 5, 2, 3, 1, 4, 5, _>(x, &w, &b);
-    let s = ConvShape { b: 2, ci: 3, h: 4, w: 5, co: 2, k: 3, p: 1 };
-    assert_close("broadcast input", &y.as_vec(), &reference::conv2d(s, &dense, &wv, &bv), FWD_TOL);
+    let s = ConvShape {
+        b: 2,
+        ci: 3,
+        h: 4,
+        w: 5,
+        co: 2,
+        k: 3,
+        p: 1,
+    };
+    assert_close(
+        "broadcast input",
+        &y.as_vec(),
+        &reference::conv2d(s, &dense, &wv, &bv),
+        FWD_TOL,
+    );
 }
 
 /// Layer-sized shapes, where a run of samples spans several GEMM groups:
-/// the kernels against the direct-loop gradients, both input-gradient
+/// the kernels against the reference's gradients, both input-gradient
 /// paths.
 #[test]
 fn conv_kernels_match_reference_gradients_at_layer_size() {
     use super::conv::{backward_via, forward};
     use super::im2col::Geometry;
     for (s, seed) in [
-        (ConvShape { b: 40, ci: 16, h: 12, w: 12, co: 24, k: 5, p: 2 }, 81),
-        (ConvShape { b: 9, ci: 24, h: 12, w: 10, co: 8, k: 5, p: 0 }, 82),
-        (ConvShape { b: 12, ci: 3, h: 14, w: 14, co: 20, k: 3, p: 1 }, 83),
+        (
+            ConvShape {
+                b: 40,
+                ci: 16,
+                h: 12,
+                w: 12,
+                co: 24,
+                k: 5,
+                p: 2,
+            },
+            81,
+        ),
+        (
+            ConvShape {
+                b: 9,
+                ci: 24,
+                h: 12,
+                w: 10,
+                co: 8,
+                k: 5,
+                p: 0,
+            },
+            82,
+        ),
+        (
+            ConvShape {
+                b: 12,
+                ci: 3,
+                h: 14,
+                w: 14,
+                co: 20,
+                k: 3,
+                p: 1,
+            },
+            83,
+        ),
+        (
+            ConvShape {
+                b: 12,
+                ci: 1,
+                h: 14,
+                w: 13,
+                co: 10,
+                k: 3,
+                p: 1,
+            },
+            84,
+        ),
     ] {
         let g = Geometry::new(s.ci, s.h, s.w, s.co, s.k, s.p);
-        let (xv, wv, bv) = (random(s.b * g.in_len(), seed), random(s.co * g.patch(), seed + 1), random(s.co, seed + 2));
+        let (xv, wv, bv) = (
+            random(s.b * g.in_len(), seed),
+            random(s.co * g.patch(), seed + 1),
+            random(s.co, seed + 2),
+        );
         let gout = random(s.b * g.out_len(), seed + 3);
         let mut out = vec![0.0; s.b * g.out_len()];
         forward(&g, &xv, &wv, Some(&bv), &mut out);
-        assert_close(&format!("{s:?} forward"), &out, &reference::conv2d(s, &xv, &wv, &bv), FWD_TOL);
+        assert_close(
+            &format!("{s:?} forward"),
+            &out,
+            &reference::conv2d(s, &xv, &wv, &bv),
+            FWD_TOL,
+        );
         let (rx, rw, rb) = reference::conv2d_grads(s, &xv, &wv, &gout);
         for col2im in [false, true] {
-            let (mut gx, mut gw, mut gb) = (vec![0.0; xv.len()], vec![0.0; wv.len()], vec![0.0; s.co]);
+            let (mut gx, mut gw, mut gb) =
+                (vec![0.0; xv.len()], vec![0.0; wv.len()], vec![0.0; s.co]);
             backward_via(&g, &xv, &wv, &gout, &mut gw, &mut gb, Some(&mut gx), col2im);
             assert_close(&format!("{s:?} col2im={col2im} d/dx"), &gx, &rx, FWD_TOL);
-            assert_close(&format!("{s:?} col2im={col2im} d/dweight"), &gw, &rw, FWD_TOL);
+            assert_close(
+                &format!("{s:?} col2im={col2im} d/dweight"),
+                &gw,
+                &rw,
+                FWD_TOL,
+            );
             assert_close(&format!("{s:?} col2im={col2im} d/dbias"), &gb, &rb, FWD_TOL);
         }
     }
 }
 
-fn maxpool_case<const B: usize, const C: usize, const H: usize, const W: usize, const HO: usize, const WO: usize>(seed: u64) {
+fn maxpool_case<
+    const B: usize,
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    seed: u64,
+) {
     let dev = Cpu::default();
     // Distinct values 0.05 apart, shuffled: a step of EPS never changes
     // which input wins a window.
@@ -203,17 +362,29 @@ fn maxpool_case<const B: usize, const C: usize, const H: usize, const W: usize, 
         xv[i] = rank as f32 * 0.05 - n as f32 * 0.025;
     }
     let r = random(B * C * HO * WO, seed + 1);
-    let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(xv.clone(), Default::default());
+    let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+        dev.tensor_from_vec(xv.clone(), Default::default());
     let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = maxpool2d(x.clone());
-    assert_close("maxpool forward", &y.as_vec(), &reference::maxpool2d(B * C, H, W, &xv), FWD_TOL);
+    assert_close(
+        "maxpool forward",
+        &y.as_vec(),
+        &reference::maxpool2d(B * C, H, W, &xv),
+        FWD_TOL,
+    );
     let loss = |xv: &[f32]| {
-        let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(xv.to_vec(), Default::default());
+        let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+            dev.tensor_from_vec(xv.to_vec(), Default::default());
         let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = maxpool2d(x);
         dot(&y.as_vec(), &r)
     };
     let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = maxpool2d(x.leaky_trace());
     let g = weighted_sum(y, &r).backward();
-    assert_close("maxpool d/dx", &g.get(&x).as_vec(), &numeric_grad(&xv, EPS, loss), GRAD_TOL);
+    assert_close(
+        "maxpool d/dx",
+        &g.get(&x).as_vec(),
+        &numeric_grad(&xv, EPS, loss),
+        GRAD_TOL,
+    );
 }
 
 #[test]
@@ -229,7 +400,8 @@ fn maxpool2d_odd_sides_floor() {
 #[test]
 fn maxpool2d_ties_go_to_the_first() {
     let dev = Cpu::default();
-    let x: Tensor<Rank4<1, 1, 2, 2>, f32, Cpu> = dev.tensor_from_vec(vec![1.0, 3.0, 3.0, 3.0], Default::default());
+    let x: Tensor<Rank4<1, 1, 2, 2>, f32, Cpu> =
+        dev.tensor_from_vec(vec![1.0, 3.0, 3.0, 3.0], Default::default());
     let y: Tensor<Rank4<1, 1, 1, 1>, _, _, _> = maxpool2d(x.leaky_trace());
     let g = weighted_sum(y, &[1.0]).backward();
     assert_eq!(g.get(&x).as_vec(), [0.0, 1.0, 0.0, 0.0]);
@@ -239,14 +411,26 @@ fn avgpool_case<const B: usize, const C: usize, const H: usize, const W: usize>(
     let dev = Cpu::default();
     let xv = random(B * C * H * W, seed);
     let r = random(B * C * H * W, seed + 1);
-    let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(xv.clone(), Default::default());
-    assert_close("avgpool forward", &avgpool3x3(x.clone()).as_vec(), &reference::avgpool3x3(B * C, H, W, &xv), FWD_TOL);
+    let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+        dev.tensor_from_vec(xv.clone(), Default::default());
+    assert_close(
+        "avgpool forward",
+        &avgpool3x3(x.clone()).as_vec(),
+        &reference::avgpool3x3(B * C, H, W, &xv),
+        FWD_TOL,
+    );
     let loss = |xv: &[f32]| {
-        let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(xv.to_vec(), Default::default());
+        let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+            dev.tensor_from_vec(xv.to_vec(), Default::default());
         dot(&avgpool3x3(x).as_vec(), &r)
     };
     let g = weighted_sum(avgpool3x3(x.leaky_trace()), &r).backward();
-    assert_close("avgpool d/dx", &g.get(&x).as_vec(), &numeric_grad(&xv, EPS, loss), GRAD_TOL);
+    assert_close(
+        "avgpool d/dx",
+        &g.get(&x).as_vec(),
+        &numeric_grad(&xv, EPS, loss),
+        GRAD_TOL,
+    );
 }
 
 #[test]
@@ -256,28 +440,70 @@ fn avgpool3x3_counts_padding() {
     let dev = Cpu::default();
     let ones: Tensor<Rank4<1, 1, 3, 3>, f32, Cpu> = dev.ones();
     let corner = avgpool3x3(ones).as_vec()[0];
-    assert!((corner - 4.0 / 9.0).abs() < 1e-7, "a corner sees 4 of 9: {corner}");
+    assert!(
+        (corner - 4.0 / 9.0).abs() < 1e-7,
+        "a corner sees 4 of 9: {corner}"
+    );
 }
 
 #[test]
 fn concat4_forward_and_gradients() {
     let dev = Cpu::default();
-    let (pv, plane) = ([random(2 * 2 * 6, 31), random(2 * 3 * 6, 32), random(2 * 6, 33), random(2 * 4 * 6, 34)], 6);
+    let (pv, plane) = (
+        [
+            random(2 * 2 * 6, 31),
+            random(2 * 3 * 6, 32),
+            random(2 * 6, 33),
+            random(2 * 4 * 6, 34),
+        ],
+        6,
+    );
     let r = random(2 * 10 * 6, 35);
-    let a: Tensor<Rank4<2, 2, 2, 3>, f32, Cpu> = dev.tensor_from_vec(pv[0].clone(), Default::default());
-    let b: Tensor<Rank4<2, 3, 2, 3>, f32, Cpu> = dev.tensor_from_vec(pv[1].clone(), Default::default());
-    let c: Tensor<Rank4<2, 1, 2, 3>, f32, Cpu> = dev.tensor_from_vec(pv[2].clone(), Default::default());
-    let d: Tensor<Rank4<2, 4, 2, 3>, f32, Cpu> = dev.tensor_from_vec(pv[3].clone(), Default::default());
-    let y: Tensor<Rank4<2, 10, 2, 3>, _, _, _> = concat4(a.clone(), b.clone(), c.clone(), d.clone());
-    let parts = [(&pv[0][..], 2), (&pv[1][..], 3), (&pv[2][..], 1), (&pv[3][..], 4)];
-    assert_close("concat4 forward", &y.as_vec(), &reference::concat(2, plane, &parts), FWD_TOL);
+    let a: Tensor<Rank4<2, 2, 2, 3>, f32, Cpu> =
+        dev.tensor_from_vec(pv[0].clone(), Default::default());
+    let b: Tensor<Rank4<2, 3, 2, 3>, f32, Cpu> =
+        dev.tensor_from_vec(pv[1].clone(), Default::default());
+    let c: Tensor<Rank4<2, 1, 2, 3>, f32, Cpu> =
+        dev.tensor_from_vec(pv[2].clone(), Default::default());
+    let d: Tensor<Rank4<2, 4, 2, 3>, f32, Cpu> =
+        dev.tensor_from_vec(pv[3].clone(), Default::default());
+    let y: Tensor<Rank4<2, 10, 2, 3>, _, _, _> =
+        concat4(a.clone(), b.clone(), c.clone(), d.clone());
+    let parts = [
+        (&pv[0][..], 2),
+        (&pv[1][..], 3),
+        (&pv[2][..], 1),
+        (&pv[3][..], 4),
+    ];
+    assert_close(
+        "concat4 forward",
+        &y.as_vec(),
+        &reference::concat(2, plane, &parts),
+        FWD_TOL,
+    );
 
-    let y: Tensor<Rank4<2, 10, 2, 3>, _, _, _> = concat4(a.leaky_trace(), b.retaped(), c.retaped(), d.retaped());
+    let y: Tensor<Rank4<2, 10, 2, 3>, _, _, _> =
+        concat4(a.leaky_trace(), b.retaped(), c.retaped(), d.retaped());
     let g = weighted_sum(y, &r).backward();
     // d loss / d part = the matching channels of r.
     let mut offset = 0;
-    for (part, (got, c)) in [g.get(&a).as_vec(), g.get(&b).as_vec(), g.get(&c).as_vec(), g.get(&d).as_vec()].iter().zip([2, 3, 1, 4]).enumerate() {
-        let want: Vec<f64> = (0..2).flat_map(|s| r[(s * 10 + offset) * plane..][..c * plane].iter().map(|&v| v as f64)).collect();
+    for (part, (got, c)) in [
+        g.get(&a).as_vec(),
+        g.get(&b).as_vec(),
+        g.get(&c).as_vec(),
+        g.get(&d).as_vec(),
+    ]
+    .iter()
+    .zip([2, 3, 1, 4])
+    .enumerate()
+    {
+        let want: Vec<f64> = (0..2)
+            .flat_map(|s| {
+                r[(s * 10 + offset) * plane..][..c * plane]
+                    .iter()
+                    .map(|&v| v as f64)
+            })
+            .collect();
         assert_close(&format!("concat4 d/dpart{part}"), got, &want, 1e-7);
         offset += c;
     }
@@ -288,12 +514,21 @@ fn concat2_of_one_tensor_twice_adds_both_gradients() {
     let dev = Cpu::default();
     let av = random(2 * 3 * 4, 41);
     let r = random(2 * 6 * 4, 42);
-    let a: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> = dev.tensor_from_vec(av.clone(), Default::default());
+    let a: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> =
+        dev.tensor_from_vec(av.clone(), Default::default());
     let at = a.leaky_trace();
     let y: Tensor<Rank4<2, 6, 2, 2>, _, _, _> = concat2(at.retaped(), at);
-    assert_close("concat2 forward", &y.as_vec(), &reference::concat(2, 4, &[(&av, 3), (&av, 3)]), FWD_TOL);
+    assert_close(
+        "concat2 forward",
+        &y.as_vec(),
+        &reference::concat(2, 4, &[(&av, 3), (&av, 3)]),
+        FWD_TOL,
+    );
     let g = weighted_sum(y, &r).backward();
-    let want: Vec<f64> = (0..2).flat_map(|s| (0..12).map(move |i| (s, i))).map(|(s, i)| (r[s * 24 + i] + r[s * 24 + 12 + i]) as f64).collect();
+    let want: Vec<f64> = (0..2)
+        .flat_map(|s| (0..12).map(move |i| (s, i)))
+        .map(|(s, i)| (r[s * 24 + i] + r[s * 24 + 12 + i]) as f64)
+        .collect();
     assert_close("concat2 d/da", &g.get(&a).as_vec(), &want, 1e-7);
 }
 
@@ -302,7 +537,8 @@ fn flatten_keeps_chw_order_and_passes_gradients() {
     let dev = Cpu::default();
     let xv = random(2 * 3 * 2 * 2, 51);
     let r = random(2 * 12, 52);
-    let x: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> = dev.tensor_from_vec(xv.clone(), Default::default());
+    let x: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> =
+        dev.tensor_from_vec(xv.clone(), Default::default());
     let y = flatten::<2, 3, 2, 2, 12, _>(x.leaky_trace());
     assert_eq!(y.as_vec(), xv);
     let g = weighted_sum(y, &r).backward();
@@ -314,17 +550,33 @@ fn flatten_keeps_chw_order_and_passes_gradients() {
 #[test]
 fn branches_accumulate_into_a_shared_input() {
     type Params = [Vec<f32>; 10];
-    fn module<T: Tape<f32, Cpu> + Merge<NoneTape>>(dev: &Cpu, p: &Params, x: Tensor<Rank4<2, 3, 5, 5>, f32, Cpu, T>) -> Tensor<Rank4<2, 9, 5, 5>, f32, Cpu, T> {
-        let t = |v: &Vec<f32>| -> Tensor<Rank1<2>, f32, Cpu> { dev.tensor_from_vec(v.clone(), Default::default()) };
-        let w1: Tensor<Rank4<2, 3, 1, 1>, f32, Cpu> = dev.tensor_from_vec(p[0].clone(), Default::default());
-        let w2: Tensor<Rank4<2, 3, 1, 1>, f32, Cpu> = dev.tensor_from_vec(p[2].clone(), Default::default());
-        let w3: Tensor<Rank4<3, 2, 3, 3>, f32, Cpu> = dev.tensor_from_vec(p[4].clone(), Default::default());
+    fn module<T: Tape<f32, Cpu> + Merge<NoneTape>>(
+        dev: &Cpu,
+        p: &Params,
+        x: Tensor<Rank4<2, 3, 5, 5>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<2, 9, 5, 5>, f32, Cpu, T> {
+        let t = |v: &Vec<f32>| -> Tensor<Rank1<2>, f32, Cpu> {
+            dev.tensor_from_vec(v.clone(), Default::default())
+        };
+        let w1: Tensor<Rank4<2, 3, 1, 1>, f32, Cpu> =
+            dev.tensor_from_vec(p[0].clone(), Default::default());
+        let w2: Tensor<Rank4<2, 3, 1, 1>, f32, Cpu> =
+            dev.tensor_from_vec(p[2].clone(), Default::default());
+        let w3: Tensor<Rank4<3, 2, 3, 3>, f32, Cpu> =
+            dev.tensor_from_vec(p[4].clone(), Default::default());
         let b3: Tensor<Rank1<3>, f32, Cpu> = dev.tensor_from_vec(p[5].clone(), Default::default());
-        let w4: Tensor<Rank4<2, 3, 1, 1>, f32, Cpu> = dev.tensor_from_vec(p[6].clone(), Default::default());
-        let w5: Tensor<Rank4<2, 3, 5, 5>, f32, Cpu> = dev.tensor_from_vec(p[8].clone(), Default::default());
+        let w4: Tensor<Rank4<2, 3, 1, 1>, f32, Cpu> =
+            dev.tensor_from_vec(p[6].clone(), Default::default());
+        let w5: Tensor<Rank4<2, 3, 5, 5>, f32, Cpu> =
+            dev.tensor_from_vec(p[8].clone(), Default::default());
         let a = conv2d::<2, 3, 5, 5, 2, 1, 0, 5, 5, _>(x.retaped::<T>(), &w1, &t(&p[1]));
-        let b = conv2d::<2, 2, 5, 5, 3, 3, 1, 5, 5, _>(conv2d::<2, 3, 5, 5, 2, 1, 0, 5, 5, _>(x.retaped::<T>(), &w2, &t(&p[3])), &w3, &b3);
-        let c = conv2d::<2, 3, 5, 5, 2, 1, 0, 5, 5, _>(avgpool3x3(x.retaped::<T>()), &w4, &t(&p[7]));
+        let b = conv2d::<2, 2, 5, 5, 3, 3, 1, 5, 5, _>(
+            conv2d::<2, 3, 5, 5, 2, 1, 0, 5, 5, _>(x.retaped::<T>(), &w2, &t(&p[3])),
+            &w3,
+            &b3,
+        );
+        let c =
+            conv2d::<2, 3, 5, 5, 2, 1, 0, 5, 5, _>(avgpool3x3(x.retaped::<T>()), &w4, &t(&p[7]));
         let d = conv2d::<2, 3, 5, 5, 2, 5, 2, 5, 5, _>(x, &w5, &t(&p[9]));
         concat4(a, b, c, d)
     }
@@ -333,8 +585,54 @@ fn branches_accumulate_into_a_shared_input() {
     let p: Params = std::array::from_fn(|i| random(sizes[i], 60 + i as u64));
     let xv = random(2 * 3 * 25, 71);
     let r = random(2 * 9 * 25, 72);
-    let x: Tensor<Rank4<2, 3, 5, 5>, f32, Cpu> = dev.tensor_from_vec(xv.clone(), Default::default());
+    let x: Tensor<Rank4<2, 3, 5, 5>, f32, Cpu> =
+        dev.tensor_from_vec(xv.clone(), Default::default());
     let g = weighted_sum(module(&dev, &p, x.leaky_trace()), &r).backward();
-    let loss = |xv: &[f32]| dot(&module(&dev, &p, dev.tensor_from_vec(xv.to_vec(), Default::default())).as_vec(), &r);
-    assert_close("module d/dx", &g.get(&x).as_vec(), &numeric_grad(&xv, EPS, loss), GRAD_TOL);
+    let loss = |xv: &[f32]| {
+        dot(
+            &module(
+                &dev,
+                &p,
+                dev.tensor_from_vec(xv.to_vec(), Default::default()),
+            )
+            .as_vec(),
+            &r,
+        )
+    };
+    assert_close(
+        "module d/dx",
+        &g.get(&x).as_vec(),
+        &numeric_grad(&xv, EPS, loss),
+        GRAD_TOL,
+    );
+}
+
+/// With dfdx's allocation cache on, buffers come back used: results must
+/// not depend on it, step after step.
+#[test]
+fn cached_buffers_give_the_same_results() {
+    fn step(dev: &Cpu, xv: &[f32], wv: &[f32], r: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x: Tensor<Rank4<3, 2, 8, 8>, f32, Cpu> =
+            dev.tensor_from_vec(xv.to_vec(), Default::default());
+        let w: Tensor<Rank4<4, 2, 3, 3>, f32, Cpu> =
+            dev.tensor_from_vec(wv.to_vec(), Default::default());
+        let b: Tensor<Rank1<4>, f32, Cpu> = dev.zeros();
+        let y = conv2d::<3, 2, 8, 8, 4, 3, 1, 8, 8, _>(x.leaky_trace(), &w, &b);
+        let y: Tensor<Rank4<3, 4, 4, 4>, _, _, _> = maxpool2d(y);
+        let y: Tensor<Rank4<3, 8, 4, 4>, _, _, _> = concat2(avgpool3x3(y.retaped()), y);
+        let out = y.as_vec();
+        let g = weighted_sum(y, r).backward();
+        (out, g.get(&x).as_vec(), g.get(&w).as_vec())
+    }
+    let (xv, wv, r) = (
+        random(3 * 2 * 64, 91),
+        random(4 * 2 * 9, 92),
+        random(3 * 8 * 16, 93),
+    );
+    let plain = step(&Cpu::default(), &xv, &wv, &r);
+    let cached = Cpu::default();
+    cached.enable_cache();
+    for _ in 0..3 {
+        assert_eq!(step(&cached, &xv, &wv, &r), plain);
+    }
 }
