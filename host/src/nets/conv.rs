@@ -38,6 +38,28 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
     {
         ops::conv2d_first::<B, CI, H, W, CO, K, P, HO, WO, T>(x, &self.weight, &self.bias)
     }
+
+    /// `relu(self.forward(x))`, the ReLU fused into the conv.
+    pub fn forward_relu<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu>,
+    {
+        ops::conv2d_relu::<B, CI, H, W, CO, K, P, HO, WO, T>(x, &self.weight, &self.bias)
+    }
+
+    /// `relu(self.forward_first(x))`, the ReLU fused into the conv.
+    pub fn forward_first_relu<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
+    where
+        T: Tape<f32, Cpu>,
+    {
+        ops::conv2d_first_relu::<B, CI, H, W, CO, K, P, HO, WO, T>(x, &self.weight, &self.bias)
+    }
 }
 
 impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> Conv<CI, CO, K, P, E, D>

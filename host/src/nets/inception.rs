@@ -107,11 +107,11 @@ impl InceptionNet {
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         let x: Tensor<Rank4<B, { a::C1 }, { a::S1 }, { a::S1 }>, _, _, _> = self.conv1.forward_first(x);
-        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d(x);
-        let x = self.incep1.forward(x.relu());
+        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d_relu(x);
+        let x = self.incep1.forward(x);
         let x: Tensor<Rank4<B, { a::C2 }, { a::S2 }, { a::S2 }>, _, _, _> = self.conv2.forward(x);
-        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d(x);
-        let x = self.incep2.forward(x.relu());
+        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d_relu(x);
+        let x = self.incep2.forward(x);
         self.fc.forward(ops::flatten::<B, { a::INCEP_OUT }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x))
     }
 }

@@ -31,10 +31,10 @@ impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward(x.retaped::<T>());
-        let y = self.conv2.forward(y.relu());
+        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_relu(x.retaped::<T>());
+        let y = self.conv2.forward(y);
         let s = self.conv.forward(x);
-        (s + y).relu()
+        ops::add_relu(s, y)
     }
 
     /// Like [`IdentityBlock::forward`] for the network's input, which needs
@@ -46,10 +46,10 @@ impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_first(x.retaped::<T>());
-        let y = self.conv2.forward(y.relu());
+        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_first_relu(x.retaped::<T>());
+        let y = self.conv2.forward(y);
         let s = self.conv.forward_first(x);
-        (s + y).relu()
+        ops::add_relu(s, y)
     }
 }
 
@@ -93,10 +93,10 @@ impl ResNet {
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         let x = self.r1.forward_first(x);
-        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d(x);
-        let x = self.r2.forward(x.relu());
-        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d(x);
-        self.fc.forward(ops::flatten::<B, { a::C2 }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x.relu()))
+        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d_relu(x);
+        let x = self.r2.forward(x);
+        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d_relu(x);
+        self.fc.forward(ops::flatten::<B, { a::C2 }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x))
     }
 }
 

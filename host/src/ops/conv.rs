@@ -15,6 +15,7 @@
 use super::buffers::{put, read, take, tensor_from, with_scratch};
 use super::im2col::Geometry;
 use super::matmul::{matmul, Mat};
+use super::relu::Mask;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -37,7 +38,7 @@ pub fn conv2d<
     weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
     bias: &Tensor<Rank1<CO>, f32, Cpu>,
 ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
-    conv::<B, CI, H, W, CO, K, P, HO, WO, true, T>(x, weight, bias)
+    conv::<B, CI, H, W, CO, K, P, HO, WO, true, false, T>(x, weight, bias)
 }
 
 /// [`conv2d`] for a network's first layer, whose input needs no gradient:
@@ -59,7 +60,48 @@ pub fn conv2d_first<
     weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
     bias: &Tensor<Rank1<CO>, f32, Cpu>,
 ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
-    conv::<B, CI, H, W, CO, K, P, HO, WO, false, T>(x, weight, bias)
+    conv::<B, CI, H, W, CO, K, P, HO, WO, false, false, T>(x, weight, bias)
+}
+
+/// `relu(conv2d(x, weight, bias))`: the ReLU clamps the output in place and
+/// masks the output gradient (see `relu`), no dfdx op in between.
+pub fn conv2d_relu<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+    T: Tape<f32, Cpu>,
+>(
+    x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
+    bias: &Tensor<Rank1<CO>, f32, Cpu>,
+) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
+    conv::<B, CI, H, W, CO, K, P, HO, WO, true, true, T>(x, weight, bias)
+}
+
+/// [`conv2d_relu`] for a network's first layer, as [`conv2d_first`].
+pub fn conv2d_first_relu<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+    T: Tape<f32, Cpu>,
+>(
+    x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
+    bias: &Tensor<Rank1<CO>, f32, Cpu>,
+) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
+    conv::<B, CI, H, W, CO, K, P, HO, WO, false, true, T>(x, weight, bias)
 }
 
 fn conv<
@@ -73,6 +115,7 @@ fn conv<
     const HO: usize,
     const WO: usize,
     const INPUT_GRAD: bool,
+    const RELU: bool,
     T: Tape<f32, Cpu>,
 >(
     x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
@@ -99,13 +142,24 @@ fn conv<
     let xs = read(&x);
     let ws = read(weight);
     let bs = read(bias);
+    let mut mask = None;
     let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| {
-        forward(&g, &xs, &ws, Some(&bs), out)
+        forward(&g, &xs, &ws, Some(&bs), out);
+        if RELU {
+            mask = Some(Mask::apply(out));
+        }
     });
     if T::OWNS_TAPE {
         let (xg, wg, bg, og) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let gout = take(grads.get_or_alloc_mut(&og))?;
+            let mut gout = take(grads.get_or_alloc_mut(&og))?;
+            if let Some(mask) = &mask {
+                // Turned into the gradient at the ReLU's input in place: the
+                // output's own gradient is not needed once its consumers'
+                // backward ops, which all ran before this one, have added
+                // to it. A copy would cost an allocation and a pass.
+                mask.mask_gradient(&mut gout);
+            }
             let mut gw = take(grads.get_or_alloc_mut(&wg))?;
             let mut gb = take(grads.get_or_alloc_mut(&bg))?;
             if INPUT_GRAD {

@@ -6,8 +6,10 @@
 //! shape a const generic and every derived size proven by a const assertion
 //! (which fires at `cargo build`, not at `cargo check`).
 //!
-//! Layouts are PyTorch's: activations NCHW, conv weights OIHW. ReLU, Linear,
-//! the loss and Adam are dfdx's own.
+//! Layouts are PyTorch's: activations NCHW, conv weights OIHW. A ReLU that
+//! follows a conv, a max pool or a residual sum is fused into that op
+//! (`*_relu`): dfdx's elementwise ops are single-threaded and slow here.
+//! Linear, the loss and Adam are dfdx's own.
 //!
 //! Inputs may be any tensor (a non-standard layout is copied into standard
 //! order first). Parameters carry no tape: their gradients are accumulated
@@ -28,11 +30,13 @@ mod flatten;
 mod im2col;
 mod matmul;
 mod pool;
+mod relu;
 
 pub use concat::{concat2, concat4};
-pub use conv::{conv2d, conv2d_first};
+pub use conv::{conv2d, conv2d_first, conv2d_first_relu, conv2d_relu};
 pub use flatten::flatten;
-pub use pool::{avgpool3x3, maxpool2d};
+pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
+pub use relu::add_relu;
 
 #[cfg(test)]
 mod bench;

@@ -1,6 +1,7 @@
-//! Pooling on NCHW maps: 2x2 max pool (stride 2, floor) and 3x3 average
-//! pool (stride 1, zero padding 1, always divided by 9 as PyTorch's
-//! `count_include_pad`). Both work plane by plane across rayon's threads.
+//! Pooling on NCHW maps: 2x2 max pool (stride 2, floor), optionally with
+//! the ReLU that follows it fused in, and 3x3 average pool (stride 1, zero
+//! padding 1, always divided by 9 as PyTorch's `count_include_pad`). Both
+//! work plane by plane across rayon's threads.
 
 use super::buffers::{put, read, take, tensor_from};
 use dfdx::prelude::*;
@@ -21,6 +22,42 @@ pub fn maxpool2d<
 >(
     x: Tensor<Rank4<B, C, H, W>, f32, Cpu, T>,
 ) -> Tensor<Rank4<B, C, HO, WO>, f32, Cpu, T> {
+    maxpool::<B, C, H, W, HO, WO, false, T>(x)
+}
+
+/// `relu(maxpool2d(x))` in one pass each way: the maximum clamped at zero,
+/// its gradient passed on only where it is positive (dfdx's ReLU
+/// derivative, 0 at 0).
+pub fn maxpool2d_relu<
+    const B: usize,
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+    T: Tape<f32, Cpu>,
+>(
+    x: Tensor<Rank4<B, C, H, W>, f32, Cpu, T>,
+) -> Tensor<Rank4<B, C, HO, WO>, f32, Cpu, T> {
+    maxpool::<B, C, H, W, HO, WO, true, T>(x)
+}
+
+/// Marks an output in `arg` whose gradient goes nowhere (a maximum the
+/// ReLU clamped).
+const NO_INPUT: u8 = 4;
+
+fn maxpool<
+    const B: usize,
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+    const RELU: bool,
+    T: Tape<f32, Cpu>,
+>(
+    x: Tensor<Rank4<B, C, H, W>, f32, Cpu, T>,
+) -> Tensor<Rank4<B, C, HO, WO>, f32, Cpu, T> {
     const {
         assert!(H >= 2 && W >= 2, "2x2 max pool needs at least 2x2 input");
         assert!(
@@ -30,7 +67,8 @@ pub fn maxpool2d<
     }
     let (x, mut tape) = x.split_tape();
     let xs = read(&x);
-    // Which of the four inputs won, per output: all that backward needs.
+    // Which of the four inputs won (or `NO_INPUT`), per output: all that
+    // backward needs.
     let mut arg = vec![0u8; B * C * HO * WO];
     let out = tensor_from::<Rank4<B, C, HO, WO>>(x.device(), |out| {
         out.par_chunks_mut(HO * WO)
@@ -52,7 +90,8 @@ pub fn maxpool2d<
                         .zip(r0.chunks_exact(2))
                         .zip(r1.chunks_exact(2))
                     {
-                        (*v, *w) = max4([p0[0], p0[1], p1[0], p1[1]]);
+                        let (m, a) = max4([p0[0], p0[1], p1[0], p1[1]]);
+                        (*v, *w) = if !RELU || m > 0.0 { (m, a) } else { (0.0, NO_INPUT) };
                     }
                 }
             });
@@ -68,6 +107,9 @@ pub fn maxpool2d<
                 .zip(arg.par_chunks(HO * WO))
                 .for_each(|((gx, g), a)| {
                     for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
+                        if RELU && a == NO_INPUT {
+                            continue;
+                        }
                         let (i, j) = (idx / WO, idx % WO);
                         gx[(2 * i + (a as usize >> 1)) * W + 2 * j + (a as usize & 1)] += g;
                     }

@@ -91,6 +91,54 @@ const FWD_TOL: f64 = 1e-5;
 const GRAD_TOL: f64 = 1e-4;
 const EPS: f32 = 1e-2;
 
+/// The conv op under test: plain or first-layer, with or without ReLU.
+fn conv_op<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+    T: Tape<f32, Cpu>,
+>(
+    first: bool,
+    relu: bool,
+    x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    w: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
+    b: &Tensor<Rank1<CO>, f32, Cpu>,
+) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
+    match (first, relu) {
+        (false, false) => conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x, w, b),
+        (true, false) => conv2d_first::<B, CI, H, W, CO, K, P, HO, WO, _>(x, w, b),
+        (false, true) => conv2d_relu::<B, CI, H, W, CO, K, P, HO, WO, _>(x, w, b),
+        (true, true) => conv2d_first_relu::<B, CI, H, W, CO, K, P, HO, WO, _>(x, w, b),
+    }
+}
+
+/// `relu` of a reference output.
+fn relu_ref(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&v| v.max(0.0)).collect()
+}
+
+/// `r` with the weights of outputs whose ReLU input `pre` lies within
+/// `margin` of zero set to 0: a step of the finite differences cannot
+/// then move a weighted output across the ReLU's kink, so the differences
+/// stay exact.
+fn off_the_kink(r: &[f32], pre: &[f64], margin: f64) -> Vec<f32> {
+    r.iter()
+        .zip(pre)
+        .map(|(&r, &p)| if p.abs() < margin { 0.0 } else { r })
+        .collect()
+}
+
+/// Margin for [`off_the_kink`]: a step of `EPS` in one input of magnitude
+/// at most 1 moves any conv or sum output by at most `EPS` (weights and
+/// inputs are within [-1, 1]).
+const KINK_MARGIN: f64 = 2.0 * EPS as f64;
+
 fn conv_case<
     const B: usize,
     const CI: usize,
@@ -119,73 +167,72 @@ fn conv_case<
         random(CO * CI * K * K, seed + 1),
         random(CO, seed + 2),
     );
-    let r = random(B * CO * HO * WO, seed + 3);
     let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
         dev.tensor_from_vec(xv.clone(), Default::default());
     let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
         dev.tensor_from_vec(wv.clone(), Default::default());
     let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
-    let name = format!("conv {s:?}");
+    let pre = reference::conv2d(s, &xv, &wv, &bv);
 
-    let y = conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.clone(), &w, &b);
-    assert_close(
-        &format!("{name} forward"),
-        &y.as_vec(),
-        &reference::conv2d(s, &xv, &wv, &bv),
-        FWD_TOL,
-    );
+    for relu in [false, true] {
+        let name = format!("conv {s:?} relu={relu}");
+        // A macro, not a closure: it is used with and without a tape.
+        macro_rules! op {
+            ($first:expr, $x:expr, $w:expr, $b:expr) => {
+                conv_op::<B, CI, H, W, CO, K, P, HO, WO, _>($first, relu, $x, $w, $b)
+            };
+        }
+        let (want, r) = if relu {
+            let r = random(B * CO * HO * WO, seed + 3);
+            (relu_ref(&pre), off_the_kink(&r, &pre, KINK_MARGIN))
+        } else {
+            (pre.clone(), random(B * CO * HO * WO, seed + 3))
+        };
+        let y = op!(false, x.clone(), &w, &b);
+        assert_close(&format!("{name} forward"), &y.as_vec(), &want, FWD_TOL);
 
-    let loss = |xv: &[f32], wv: &[f32], bv: &[f32]| {
-        let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
-            dev.tensor_from_vec(xv.to_vec(), Default::default());
-        let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
-            dev.tensor_from_vec(wv.to_vec(), Default::default());
-        let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.to_vec(), Default::default());
-        dot(
-            &conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x, &w, &b).as_vec(),
-            &r,
-        )
-    };
-    let g = weighted_sum(
-        conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b),
-        &r,
-    )
-    .backward();
-    assert_close(
-        &format!("{name} d/dx"),
-        &g.get(&x).as_vec(),
-        &numeric_grad(&xv, EPS, |p| loss(p, &wv, &bv)),
-        GRAD_TOL,
-    );
-    assert_close(
-        &format!("{name} d/dweight"),
-        &g.get(&w).as_vec(),
-        &numeric_grad(&wv, EPS, |p| loss(&xv, p, &bv)),
-        GRAD_TOL,
-    );
-    assert_close(
-        &format!("{name} d/dbias"),
-        &g.get(&b).as_vec(),
-        &numeric_grad(&bv, EPS, |p| loss(&xv, &wv, p)),
-        GRAD_TOL,
-    );
+        let loss = |xv: &[f32], wv: &[f32], bv: &[f32]| {
+            let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
+                dev.tensor_from_vec(xv.to_vec(), Default::default());
+            let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
+                dev.tensor_from_vec(wv.to_vec(), Default::default());
+            let b: Tensor<Rank1<CO>, f32, Cpu> =
+                dev.tensor_from_vec(bv.to_vec(), Default::default());
+            dot(&op!(false, x, &w, &b).as_vec(), &r)
+        };
+        let g = weighted_sum(op!(false, x.leaky_trace(), &w, &b), &r).backward();
+        assert_close(
+            &format!("{name} d/dx"),
+            &g.get(&x).as_vec(),
+            &numeric_grad(&xv, EPS, |p| loss(p, &wv, &bv)),
+            GRAD_TOL,
+        );
+        assert_close(
+            &format!("{name} d/dweight"),
+            &g.get(&w).as_vec(),
+            &numeric_grad(&wv, EPS, |p| loss(&xv, p, &bv)),
+            GRAD_TOL,
+        );
+        assert_close(
+            &format!("{name} d/dbias"),
+            &g.get(&b).as_vec(),
+            &numeric_grad(&bv, EPS, |p| loss(&xv, &wv, p)),
+            GRAD_TOL,
+        );
 
-    // The first-layer variant computes the same parameter gradients.
-    let g1 = weighted_sum(
-        conv2d_first::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b),
-        &r,
-    )
-    .backward();
-    assert_eq!(
-        g1.get(&w).as_vec(),
-        g.get(&w).as_vec(),
-        "{name}: first-layer weight gradient"
-    );
-    assert_eq!(
-        g1.get(&b).as_vec(),
-        g.get(&b).as_vec(),
-        "{name}: first-layer bias gradient"
-    );
+        // The first-layer variant computes the same parameter gradients.
+        let g1 = weighted_sum(op!(true, x.leaky_trace(), &w, &b), &r).backward();
+        assert_eq!(
+            g1.get(&w).as_vec(),
+            g.get(&w).as_vec(),
+            "{name}: first-layer weight gradient"
+        );
+        assert_eq!(
+            g1.get(&b).as_vec(),
+            g.get(&b).as_vec(),
+            "{name}: first-layer bias gradient"
+        );
+    }
 }
 
 #[test]
@@ -351,40 +398,49 @@ fn maxpool_case<
     seed: u64,
 ) {
     let dev = Cpu::default();
-    // Distinct values 0.05 apart, shuffled: a step of EPS never changes
-    // which input wins a window.
+    // Distinct values 0.05 apart, shuffled, none within 0.025 of zero: a
+    // step of EPS never changes which input wins a window, nor crosses the
+    // fused ReLU's kink.
     let n = B * C * H * W;
     let order = random(n, seed);
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| order[a].total_cmp(&order[b]));
     let mut xv = vec![0.0; n];
     for (rank, &i) in idx.iter().enumerate() {
-        xv[i] = rank as f32 * 0.05 - n as f32 * 0.025;
+        xv[i] = rank as f32 * 0.05 - n as f32 * 0.025 + 0.025;
     }
     let r = random(B * C * HO * WO, seed + 1);
     let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
         dev.tensor_from_vec(xv.clone(), Default::default());
-    let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = maxpool2d(x.clone());
-    assert_close(
-        "maxpool forward",
-        &y.as_vec(),
-        &reference::maxpool2d(B * C, H, W, &xv),
-        FWD_TOL,
-    );
-    let loss = |xv: &[f32]| {
-        let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
-            dev.tensor_from_vec(xv.to_vec(), Default::default());
-        let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = maxpool2d(x);
-        dot(&y.as_vec(), &r)
-    };
-    let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = maxpool2d(x.leaky_trace());
-    let g = weighted_sum(y, &r).backward();
-    assert_close(
-        "maxpool d/dx",
-        &g.get(&x).as_vec(),
-        &numeric_grad(&xv, EPS, loss),
-        GRAD_TOL,
-    );
+    let pooled = reference::maxpool2d(B * C, H, W, &xv);
+    for relu in [false, true] {
+        let name = format!("maxpool relu={relu}");
+        // A macro, not a closure: it is used with and without a tape.
+        macro_rules! op {
+            ($x:expr) => {{
+                let y: Tensor<Rank4<B, C, HO, WO>, _, _, _> = if relu {
+                    maxpool2d_relu($x)
+                } else {
+                    maxpool2d($x)
+                };
+                y
+            }};
+        }
+        let want = if relu { relu_ref(&pooled) } else { pooled.clone() };
+        assert_close(&format!("{name} forward"), &op!(x.clone()).as_vec(), &want, FWD_TOL);
+        let loss = |xv: &[f32]| {
+            let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+                dev.tensor_from_vec(xv.to_vec(), Default::default());
+            dot(&op!(x).as_vec(), &r)
+        };
+        let g = weighted_sum(op!(x.leaky_trace()), &r).backward();
+        assert_close(
+            &format!("{name} d/dx"),
+            &g.get(&x).as_vec(),
+            &numeric_grad(&xv, EPS, loss),
+            GRAD_TOL,
+        );
+    }
 }
 
 #[test]
@@ -405,6 +461,100 @@ fn maxpool2d_ties_go_to_the_first() {
     let y: Tensor<Rank4<1, 1, 1, 1>, _, _, _> = maxpool2d(x.leaky_trace());
     let g = weighted_sum(y, &[1.0]).backward();
     assert_eq!(g.get(&x).as_vec(), [0.0, 1.0, 0.0, 0.0]);
+}
+
+#[test]
+fn maxpool2d_relu_clamps_and_blocks_the_gradient_at_zero() {
+    let dev = Cpu::default();
+    // Windows whose maximum is negative, zero and positive.
+    let x: Tensor<Rank4<1, 1, 2, 6>, f32, Cpu> = dev.tensor_from_vec(
+        vec![-3.0, -1.0, 0.0, -2.0, 1.0, 2.0, -2.0, -4.0, -1.0, -1.0, 0.5, -1.0],
+        Default::default(),
+    );
+    let y: Tensor<Rank4<1, 1, 1, 3>, _, _, _> = maxpool2d_relu(x.leaky_trace());
+    assert_eq!(y.as_vec(), [0.0, 0.0, 2.0]);
+    let g = weighted_sum(y, &[1.0, 1.0, 1.0]).backward();
+    assert_eq!(
+        g.get(&x).as_vec(),
+        [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    );
+}
+
+fn add_relu_case<const B: usize, const C: usize, const H: usize, const W: usize>(
+    seed: u64,
+    finite_differences: bool,
+) {
+    let dev = Cpu::default();
+    let n = B * C * H * W;
+    let (av, bv) = (random(n, seed), random(n, seed + 1));
+    let pre: Vec<f64> = av.iter().zip(&bv).map(|(&a, &b)| a as f64 + b as f64).collect();
+    let r = off_the_kink(&random(n, seed + 2), &pre, KINK_MARGIN);
+    let a: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(av.clone(), Default::default());
+    let b: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
+    assert_close(
+        "add_relu forward",
+        &add_relu(a.clone(), b.clone()).as_vec(),
+        &relu_ref(&pre),
+        FWD_TOL,
+    );
+    let loss = |av: &[f32], bv: &[f32]| {
+        let a: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+            dev.tensor_from_vec(av.to_vec(), Default::default());
+        let b: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+            dev.tensor_from_vec(bv.to_vec(), Default::default());
+        dot(&add_relu(a, b).as_vec(), &r)
+    };
+    let g = weighted_sum(add_relu(a.leaky_trace(), b.leaky_trace()), &r).backward();
+    // The gradient at both inputs is `r` where the sum is positive.
+    let want: Vec<f64> = r
+        .iter()
+        .zip(&pre)
+        .map(|(&r, &p)| if p > 0.0 { r as f64 } else { 0.0 })
+        .collect();
+    assert_close("add_relu d/da", &g.get(&a).as_vec(), &want, 1e-7);
+    assert_close("add_relu d/db", &g.get(&b).as_vec(), &want, 1e-7);
+    if finite_differences {
+        assert_close(
+            "add_relu d/da numerically",
+            &g.get(&a).as_vec(),
+            &numeric_grad(&av, EPS, |p| loss(p, &bv)),
+            GRAD_TOL,
+        );
+        assert_close(
+            "add_relu d/db numerically",
+            &g.get(&b).as_vec(),
+            &numeric_grad(&bv, EPS, |p| loss(&av, p)),
+            GRAD_TOL,
+        );
+    }
+}
+
+#[test]
+fn add_relu_forward_and_gradients() {
+    add_relu_case::<2, 3, 4, 5>(101, true);
+    // More elements than one rayon chunk, with a ragged last chunk (too
+    // many for finite differences).
+    add_relu_case::<3, 5, 47, 61>(102, false);
+}
+
+#[test]
+fn add_relu_of_one_tensor_twice_adds_both_gradients() {
+    let dev = Cpu::default();
+    let av = random(2 * 3 * 4, 111);
+    let r = off_the_kink(
+        &random(2 * 3 * 4, 112),
+        &av.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>(),
+        KINK_MARGIN,
+    );
+    let a: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> = dev.tensor_from_vec(av.clone(), Default::default());
+    let at = a.leaky_trace();
+    let g = weighted_sum(add_relu(at.retaped(), at), &r).backward();
+    let want: Vec<f64> = av
+        .iter()
+        .zip(&r)
+        .map(|(&a, &r)| if a > 0.0 { 2.0 * r as f64 } else { 0.0 })
+        .collect();
+    assert_close("add_relu(a, a) d/da", &g.get(&a).as_vec(), &want, 1e-7);
 }
 
 fn avgpool_case<const B: usize, const C: usize, const H: usize, const W: usize>(seed: u64) {
