@@ -1,9 +1,22 @@
 //! What the host trainer and the firmware share: the architecture of both
-//! networks as the single source of truth. Later: the model file format and
-//! the int8 forward passes.
+//! networks as the single source of truth ([`arch`]), the int8 kernels
+//! ([`kernels`], [`quant`]), the model file format ([`model`]) and the
+//! forward passes ([`nets`]: int8 with a static buffer plan, and f32 with
+//! feature `std`).
+//!
+//! `no_std`, no heap, no float in the int8 path. Feature `std` adds the
+//! model encoder ([`model::ModelSpec`]), the f32 networks
+//! ([`nets::float`]) and host-side helpers such as
+//! [`quant::quantize_multiplier`].
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod error;
 pub mod kernels;
+pub mod model;
+pub mod nets;
 pub mod quant;
+
+pub use error::Error;
+pub use model::NetId;

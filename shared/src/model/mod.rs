@@ -1,0 +1,149 @@
+//! The model file: one quantised network, written by the host, embedded in
+//! the firmware's flash and decoded there in place.
+//!
+//! # Layout
+//!
+//! A model file is a sequence of [postcard] records followed by a CRC:
+//!
+//! | # | record | postcard fields, in order |
+//! |---|--------|---------------------------|
+//! | 1 | [`Preamble`] | `magic: [u8; 4]` = [`MAGIC`] (`b"MNQ8"`, 4 raw bytes), `version: u16` = [`FORMAT_VERSION`] (varint) |
+//! | 2 | [`Header`] | `net: u8` ([`NetId`]), `signature: u32` ([`signature`] of that network, varint), `layer_count: u16`, `input_scale: f32` (LE), `input_zero_point: i8`, `input_lut: bytes` (varint length 256, then 256 int8 values) |
+//! | 3.. | [`LayerRecord`], `layer_count` times, in the order of [`layers()`] | `name: str`, `kind: u8` ([`LayerKind`]), `dims: [u16; 4]`, `pad: u8`, `weights: bytes`, `bias: bytes`, `requant: bytes`, `output: {scale: f32, zero_point: i8, min: i8, max: i8}` |
+//! | end | CRC | 4 bytes: CRC-32 (ISO-HDLC, as zlib and PNG) of every byte before it, little-endian |
+//!
+//! Per layer record (`CO` output channels; see [`LayerKind`]):
+//! - `weights`: int8, conv OHWI `[CO][K][K][CI]`, fc `[O][H][W][C]` (the
+//!   features in HWC order), nothing for an add. From PyTorch's tensors:
+//!   `conv[co][ky][kx][ci] = torch[co][ci][ky][kx]` and
+//!   `fc[o][y][x][c] = torch[o][c * H * W + y * W + x]`;
+//! - `bias`: `CO` int32 little-endian, at scale `in_scale * w_scale[c]`
+//!   (nothing for an add);
+//! - `requant`: 5 bytes per multiplier, i32 LE Q31 `multiplier` then i8
+//!   `shift` (see [`Requant`](crate::quant::Requant)): one per output
+//!   channel, `in_scale * w_scale[c] / out_scale`; an add has three, for
+//!   input a, input b and the output, as [`AddS8`](crate::kernels::AddS8)
+//!   defines them;
+//! - `output`: the output tensor's scale, zero point and clamp.
+//!
+//! Decoding ([`InceptionModel::decode`], [`ResNetModel::decode`],
+//! [`Model::decode`]) checks, in order: magic, version, network id (and that
+//! it is the one asked for), the shape signature, the layer count, the input
+//! table's length and scale, the CRC, then every record against
+//! [`layers()`]: name, kind, dims, padding, the length of every byte field,
+//! every requant's range, the output scale, that the clamp implements the
+//! layer's [`Activation`], that the four branches of each Inception concat
+//! share one output quantisation, and that no byte is left over. Any
+//! mismatch is an [`Error`](crate::error::Error) naming it; no input makes the decoder panic.
+//! After decoding, the int8 weights are borrowed from the input bytes (a
+//! model in flash is never copied to RAM); the per-channel bias and requant
+//! arrays (12 bytes per output channel: about 4 KB for InceptionNet, 1 KB
+//! for the ResNet) are copied into the typed model.
+//!
+//! # What the host supplies
+//!
+//! Build a [`ModelSpec`] (feature `std`; [`ModelSpec::template`] gives every
+//! layer with its name and dims) and call [`ModelSpec::encode`], which
+//! refuses a spec the decoder would refuse. TFLite conventions
+//! ([`crate::kernels`]): weights int8 symmetric per output channel; int32
+//! bias at `in_scale * w_scale[c]`; activations int8 asymmetric per tensor,
+//! `real = scale * (q - zero_point)`; multipliers from
+//! [`quantize_multiplier`](crate::quant::quantize_multiplier).
+//!
+//! - **Input**: the input tensor's `scale` and `zero_point`, and the table
+//!   `lut[p] = clamp(round(normalize(p) / scale) + zero_point)` for every raw
+//!   pixel `p` (normalisation `(p/255 - 0.1307)/0.3081` folded in;
+//!   [`InputSpec::new`] computes it).
+//! - **Every conv and fc**: int8 weights (OHWI / `[O][H][W][C]`), int32 bias,
+//!   a requant per output channel (`in_scale * w_scale[c] / out_scale`), and
+//!   its output tensor's scale, zero point and clamp. The input zero point is
+//!   not stored: it is the producer's output zero point (max pool, average
+//!   pool and ReLU keep scale and zero point), so every layer's `in_scale`
+//!   is its producer's `out_scale`.
+//! - **Every add** (`r1.add`, `r2.add`; `a` = the block's `conv2`, `b` = the
+//!   shortcut `conv`): the three requants of
+//!   [`AddS8::from_scales`](crate::kernels::AddS8::from_scales), in order a,
+//!   b, out, and the output scale, zero point and clamp.
+//! - **Clamps** (ReLU is fused as a clamp at the zero point, see
+//!   [`Activation`]): `r*.conv1` and `r*.add`: ReLU (`zero_point..=127`);
+//!   `conv1`, `conv2` of InceptionNet (followed by max pool, then ReLU —
+//!   the forward applies the ReLU as the pool's clamp): either; all others
+//!   (Inception branches, `r*.conv2`, `r*.conv`, `fc`): the full range.
+//! - **Inception concat**: the last conv of each branch (`b1`, `b5_2`,
+//!   `b3_3`, `bp`) writes its channel slice of the concat directly, so all
+//!   four have the concat's output scale, zero point and clamp (the decoder
+//!   checks this). The average pool in front of `bp` keeps its input's
+//!   quantisation.
+//! - **Logits**: fc's output quantisation gives ten int8 logits; the
+//!   prediction is their argmax (ties to the lowest index).
+//!
+//! `shared/src/nets/ptq_tests.rs` is a worked example: a minimal
+//! post-training quantiser (calibrated on
+//! [`forward_observed`](crate::nets::float::InceptionF32::forward_observed)
+//! of the f32 network) whose int8 model tracks the f32 network.
+
+mod decode;
+#[cfg(any(feature = "std", test))]
+mod encode;
+pub mod layers;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use decode::{
+    AddLayer, BlockModel, ConvLayer, InceptionAModel, InceptionModel, InputQuant, LinearLayer,
+    Model, ResNetModel, REQUANT_BYTES,
+};
+#[cfg(any(feature = "std", test))]
+pub use encode::{InputSpec, LayerData, ModelSpec};
+pub use layers::{layers, signature, Activation, LayerKind, LayerSpec};
+pub use wire::{File, Header, LayerRecord, OutputRecord, Preamble, Records};
+
+/// The first four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"MNQ8";
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Entries of the input lookup table (one per raw pixel value).
+pub const INPUT_LUT_LEN: usize = 256;
+
+/// Which network a model file (or a classification request) is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum NetId {
+    /// InceptionNet ([`crate::arch::inception`]).
+    Inception = 0,
+    /// The seed's ResNet ([`crate::arch::resnet`]).
+    ResNet = 1,
+}
+
+impl NetId {
+    /// Both networks.
+    pub const ALL: [NetId; 2] = [NetId::Inception, NetId::ResNet];
+
+    /// The network for a stored id byte.
+    pub const fn from_u8(id: u8) -> Option<NetId> {
+        match id {
+            0 => Some(NetId::Inception),
+            1 => Some(NetId::ResNet),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name used on the command line and in file names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NetId::Inception => "inception",
+            NetId::ResNet => "resnet",
+        }
+    }
+}
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// CRC-32 (ISO-HDLC: the zlib / PNG / Ethernet CRC) of `bytes`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}

@@ -1,0 +1,350 @@
+//! The int8 forward passes of both networks (no heap, no float), their
+//! static buffer plans, and (feature `std`) the f32 forward passes.
+//!
+//! # Memory
+//!
+//! Every activation tensor lives in one caller-provided [`Arena`] at an
+//! offset fixed at compile time. Each network's [`Plan`] lists its steps in
+//! execution order with the buffers each reads and writes; a `const`
+//! evaluation ([`Plan::verify`]) proves that no buffer is overwritten while
+//! it is still to be read, and the arena size is the plan's highest byte
+//! ([`INCEPTION_ARENA_BYTES`], [`RESNET_ARENA_BYTES`]). Each kernel call
+//! borrows its input and output regions with [`Arena::pair`], which checks
+//! at compile time that they are disjoint and inside the arena. So the RAM a
+//! forward pass needs is known before the firmware runs: the arena, plus a
+//! few hundred bytes of stack.
+//!
+//! ```
+//! use shared::nets::{Arena, ARENA_BYTES, INCEPTION_ARENA_BYTES, RESNET_ARENA_BYTES};
+//! assert!(INCEPTION_ARENA_BYTES <= 24 * 1024);
+//! assert_eq!(ARENA_BYTES, INCEPTION_ARENA_BYTES.max(RESNET_ARENA_BYTES));
+//! // One arena serves both networks (firmware: keep it in a static).
+//! let arena = Box::new(Arena::<ARENA_BYTES>::new());
+//! # drop(arena);
+//! ```
+//!
+//! # Profiling
+//!
+//! The forward passes call [`Probe::layer`] after every step with the step's
+//! name (the names of the plan's steps, in order), so the firmware can read
+//! a cycle or instruction counter per layer. `()` is the no-op probe.
+
+#[cfg(any(feature = "std", test))]
+pub mod float;
+pub mod inception;
+pub mod resnet;
+
+#[cfg(test)]
+mod ptq_tests;
+#[cfg(test)]
+mod tests;
+
+pub use inception::INCEPTION_ARENA_BYTES;
+pub use resnet::RESNET_ARENA_BYTES;
+
+use crate::arch::CLASSES;
+use crate::kernels::argmax_s8;
+
+/// Arena bytes that serve either network.
+pub const ARENA_BYTES: usize = if INCEPTION_ARENA_BYTES > RESNET_ARENA_BYTES {
+    INCEPTION_ARENA_BYTES
+} else {
+    RESNET_ARENA_BYTES
+};
+
+/// Called between the layers of a forward pass.
+pub trait Probe {
+    /// Step `name` has just finished (names as in the network's plan).
+    fn layer(&mut self, name: &'static str);
+}
+
+/// No profiling.
+impl Probe for () {
+    #[inline(always)]
+    fn layer(&mut self, _name: &'static str) {}
+}
+
+/// The result of one inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prediction {
+    /// The predicted digit: the argmax of the logits (first on ties).
+    pub class: u8,
+    /// The ten int8 logits, in the fc layer's output quantisation.
+    pub logits: [i8; CLASSES],
+}
+
+impl Prediction {
+    /// The prediction for these logits.
+    pub fn from_logits(logits: [i8; CLASSES]) -> Prediction {
+        Prediction {
+            class: argmax_s8(&logits) as u8,
+            logits,
+        }
+    }
+}
+
+/// The bytes all activation tensors of a forward pass live in, 4-byte
+/// aligned (for word-wide kernel loads). Contents between inferences are
+/// meaningless; a forward pass never reads a byte it has not written.
+#[derive(Clone)]
+#[repr(C, align(4))]
+pub struct Arena<const N: usize> {
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Default for Arena<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A named region of an arena holding one typed tensor: a zero-sized
+/// marker type per buffer of a plan.
+pub trait Buffer {
+    /// The tensor type stored there (an int8 array).
+    type T: bytemuck::Pod;
+    /// Byte offset in the arena.
+    const OFFSET: usize;
+    /// Name in the plan.
+    const NAME: &'static str;
+    /// The region, for plans.
+    const REGION: Region = Region {
+        name: Self::NAME,
+        offset: Self::OFFSET,
+        len: size_of::<Self::T>(),
+    };
+}
+
+/// End offset of a buffer (where the next one may start).
+pub const fn end<B: Buffer>() -> usize {
+    B::OFFSET + size_of::<B::T>()
+}
+
+impl<const N: usize> Arena<N> {
+    /// A zeroed arena (`const`, so it can initialise a `static`).
+    pub const fn new() -> Self {
+        Arena { bytes: [0; N] }
+    }
+
+    /// The raw bytes (e.g. to fill with garbage in tests).
+    pub fn bytes_mut(&mut self) -> &mut [u8; N] {
+        &mut self.bytes
+    }
+
+    /// The tensor in buffer `A`.
+    #[inline(always)]
+    pub fn get<A: Buffer>(&mut self) -> &mut A::T {
+        const { assert!(end::<A>() <= N, "buffer outside the arena") };
+        bytemuck::from_bytes_mut(&mut self.bytes[A::OFFSET..end::<A>()])
+    }
+
+    /// The tensors in buffers `A` and `B`, which must not overlap (checked
+    /// at compile time, like their bounds).
+    #[inline(always)]
+    pub fn pair<A: Buffer, B: Buffer>(&mut self) -> (&mut A::T, &mut B::T) {
+        const {
+            assert!(
+                end::<A>() <= N && end::<B>() <= N,
+                "buffer outside the arena"
+            );
+            assert!(
+                end::<A>() <= B::OFFSET || end::<B>() <= A::OFFSET,
+                "the two buffers overlap"
+            );
+        };
+        if A::OFFSET < B::OFFSET {
+            let (lo, hi) = self.bytes.split_at_mut(B::OFFSET);
+            (
+                bytemuck::from_bytes_mut(&mut lo[A::OFFSET..end::<A>()]),
+                bytemuck::from_bytes_mut(&mut hi[..size_of::<B::T>()]),
+            )
+        } else {
+            let (lo, hi) = self.bytes.split_at_mut(A::OFFSET);
+            (
+                bytemuck::from_bytes_mut(&mut hi[..size_of::<A::T>()]),
+                bytemuck::from_bytes_mut(&mut lo[B::OFFSET..end::<B>()]),
+            )
+        }
+    }
+}
+
+/// A buffer of a plan: `len` bytes at `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Buffer name.
+    pub name: &'static str,
+    /// Byte offset in the arena.
+    pub offset: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl Region {
+    /// One past the last byte.
+    pub const fn end(&self) -> usize {
+        self.offset + self.len
+    }
+
+    const fn overlaps(&self, other: &Region) -> bool {
+        self.offset < other.end() && other.offset < self.end()
+    }
+
+    const fn same(&self, other: &Region) -> bool {
+        let (a, b) = (self.name.as_bytes(), other.name.as_bytes());
+        if a.len() != b.len() || self.offset != other.offset || self.len != other.len {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}
+
+/// One step of a forward pass: the buffers it reads and the one it writes
+/// (a concat is written by several steps, each its channel slice; an
+/// in-place add reads and writes the same buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The layer (PyTorch name) or operation (`input`, `pool1`,
+    /// `incep1.avgpool`, ...); what [`Probe::layer`] receives.
+    pub name: &'static str,
+    /// Buffers read.
+    pub reads: &'static [Region],
+    /// Buffer written (`None`: the result goes to the caller, e.g. logits).
+    pub writes: Option<Region>,
+}
+
+/// A static buffer plan: the steps of a forward pass in execution order.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// The steps.
+    pub steps: &'static [Step],
+}
+
+/// Why a plan is wrong (see [`Plan::verify`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanViolation {
+    /// Step `step` reads `buffer`, which no earlier step wrote.
+    ReadBeforeWrite {
+        /// Step index.
+        step: usize,
+        /// The buffer.
+        buffer: &'static str,
+    },
+    /// Step `writer` overwrites (part of) `buffer` between its first write
+    /// and its read by step `reader`.
+    Clobbered {
+        /// The step whose write destroys the buffer.
+        writer: usize,
+        /// The step that still needs it.
+        reader: usize,
+        /// The buffer.
+        buffer: &'static str,
+    },
+}
+
+impl Plan {
+    /// Bytes the plan needs: the highest end of any buffer written.
+    pub const fn arena_bytes(&self) -> usize {
+        let mut max = 0;
+        let mut i = 0;
+        while i < self.steps.len() {
+            if let Some(w) = self.steps[i].writes {
+                if w.end() > max {
+                    max = w.end();
+                }
+            }
+            i += 1;
+        }
+        max
+    }
+
+    /// Checks liveness: every buffer a step reads was written by an earlier
+    /// step, and from its first write until that read no step wrote another
+    /// buffer overlapping it (the reading step's own output included: a
+    /// kernel's output never aliases its input, except an in-place update of
+    /// the same buffer). Each buffer must be produced in one phase (written
+    /// by consecutive producers, as a concat is), which holds when every
+    /// tensor has its own buffer name.
+    pub const fn verify(&self) -> Result<(), PlanViolation> {
+        let steps = self.steps;
+        let mut s = 0;
+        while s < steps.len() {
+            let reads = steps[s].reads;
+            let mut r = 0;
+            while r < reads.len() {
+                let buf = reads[r];
+                let mut first = 0;
+                while first < s {
+                    if let Some(w) = steps[first].writes {
+                        if w.same(&buf) {
+                            break;
+                        }
+                    }
+                    first += 1;
+                }
+                if first == s {
+                    return Err(PlanViolation::ReadBeforeWrite {
+                        step: s,
+                        buffer: buf.name,
+                    });
+                }
+                let mut t = first;
+                while t <= s {
+                    if let Some(w) = steps[t].writes {
+                        if !w.same(&buf) && w.overlaps(&buf) {
+                            return Err(PlanViolation::Clobbered {
+                                writer: t,
+                                reader: s,
+                                buffer: buf.name,
+                            });
+                        }
+                    }
+                    t += 1;
+                }
+                r += 1;
+            }
+            s += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Declares the buffers of a plan: a marker type per buffer with its tensor
+/// type and offset.
+macro_rules! buffers {
+    ($($(#[doc = $d:literal])* $name:ident: $t:ty = $off:expr;)*) => {$(
+        $(#[doc = $d])*
+        #[derive(Clone, Copy, Debug)]
+        #[allow(non_camel_case_types)] // named like the regions they are
+        pub struct $name;
+        impl $crate::nets::Buffer for $name {
+            type T = $t;
+            const OFFSET: usize = $off;
+            const NAME: &'static str = stringify!($name);
+        }
+    )*};
+}
+pub(crate) use buffers;
+
+/// `x[y][x][0] = lut[pixel]`: the input tensor from raw pixels.
+#[inline(always)]
+fn quantize_input<const S: usize>(
+    lut: &[i8; crate::model::INPUT_LUT_LEN],
+    pixels: &[u8; crate::arch::IMAGE_PIXELS],
+    x: &mut [[[i8; 1]; S]; S],
+) {
+    for (q, &p) in x
+        .as_flattened_mut()
+        .as_flattened_mut()
+        .iter_mut()
+        .zip(pixels)
+    {
+        *q = lut[p as usize];
+    }
+}
