@@ -1,8 +1,9 @@
 //! What the host trainer and the firmware share: the architecture of both
 //! networks as the single source of truth ([`arch`]), the int8 kernels
-//! ([`kernels`], [`quant`]), the model file format ([`model`]) and the
+//! ([`kernels`], [`quant`]), the model file format ([`model`]), the
 //! forward passes ([`nets`]: int8 with a static buffer plan, and f32 with
-//! feature `std`).
+//! feature `std`) and the serial protocol between host and firmware
+//! ([`protocol`]: postcard messages in COBS frames).
 //!
 //! `no_std`, no heap, no float in the int8 path. Feature `std` adds the
 //! model encoder ([`model::ModelSpec`]), the f32 networks
@@ -16,6 +17,7 @@ pub mod error;
 pub mod kernels;
 pub mod model;
 pub mod nets;
+pub mod protocol;
 pub mod quant;
 
 pub use error::Error;
