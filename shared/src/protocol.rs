@@ -106,10 +106,12 @@ impl<'a> Request<'a> {
     }
 }
 
-/// What the firmware answers.
+/// What the firmware answers. `S` is the type of its strings: `&str` where
+/// a response is built or borrowed (the firmware), `String` where it is
+/// kept (the host); both have the same wire format.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)] // no heap to box a profile into; one response lives at a time
-pub enum Response<'a> {
+pub enum Response<S> {
     /// The firmware is serving: announced once at start-up (`nonce` 0) and
     /// sent in answer to [`Request::Ping`] (its nonce).
     Ready {
@@ -119,13 +121,11 @@ pub enum Response<'a> {
         nonce: u32,
     },
     /// What the firmware is and holds.
-    #[serde(borrow)]
-    Info(Info<'a>),
+    Info(Info<S>),
     /// One classification.
     Prediction(Classification),
     /// One classification with the cost of every layer.
-    #[serde(borrow)]
-    Profile(Profile<'a>),
+    Profile(Profile<S>),
     /// The request could not be served.
     Error(ErrorCode),
 }
@@ -143,21 +143,23 @@ pub struct Classification {
 
 /// The cost of one step of a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct LayerCost<'a> {
+pub struct LayerCost<S> {
     /// The step's name in the network's plan (`conv1`, `incep1.b5_2`, ...).
-    pub name: &'a str,
+    pub name: S,
     /// Its cost in [`Info::cost_unit`]s.
     pub cost: u32,
 }
 
+/// The costs of a forward pass's steps (fixed capacity: no heap).
+pub type LayerCosts<S> = heapless::Vec<LayerCost<S>, MAX_LAYERS>;
+
 /// The result of [`Request::Profile`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile<'a> {
+pub struct Profile<S> {
     /// The classification; its `cost` is the whole forward pass.
     pub prediction: Classification,
     /// Every step of the plan, in execution order.
-    #[serde(borrow)]
-    pub layers: heapless::Vec<LayerCost<'a>, MAX_LAYERS>,
+    pub layers: LayerCosts<S>,
 }
 
 /// What a cost counts.
@@ -196,9 +198,9 @@ pub enum ModelStatus {
 
 /// The result of [`Request::Info`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Info<'a> {
+pub struct Info<S> {
     /// The build: `stm32f405` or `qemu-netduinoplus2`.
-    pub board: &'a str,
+    pub board: S,
     /// [`PROTOCOL_VERSION`] of the firmware.
     pub version: u8,
     /// The core clock.

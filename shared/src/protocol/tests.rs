@@ -68,11 +68,15 @@ fn round_trip_request(req: Request<'_>) {
     assert_eq!(got, vec![Ok(format!("{req:?}"))]);
 }
 
-fn round_trip_response(resp: Response<'_>) {
+fn round_trip_response(resp: Response<&str>) {
     let mut frame = frame_of(&resp);
     let n = frame.len() - 1;
-    let decoded: Response<'_> = decode(&mut frame[..n]).expect("decodes");
+    let decoded: Response<&str> = decode(&mut frame[..n]).expect("decodes");
     assert_eq!(decoded, resp);
+    // The host keeps responses with owned strings: same wire format.
+    let mut frame = frame_of(&resp);
+    let owned: Response<String> = decode(&mut frame[..n]).expect("decodes as owned");
+    assert_eq!(format!("{owned:?}"), format!("{resp:?}"));
 }
 
 /// The longest step names of a plan, to fill a profile to capacity.
@@ -84,7 +88,7 @@ fn longest_names(plan: &Plan) -> &'static str {
         .unwrap_or("")
 }
 
-fn full_profile() -> Profile<'static> {
+fn full_profile() -> Profile<&'static str> {
     let name = longest_names(&inception::PLAN).max(longest_names(&resnet::PLAN));
     let mut layers = heapless::Vec::new();
     for _ in 0..MAX_LAYERS {
@@ -281,11 +285,11 @@ fn a_link_error_spoils_only_the_frame_in_progress() {
 
 #[test]
 fn responses_decode_on_the_host_side_of_the_same_deframer() {
-    let mut stream = frame_of(&Response::Ready {
+    let mut stream = frame_of(&Response::<&str>::Ready {
         version: PROTOCOL_VERSION,
         nonce: 0,
     });
-    stream.extend(frame_of(&Response::Error(ErrorCode::ImageLength)));
+    stream.extend(frame_of(&Response::<&str>::Error(ErrorCode::ImageLength)));
     let got = decode_stream::<ErrorOrReady>(&stream);
     assert_eq!(got, vec![Ok(ErrorOrReady::Ready), Ok(ErrorOrReady::Error)]);
 }
@@ -299,7 +303,7 @@ enum ErrorOrReady {
 
 impl<'de> Deserialize<'de> for ErrorOrReady {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Response::deserialize(d)? {
+        match Response::<&str>::deserialize(d)? {
             Response::Ready { .. } => Ok(ErrorOrReady::Ready),
             Response::Error(_) => Ok(ErrorOrReady::Error),
             _ => Err(serde::de::Error::custom("unexpected response")),
