@@ -22,6 +22,17 @@ enum Command {
     Train(TrainArgs),
     /// Measure milliseconds per training batch and peak memory.
     Bench(BenchArgs),
+    /// Write the firmware's self-test digits (the first test image of each class).
+    SelftestDigits(SelftestArgs),
+}
+
+#[derive(Args)]
+struct SelftestArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The file to write.
+    #[arg(long, default_value = host::selftest::DIGITS_FILE)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -149,6 +160,7 @@ fn main() -> Result<()> {
     match command {
         Command::Train(args) => train_command(args),
         Command::Bench(args) => bench_command(args),
+        Command::SelftestDigits(args) => selftest_digits_command(args),
     }
 }
 
@@ -197,6 +209,14 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     if let Some(p) = peak {
         println!("peak resident memory: {p:.0} MiB");
     }
+    Ok(())
+}
+
+fn selftest_digits_command(args: SelftestArgs) -> Result<()> {
+    let ds = args.data.load()?;
+    let source = host::selftest::render(&ds.test)?;
+    host::atomic::write_atomic(&args.out, source.as_bytes())?;
+    println!("wrote {}", args.out.display());
     Ok(())
 }
 
