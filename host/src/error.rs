@@ -66,6 +66,18 @@ pub enum Error {
         /// The time limit.
         seconds: u64,
     },
+    /// The firmware under QEMU did not start serving.
+    #[error("{error}\nQEMU exit status: {status:?}\nfirmware log:\n{}\nQEMU stderr: {stderr}", log.join("\n"))]
+    QemuFailed {
+        /// What went wrong on the host's side.
+        error: Box<Error>,
+        /// QEMU's exit status (`None`: it was still running).
+        status: Option<i32>,
+        /// The firmware's decoded log, one line per entry.
+        log: Vec<String>,
+        /// QEMU's diagnostics.
+        stderr: String,
+    },
     /// The firmware's defmt output could not be decoded.
     #[error("defmt log of {elf}: {problem}")]
     Defmt {
@@ -73,6 +85,73 @@ pub enum Error {
         elf: PathBuf,
         /// What went wrong.
         problem: String,
+    },
+    /// A model file does not decode.
+    #[error("{path}: {source}")]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: shared::Error,
+    },
+    /// A serial device cannot be opened.
+    #[error("cannot open serial port {port}: {source}")]
+    SerialOpen {
+        /// The device path.
+        port: PathBuf,
+        /// The driver's error.
+        source: serialport::Error,
+    },
+    /// Reading from or writing to the serial link failed.
+    #[error("serial link: {source}")]
+    Serial {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The other end closed the link (QEMU exited, the adapter was unplugged).
+    #[error("the serial link was closed by the other end")]
+    SerialClosed,
+    /// Nothing (complete) arrived in time.
+    #[error("no {waiting_for} from the firmware within {seconds:.1} s (is it running, and at the same baud rate?)")]
+    SerialTimeout {
+        /// What the client was waiting for.
+        waiting_for: &'static str,
+        /// The time limit.
+        seconds: f64,
+    },
+    /// A frame from the firmware could not be decoded.
+    #[error("undecodable frame from the firmware: {code}")]
+    BadResponse {
+        /// What was wrong with it.
+        code: shared::protocol::ErrorCode,
+    },
+    /// A request could not be encoded.
+    #[error("request cannot be sent: {code}")]
+    BadRequest {
+        /// Why.
+        code: shared::protocol::ErrorCode,
+    },
+    /// The firmware answered with an error.
+    #[error("the firmware refused the request: {code} ({code:?})")]
+    Device {
+        /// Its error code.
+        code: shared::protocol::ErrorCode,
+    },
+    /// The firmware answered with a different kind of response.
+    #[error("expected {expected} from the firmware, got {found}")]
+    UnexpectedResponse {
+        /// The response expected.
+        expected: &'static str,
+        /// The response received.
+        found: String,
+    },
+    /// The firmware speaks another protocol version.
+    #[error("the firmware speaks protocol version {found}, this host speaks {expected}: rebuild and flash the firmware")]
+    ProtocolVersion {
+        /// The firmware's version.
+        found: u8,
+        /// This host's.
+        expected: u8,
     },
     /// An output directory cannot be created or written to.
     #[error("output directory {dir} is not writable: {source}")]

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 
 /// The firmware workspace shipped with the project.
 pub const FIRMWARE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware");
@@ -33,7 +34,13 @@ impl Build {
 /// Runs cargo inside `firmware/` so its `.cargo/config.toml` applies. The
 /// variables cargo sets for a host build (`RUSTFLAGS` and friends, a build
 /// target) would leak into the thumbv7em build, so they are removed.
+///
+/// Both builds write the same `firmware` ELF, so each is copied to
+/// `firmware-<build>` while a lock keeps the other build out: tests that
+/// build both in parallel each get their own.
 pub fn build(build: Build) -> Result<PathBuf> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let features = build.features();
     let dir = PathBuf::from(FIRMWARE_DIR);
     let target_dir = dir.join("target");
@@ -56,5 +63,8 @@ pub fn build(build: Build) -> Result<PathBuf> {
             detail: format!("cargo exited with {status} (is the {TARGET} target installed? `rustup target add {TARGET}`)"),
         });
     }
-    Ok(target_dir.join(TARGET).join("release").join("firmware"))
+    let out = target_dir.join(TARGET).join("release");
+    let elf = out.join(format!("firmware-{features}"));
+    std::fs::copy(out.join("firmware"), &elf).map_err(|source| Error::Io { path: elf.clone(), source })?;
+    Ok(elf)
 }

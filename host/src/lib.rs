@@ -12,8 +12,11 @@ pub mod firmware;
 pub mod nets;
 pub mod ops;
 pub mod qemu;
+pub mod reference;
 pub mod report;
 pub mod schedule;
+pub mod selftest;
+pub mod serial;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -1,1 +1,77 @@
-//! Integration tests live in `tests/`; this crate has no library code.
+//! What the integration tests in `tests/` share: the firmware built once
+//! per test binary, QEMU sessions, the MNIST test set and the host's
+//! reference predictions.
+#![deny(missing_docs)]
+
+use host::data::{Dataset, Split, Verify};
+use host::firmware::{self, Build};
+use host::qemu::{self, Session};
+use host::reference::{Reference, MODEL_DIR};
+use shared::model::NetId;
+use shared::protocol::Classification;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The QEMU build's ELF, built on first use (cargo serialises concurrent
+/// builds, so parallel tests share one).
+pub fn qemu_elf() -> &'static Path {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| firmware::build(Build::Qemu).unwrap_or_else(|e| panic!("build the firmware for QEMU: {e}")))
+}
+
+/// Start `elf` under QEMU and wait until it serves.
+pub fn start(elf: &Path) -> Session {
+    qemu::start(elf, &qemu::Options::default()).unwrap_or_else(|e| panic!("start the firmware under QEMU: {e}"))
+}
+
+/// The MNIST test split.
+pub fn test_set() -> &'static Split {
+    static TEST: OnceLock<Split> = OnceLock::new();
+    TEST.get_or_init(|| {
+        Dataset::load(Path::new(host::data::DEFAULT_DATA_DIR), Verify::CanonicalMnist)
+            .unwrap_or_else(|e| panic!("load MNIST: {e}"))
+            .test
+    })
+}
+
+/// The host's reference for `net`, from the model file the firmware embeds.
+pub fn reference(net: NetId) -> Reference {
+    Reference::load(Path::new(MODEL_DIR), net).unwrap_or_else(|e| panic!("load the {} model: {e}", net.name()))
+}
+
+/// Classify the first `n` test images with `net` on the firmware and on
+/// the host, and demand identical classes and logits for every one.
+/// Returns the firmware's mean cost per inference.
+pub fn agree_on_test_images(session: &mut Session, net: NetId, n: usize) -> u64 {
+    let test = test_set();
+    let n = n.min(test.len());
+    let images: Vec<_> = (0..n).map(|i| test.image(i)).collect();
+    let expected = reference(net).predict_many(&images);
+    let started = Instant::now();
+    let mut total_cost = 0u64;
+    let mut correct = 0;
+    for (i, (image, want)) in images.iter().zip(&expected).enumerate() {
+        let got = session
+            .client()
+            .classify(net, image)
+            .unwrap_or_else(|e| panic!("{} test image {i}: {e}", net.name()));
+        let Classification { class, logits, cost } = got;
+        assert_eq!(
+            (class, logits),
+            (want.class, want.logits),
+            "{} test image {i}: firmware (class, logits) differ from the host's",
+            net.name()
+        );
+        total_cost += u64::from(cost);
+        correct += usize::from(class == test.labels[i]);
+    }
+    let mean = total_cost / n as u64;
+    eprintln!(
+        "{}: {n} of {n} firmware predictions equal the host's; accuracy {:.2}%; {mean} instructions per inference; {:.1} s",
+        net.name(),
+        100.0 * correct as f64 / n as f64,
+        started.elapsed().as_secs_f64()
+    );
+    mean
+}
