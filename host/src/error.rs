@@ -86,6 +86,14 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
+    /// A firmware ELF cannot be read.
+    #[error("{path}: not a firmware ELF: {problem}")]
+    Elf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A model file does not decode.
     #[error("{path}: {source}")]
     Model {

@@ -43,6 +43,8 @@ pub fn build(build: Build) -> Result<PathBuf> {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let features = build.features();
     let dir = PathBuf::from(FIRMWARE_DIR);
+    // Paths without `host/..` in messages.
+    let dir = dir.canonicalize().unwrap_or(dir);
     let target_dir = dir.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)

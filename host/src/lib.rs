@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod bench;
 pub mod checkpoint;
+pub mod classify;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -17,6 +18,7 @@ pub mod report;
 pub mod schedule;
 pub mod selftest;
 pub mod serial;
+pub mod size;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -2,7 +2,16 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use host::data::{self, Dataset, Verify};
+use host::classify::Report;
+use host::data::{self, Dataset, Split, Verify};
+use host::firmware;
+use host::qemu;
+use host::reference::Reference;
+use host::serial::Client;
+use host::size::SizeReport;
+use shared::model::NetId;
+use shared::protocol::ModelStatus;
+use std::time::Duration;
 use host::nets::{InceptionNet, Net, ResNet};
 use host::report::{self, TrainLog};
 use host::schedule::Schedule;
@@ -24,6 +33,48 @@ enum Command {
     Bench(BenchArgs),
     /// Write the firmware's self-test digits (the first test image of each class).
     SelftestDigits(SelftestArgs),
+    /// Stream test images to the firmware over a serial port (or QEMU) and report
+    /// accuracy, agreement with the host and latency.
+    Classify(ClassifyArgs),
+    /// Report the firmware's flash and RAM by section and its stack high-water mark.
+    Size(SizeArgs),
+}
+
+#[derive(Args)]
+struct ClassifyArgs {
+    /// Serial device wired to the board's USART1 (a USB-serial adapter, or a /dev/pts/N).
+    #[arg(long, required_unless_present = "qemu", conflicts_with = "qemu")]
+    port: Option<PathBuf>,
+    /// Build the firmware for QEMU and run it there instead of on a board.
+    #[arg(long)]
+    qemu: bool,
+    /// The serial port's speed (the firmware uses 115200, 8N1).
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Which network to run.
+    #[arg(long, value_enum, default_value_t = NetChoice::All)]
+    net: NetChoice,
+    /// Test images per network [default: all 10,000].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Directory of the model files the firmware embeds (the host's reference runs them).
+    #[arg(long, default_value = host::reference::MODEL_DIR)]
+    models: PathBuf,
+    /// Seconds to wait for the firmware to answer (and, with --qemu, to boot).
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Args)]
+struct SizeArgs {
+    /// The ELF to report on [default: build the board firmware].
+    #[arg(long)]
+    elf: Option<PathBuf>,
+    /// Do not boot the QEMU build to measure the stack.
+    #[arg(long)]
+    no_stack: bool,
 }
 
 #[derive(Args)]
@@ -90,6 +141,15 @@ enum NetChoice {
     Inception,
     Resnet,
     All,
+}
+
+impl From<NetId> for NetChoice {
+    fn from(net: NetId) -> Self {
+        match net {
+            NetId::Inception => NetChoice::Inception,
+            NetId::ResNet => NetChoice::Resnet,
+        }
+    }
 }
 
 #[derive(Args, Clone, serde::Serialize)]
@@ -161,6 +221,8 @@ fn main() -> Result<()> {
         Command::Train(args) => train_command(args),
         Command::Bench(args) => bench_command(args),
         Command::SelftestDigits(args) => selftest_digits_command(args),
+        Command::Classify(args) => classify_command(args),
+        Command::Size(args) => size_command(args),
     }
 }
 
@@ -217,6 +279,72 @@ fn selftest_digits_command(args: SelftestArgs) -> Result<()> {
     let source = host::selftest::render(&ds.test)?;
     host::atomic::write_atomic(&args.out, source.as_bytes())?;
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn classify_command(args: ClassifyArgs) -> Result<()> {
+    let test = args.data.load()?.test;
+    let timeout = Duration::from_secs(args.timeout);
+    if let Some(port) = &args.port {
+        let mut client = Client::open_serial(port, args.baud, timeout).with_context(|| format!("connecting to the firmware on {}", port.display()))?;
+        classify_on(&mut client, &args, &test)
+    } else {
+        let elf = firmware::build(firmware::Build::Qemu)?;
+        let mut session = qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?;
+        classify_on(session.client(), &args, &test)
+    }
+}
+
+fn classify_on<L: std::io::Read + std::io::Write>(client: &mut Client<L>, args: &ClassifyArgs, test: &Split) -> Result<()> {
+    let info = client.info()?;
+    println!("firmware on {}: {} MHz, costs in {}", info.board, info.clock_hz / 1_000_000, info.cost_unit.name());
+    let n = args.limit.unwrap_or(test.len()).min(test.len());
+    let mut differ = 0;
+    for net in NetId::ALL {
+        if args.net != NetChoice::All && args.net != NetChoice::from(net) {
+            continue;
+        }
+        if info.models[net as usize] == ModelStatus::Refused {
+            println!("{}: the firmware refused its model at boot (see its log); skipped", net.name());
+            continue;
+        }
+        let reference = match Reference::load(&args.models, net) {
+            Ok(r) => Some(r.predict_many(&(0..n).map(|i| test.image(i)).collect::<Vec<_>>())),
+            Err(e) => {
+                eprintln!("no host reference for {}: {e}", net.name());
+                None
+            }
+        };
+        let bar = indicatif::ProgressBar::new(n as u64).with_message(net.name());
+        bar.set_style(indicatif::ProgressStyle::with_template("{msg:10} {wide_bar} {pos}/{len} {per_sec} ETA {eta}")?);
+        let outcomes = host::classify::stream(client, net, test, n, |i| bar.set_position(i as u64))?;
+        bar.finish_and_clear();
+        let report = Report::new(net, &outcomes, test, reference.as_deref(), info.cost_unit);
+        println!("{report}");
+        differ += report.agreement.map_or(0, |(agree, _)| report.images - agree);
+    }
+    anyhow::ensure!(differ == 0, "{differ} firmware predictions differ from the host's");
+    Ok(())
+}
+
+fn size_command(args: SizeArgs) -> Result<()> {
+    let elf = match args.elf {
+        Some(elf) => elf,
+        None => firmware::build(firmware::Build::Board)?,
+    };
+    let report = SizeReport::of_file(&elf)?;
+    println!("{} (STM32F405RG: 1 MiB flash, 128 KiB RAM)\n{report}", elf.display());
+    if !args.no_stack {
+        let stack = host::size::measure_stack(&firmware::build(firmware::Build::Qemu)?, &qemu::Options::default())?;
+        println!(
+            "stack high-water mark: {} of {} bytes (QEMU build: boot, self-test, a classification and a profile per network); \
+             RAM in use at most {} of {} bytes",
+            stack.used,
+            stack.size,
+            report.static_ram() + u64::from(stack.used),
+            host::size::RAM.1
+        );
+    }
     Ok(())
 }
 

@@ -3,12 +3,13 @@
 //! reference predictions.
 #![deny(missing_docs)]
 
+use host::classify::{stream, Report};
 use host::data::{Dataset, Split, Verify};
 use host::firmware::{self, Build};
 use host::qemu::{self, Session};
 use host::reference::{Reference, MODEL_DIR};
 use shared::model::NetId;
-use shared::protocol::Classification;
+use shared::protocol::CostUnit;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -42,36 +43,25 @@ pub fn reference(net: NetId) -> Reference {
 
 /// Classify the first `n` test images with `net` on the firmware and on
 /// the host, and demand identical classes and logits for every one.
-/// Returns the firmware's mean cost per inference.
+/// Returns the firmware's mean cost per inference (instructions).
 pub fn agree_on_test_images(session: &mut Session, net: NetId, n: usize) -> u64 {
     let test = test_set();
     let n = n.min(test.len());
+    let started = Instant::now();
+    let outcomes = stream(session.client(), net, test, n, |_| ())
+        .unwrap_or_else(|e| panic!("{}: classifying test images on the firmware: {e}", net.name()));
     let images: Vec<_> = (0..n).map(|i| test.image(i)).collect();
     let expected = reference(net).predict_many(&images);
-    let started = Instant::now();
-    let mut total_cost = 0u64;
-    let mut correct = 0;
-    for (i, (image, want)) in images.iter().zip(&expected).enumerate() {
-        let got = session
-            .client()
-            .classify(net, image)
-            .unwrap_or_else(|e| panic!("{} test image {i}: {e}", net.name()));
-        let Classification { class, logits, cost } = got;
+    for (i, (got, want)) in outcomes.iter().zip(&expected).enumerate() {
+        let got = got.prediction;
         assert_eq!(
-            (class, logits),
+            (got.class, got.logits),
             (want.class, want.logits),
             "{} test image {i}: firmware (class, logits) differ from the host's",
             net.name()
         );
-        total_cost += u64::from(cost);
-        correct += usize::from(class == test.labels[i]);
     }
-    let mean = total_cost / n as u64;
-    eprintln!(
-        "{}: {n} of {n} firmware predictions equal the host's; accuracy {:.2}%; {mean} instructions per inference; {:.1} s",
-        net.name(),
-        100.0 * correct as f64 / n as f64,
-        started.elapsed().as_secs_f64()
-    );
-    mean
+    let report = Report::new(net, &outcomes, test, Some(&expected), CostUnit::Instructions);
+    eprintln!("{report}\n  {:.1} s under QEMU", started.elapsed().as_secs_f64());
+    report.cost.0
 }

@@ -1,0 +1,29 @@
+//! The firmware fits the STM32F405RG with both networks: flash by section,
+//! static RAM, and the stack's high-water mark measured on the running
+//! firmware.
+
+use host::firmware::{self, Build};
+use host::qemu;
+use host::size::{self, SizeReport};
+use shared::model::NetId;
+use tests::{qemu_elf, reference};
+
+#[test]
+fn the_firmware_fits_the_chip_with_both_networks() {
+    let elf = firmware::build(Build::Board).expect("build the board firmware");
+    let report = SizeReport::of_file(&elf).expect("read the ELF");
+    eprintln!("{report}");
+    let models: u64 = NetId::ALL.iter().map(|&n| reference(n).bytes().len() as u64).sum();
+    assert!(report.flash() > models, "both model files are in flash");
+    assert!(report.flash() <= size::FLASH.1, "flash: {} bytes", report.flash());
+
+    let stack = size::measure_stack(qemu_elf(), &qemu::Options::default()).expect("measure the stack");
+    eprintln!("stack high-water mark {} of {} bytes", stack.used, stack.size);
+    // The QEMU build's statics are the board build's, give or take the logger.
+    let slack = 4096;
+    assert!(
+        u64::from(stack.size) + slack >= report.stack_room() && u64::from(stack.size) <= report.stack_room() + slack
+    );
+    assert!(stack.used > 1024 && stack.used < stack.size, "{stack:?}");
+    assert!(report.static_ram() + u64::from(stack.used) <= size::RAM.1);
+}
