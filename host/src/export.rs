@@ -283,3 +283,75 @@ pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>>
     let spec = quantize(ckpt, &ranges)?;
     spec.encode().map_err(|e| Error::Quantize { net: net.net().name(), problem: format!("the encoder refused the result: {e}") })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+    use crate::nets::{to_checkpoint, InceptionNet, Net, ResNet};
+    use dfdx::nn::BuildModule;
+    use dfdx::prelude::*;
+    use shared::model::Model;
+    use shared::nets::{Arena, ARENA_BYTES};
+
+    /// An untrained network (dfdx's initialisation, seeded) quantised on
+    /// real images: its dequantised int8 logits track its f32 logits. This
+    /// checks the wiring of the export (concat scales, the fc permutation,
+    /// ReLU clamps, add operands) against `shared`'s float network, which
+    /// was written from the PyTorch definitions, not from the int8 code.
+    fn untrained_network_tracks_f32<M: Net>() {
+        let ds = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly).unwrap();
+        let ckpt = to_checkpoint(&M::build(&Cpu::seed_from_u64(7)));
+        let float = FloatNet::from_checkpoint(&ckpt).unwrap();
+        let spec = quantize(&ckpt, &calibrate(&float, &ds.train, 200)).unwrap();
+        let bytes = spec.encode().unwrap();
+        let model = Model::decode(&bytes).unwrap();
+        let fc = spec.layers.last().unwrap();
+        let mut arena = Box::new(Arena::<ARENA_BYTES>::new());
+        let (mut worst, mut spread, mut agree) = (0f64, 0f64, 0);
+        let n = 100;
+        for i in 0..n {
+            let f = float.logits(ds.test.image(i));
+            let q = shared::nets::classify(&model, ds.test.image(i), &mut arena, &mut ());
+            let mean = f.iter().sum::<f32>() / CLASSES as f32;
+            spread = spread.max(f.iter().map(|v| f64::from((v - mean).abs())).fold(0.0, f64::max));
+            for (a, &b) in f.iter().zip(&q.logits) {
+                let deq = f64::from(fc.output_scale) * f64::from(i32::from(b) - i32::from(fc.output.zero_point));
+                worst = worst.max((deq - f64::from(*a)).abs());
+            }
+            agree += usize::from(crate::eval::argmax(&f) == usize::from(q.class));
+        }
+        println!("{}: worst logit error {worst:.4}, logit spread {spread:.4}, {agree}/{n} agree", M::NAME);
+        assert!(worst < 0.1 * spread, "{}: int8 logits off by {worst}, spread {spread}", M::NAME);
+        assert!(agree >= 90, "{}: {agree} of {n} predictions agree", M::NAME);
+    }
+
+    #[test]
+    fn untrained_inception_tracks_f32() {
+        untrained_network_tracks_f32::<InceptionNet>();
+    }
+
+    #[test]
+    fn untrained_resnet_tracks_f32() {
+        untrained_network_tracks_f32::<ResNet>();
+    }
+
+    #[test]
+    fn activation_quant_keeps_zero_exact() {
+        for (lo, hi) in [(-1.0, 3.0), (0.0, 6.0), (0.5, 2.0), (-4.0, -1.0), (0.0, 0.0)] {
+            let (scale, zp) = activation_quant(lo, hi);
+            assert!(scale > 0.0);
+            // The real range covered includes lo, hi and 0.
+            let (min, max) = (scale * (-128.0 - f32::from(zp)), scale * (127.0 - f32::from(zp)));
+            assert!(min <= lo.min(0.0) + scale && max >= hi.max(0.0) - scale, "{lo}..{hi}: {min}..{max}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_an_unknown_network_is_refused() {
+        let mut ckpt = to_checkpoint(&ResNet::build(&Cpu::default()));
+        ckpt.net = "lenet".into();
+        let err = FloatNet::from_checkpoint(&ckpt).err().unwrap().to_string();
+        assert!(err.contains("lenet"), "{err}");
+    }
+}

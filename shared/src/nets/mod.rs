@@ -35,8 +35,6 @@ pub mod inception;
 pub mod resnet;
 
 #[cfg(test)]
-mod ptq_tests;
-#[cfg(test)]
 mod tests;
 
 pub use inception::INCEPTION_ARENA_BYTES;
