@@ -386,6 +386,9 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
     println!("wrote {} and {}", log_path.display(), pictures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    if let Some(mib) = host::bench::peak_rss_mib() {
+        println!("peak resident memory of this run: {mib:.0} MiB");
+    }
     Ok(())
 }
 
