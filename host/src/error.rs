@@ -94,14 +94,6 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
-    /// A model file does not decode.
-    #[error("{path}: {source}")]
-    Model {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        source: shared::Error,
-    },
     /// A serial device cannot be opened.
     #[error("cannot open serial port {port}: {source}")]
     SerialOpen {
@@ -212,6 +204,22 @@ pub enum Error {
     /// A setting cannot work (e.g. fewer images than one batch).
     #[error("{0}")]
     Config(String),
+    /// Post-training quantisation could not produce a valid model.
+    #[error("quantizing {net}: {problem}")]
+    Quantize {
+        /// The network.
+        net: &'static str,
+        /// What went wrong.
+        problem: String,
+    },
+    /// A model file is malformed, or not the one expected.
+    #[error("{path}: {source}")]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error, naming what did not match.
+        source: shared::Error,
+    },
     /// Training produced a non-finite loss.
     #[error("{net} diverged in epoch {epoch} (loss is not finite at learning rate {lr:.2e}); try a smaller --lr")]
     Diverged {

@@ -1,9 +1,21 @@
-//! Float inference over a data split, for test accuracy and confusion.
+//! Inference over a data split, for test accuracy and confusion: the
+//! trained f32 networks (dfdx, batched) and the int8 model files
+//! (`shared`'s integer forward pass, the code the firmware runs).
 
+use crate::checkpoint::Checkpoint;
 use crate::data::Split;
-use crate::nets::Net;
+use crate::error::Result;
+use crate::export::net_id;
+use crate::nets::{load_checkpoint, InceptionNet, Net, ResNet};
+use dfdx::nn::BuildModule;
+use serde::Serialize;
+use shared::NetId;
+use std::time::Instant;
 use dfdx::prelude::*;
+use rayon::prelude::*;
 use shared::arch::{normalize_pixel, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
+use shared::model::Model;
+use shared::nets::{Arena, Prediction, ARENA_BYTES};
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 250;
@@ -42,4 +54,71 @@ pub fn predictions<M: Net>(model: &M, dev: &Cpu, pixels: &[f32]) -> Vec<u8> {
 pub fn accuracy(predictions: &[u8], labels: &[u8]) -> f64 {
     let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
     correct as f64 / labels.len().max(1) as f64
+}
+
+/// The int8 prediction (class and logits) for each of the first `count`
+/// images of `split`, in order, spread over the rayon pool.
+pub fn int8_predictions(model: &Model<'_>, split: &Split, count: usize) -> Vec<Prediction> {
+    (0..count.min(split.len()))
+        .into_par_iter()
+        // One arena per worker, on the heap (the firmware keeps it in a static).
+        .map_init(|| Box::new(Arena::<ARENA_BYTES>::new()), |arena, i| {
+            shared::nets::classify(model, split.image(i), arena, &mut ())
+        })
+        .collect()
+}
+
+/// The trained f32 network's predicted class for each of the first `count`
+/// images of `split` (dfdx, batched).
+pub fn float_predictions(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Vec<u8>> {
+    fn run<M: Net>(ckpt: &Checkpoint, pixels: &[f32]) -> Result<Vec<u8>> {
+        let dev = Cpu::default();
+        let mut model = M::build(&dev);
+        load_checkpoint(&mut model, ckpt)?;
+        Ok(predictions(&model, &dev, pixels))
+    }
+    let count = count.min(split.len());
+    let pixels: Vec<f32> = split.images[..count * IMAGE_PIXELS].iter().map(|&p| normalize_pixel(p)).collect();
+    match net_id(&ckpt.net)? {
+        NetId::Inception => run::<InceptionNet>(ckpt, &pixels),
+        NetId::ResNet => run::<ResNet>(ckpt, &pixels),
+    }
+}
+
+/// What `host eval` reports about a model file.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelEval {
+    /// The network.
+    pub net: &'static str,
+    /// Test images classified.
+    pub images: usize,
+    /// Of which the int8 model got right.
+    pub correct: usize,
+    /// `correct / images`, in [0, 1].
+    pub accuracy: f64,
+    /// The f32 checkpoint's accuracy on the same images, if one was given.
+    pub float_accuracy: Option<f64>,
+    /// Fraction of images where int8 and f32 predict the same class.
+    pub agreement: Option<f64>,
+    /// Wall-clock seconds of the int8 inferences.
+    pub seconds: f64,
+}
+
+/// Evaluate a decoded model on the first `count` images of `split`, and the
+/// checkpoint it came from beside it if given.
+pub fn evaluate(model: &Model<'_>, ckpt: Option<&Checkpoint>, split: &Split, count: usize) -> Result<ModelEval> {
+    let started = Instant::now();
+    let int8: Vec<u8> = int8_predictions(model, split, count).iter().map(|p| p.class).collect();
+    let seconds = started.elapsed().as_secs_f64();
+    let labels = &split.labels[..int8.len()];
+    let float = ckpt.map(|c| float_predictions(c, split, count)).transpose()?;
+    Ok(ModelEval {
+        net: model.net().name(),
+        images: int8.len(),
+        correct: int8.iter().zip(labels).filter(|(p, l)| p == l).count(),
+        accuracy: accuracy(&int8, labels),
+        float_accuracy: float.as_ref().map(|f| accuracy(f, labels)),
+        agreement: float.as_ref().map(|f| accuracy(&int8, f)),
+        seconds,
+    })
 }

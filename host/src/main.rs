@@ -2,15 +2,18 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use host::checkpoint::Checkpoint;
 use host::classify::Report;
 use host::data::{self, Dataset, Split, Verify};
+use host::export;
 use host::firmware;
 use host::qemu;
 use host::reference::Reference;
 use host::serial::Client;
 use host::size::SizeReport;
-use shared::model::NetId;
+use shared::model::Model;
 use shared::protocol::ModelStatus;
+use shared::NetId;
 use std::time::Duration;
 use host::nets::{InceptionNet, Net, ResNet};
 use host::report::{self, TrainLog};
@@ -29,6 +32,12 @@ struct Cli {
 enum Command {
     /// Train the networks (the default when no command is given).
     Train(TrainArgs),
+    /// Quantize trained checkpoints to int8 model files.
+    Export(ExportArgs),
+    /// Test accuracy of an int8 model file (and of its f32 checkpoint).
+    Eval(EvalArgs),
+    /// Print a model file's header, layers, scales, flash and RAM.
+    Inspect(InspectArgs),
     /// Measure milliseconds per training batch and peak memory.
     Bench(BenchArgs),
     /// Write the firmware's self-test digits (the first test image of each class).
@@ -84,6 +93,53 @@ struct SelftestArgs {
     /// The file to write.
     #[arg(long, default_value = host::selftest::DIGITS_FILE)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Which network to export.
+    #[arg(long, value_enum, default_value_t = NetChoice::All)]
+    net: NetChoice,
+    /// Where the checkpoints (`<net>.safetensors`) are and the model files
+    /// (`<net>.postcard`) go.
+    #[arg(long, default_value = "artifacts")]
+    out: PathBuf,
+    /// Training images to calibrate activation ranges on.
+    #[arg(long, default_value_t = export::CALIBRATION_IMAGES)]
+    calibration: usize,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The int8 model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// The f32 checkpoint to compare with [default: `<model>.safetensors`
+    /// beside the model, if there is one].
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Evaluate the first N test images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The model file.
+    file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -143,11 +199,12 @@ enum NetChoice {
     All,
 }
 
-impl From<NetId> for NetChoice {
-    fn from(net: NetId) -> Self {
-        match net {
-            NetId::Inception => NetChoice::Inception,
-            NetId::ResNet => NetChoice::Resnet,
+impl NetChoice {
+    fn includes(self, net: NetId) -> bool {
+        match self {
+            NetChoice::Inception => net == NetId::Inception,
+            NetChoice::Resnet => net == NetId::ResNet,
+            NetChoice::All => true,
         }
     }
 }
@@ -219,11 +276,96 @@ fn main() -> Result<()> {
     });
     match command {
         Command::Train(args) => train_command(args),
+        Command::Export(args) => export_command(args),
+        Command::Eval(args) => eval_command(args),
+        Command::Inspect(args) => inspect_command(args),
         Command::Bench(args) => bench_command(args),
         Command::SelftestDigits(args) => selftest_digits_command(args),
         Command::Classify(args) => classify_command(args),
         Command::Size(args) => size_command(args),
     }
+}
+
+fn read_model(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading model file {}", path.display()))
+}
+
+fn export_command(args: ExportArgs) -> Result<()> {
+    let ds = args.data.load()?;
+    host::atomic::check_writable_dir(&args.out)?;
+    for net in NetId::ALL.into_iter().filter(|n| args.net.includes(*n)) {
+        let ckpt_path = args.out.join(format!("{}.safetensors", net.name()));
+        let ckpt = Checkpoint::load(&ckpt_path)?;
+        ckpt.expect_net(net.name())?;
+        export_one(&ckpt, &ds, &args.out, args.calibration)?;
+    }
+    Ok(())
+}
+
+/// Quantize `ckpt`, write `<out>/<net>.postcard` and report its int8 test
+/// accuracy beside the float one.
+fn export_one(ckpt: &Checkpoint, ds: &Dataset, out: &std::path::Path, calibration: usize) -> Result<report::Int8Record> {
+    let bytes = export::export(ckpt, &ds.train, calibration)?;
+    let path = out.join(format!("{}.postcard", ckpt.net));
+    host::atomic::write_atomic(&path, &bytes)?;
+    let model = Model::decode(&bytes).map_err(|source| host::Error::Model { path: path.clone(), source })?;
+    let e = host::eval::evaluate(&model, Some(ckpt), &ds.test, ds.test.len())?;
+    println!(
+        "{:<9} int8 model {} ({} bytes): test accuracy {:.2}% (f32 {:.2}%), predictions agree on {:.2}%",
+        ckpt.net,
+        path.display(),
+        bytes.len(),
+        100.0 * e.accuracy,
+        100.0 * e.float_accuracy.unwrap_or(f64::NAN),
+        100.0 * e.agreement.unwrap_or(f64::NAN)
+    );
+    Ok(report::Int8Record { model_bytes: bytes.len(), test_accuracy: e.accuracy, agreement: e.agreement.unwrap_or(f64::NAN) })
+}
+
+fn eval_command(args: EvalArgs) -> Result<()> {
+    let bytes = read_model(&args.model)?;
+    let model = Model::decode(&bytes).map_err(|source| host::Error::Model { path: args.model.clone(), source })?;
+    let beside = args.model.with_extension("safetensors");
+    let ckpt_path = args.checkpoint.clone().or_else(|| beside.exists().then_some(beside));
+    let ckpt = ckpt_path.as_deref().map(Checkpoint::load).transpose()?;
+    if let Some(c) = &ckpt {
+        c.expect_net(model.net().name())?;
+    }
+    let ds = args.data.load()?;
+    set_threads(args.threads)?;
+    let e = host::eval::evaluate(&model, ckpt.as_ref(), &ds.test, args.limit.unwrap_or(usize::MAX))?;
+    if args.json {
+        let mut v = serde_json::to_value(&e)?;
+        v["model"] = args.model.display().to_string().into();
+        v["checkpoint"] = ckpt_path.map(|p| p.display().to_string()).into();
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{}: {} on {} test images: int8 accuracy {:.2}% ({} correct) in {:.2} s ({:.0} images/s)",
+        args.model.display(),
+        e.net,
+        e.images,
+        100.0 * e.accuracy,
+        e.correct,
+        e.seconds,
+        e.images as f64 / e.seconds
+    );
+    if let (Some(f), Some(a), Some(p)) = (e.float_accuracy, e.agreement, &ckpt_path) {
+        println!("f32 checkpoint {}: accuracy {:.2}%; int8 and f32 predictions agree on {:.2}%", p.display(), 100.0 * f, 100.0 * a);
+    }
+    Ok(())
+}
+
+fn inspect_command(args: InspectArgs) -> Result<()> {
+    let bytes = read_model(&args.file)?;
+    let report = host::inspect::inspect(&bytes).map_err(|source| host::Error::Model { path: args.file.clone(), source })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 /// Call `$f::<$net, B>($args)` with the batch size `$batch` as the const `B`.
@@ -301,7 +443,7 @@ fn classify_on<L: std::io::Read + std::io::Write>(client: &mut Client<L>, args: 
     let n = args.limit.unwrap_or(test.len()).min(test.len());
     let mut differ = 0;
     for net in NetId::ALL {
-        if args.net != NetChoice::All && args.net != NetChoice::from(net) {
+        if !args.net.includes(net) {
             continue;
         }
         if info.models[net as usize] == ModelStatus::Refused {
@@ -309,7 +451,7 @@ fn classify_on<L: std::io::Read + std::io::Write>(client: &mut Client<L>, args: 
             continue;
         }
         let reference = match Reference::load(&args.models, net) {
-            Ok(r) => Some(r.predict_many(&(0..n).map(|i| test.image(i)).collect::<Vec<_>>())),
+            Ok(r) => Some(r.predict_first(test, n)),
             Err(e) => {
                 eprintln!("no host reference for {}: {e}", net.name());
                 None
@@ -382,6 +524,9 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
     println!("wrote {} and {}", log_path.display(), pictures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    if let Some(mib) = host::bench::peak_rss_mib() {
+        println!("peak resident memory of this run: {mib:.0} MiB");
+    }
     Ok(())
 }
 
@@ -410,7 +555,9 @@ fn run<M: Net>(start: Start<M>, ds: &Dataset, args: &TrainArgs, log: &mut TrainL
         *snapshot.net_mut(M::NAME, M::PARAMS) = net_log.clone();
         snapshot.save(&log_path)
     };
-    with_batch!(args.batch, train::train, M, (start, ds, &cfg, &mut net_log, save))?;
+    let model = with_batch!(args.batch, train::train, M, (start, ds, &cfg, &mut net_log, save))?;
+    net_log.int8 = Some(export_one(&host::nets::to_checkpoint(&model), ds, &args.out, export::CALIBRATION_IMAGES)?);
+    save(&net_log)?;
     *log.net_mut(M::NAME, M::PARAMS) = net_log;
     Ok(())
 }

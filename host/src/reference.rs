@@ -1,11 +1,13 @@
 //! The host's int8 reference for the firmware: `shared`'s forward passes
-//! on the same model files, run on the workstation. Host and firmware run
-//! the same integer code, so their logits must agree bit for bit.
+//! on the same model files the firmware embeds, run on the workstation.
+//! Host and firmware run the same integer code, so their logits must agree
+//! bit for bit.
 
+use crate::data::Split;
 use crate::error::{Error, Result};
 use shared::arch::IMAGE_PIXELS;
-use shared::model::{InceptionModel, NetId, ResNetModel};
-use shared::nets::{inception, resnet, Arena, Prediction, ARENA_BYTES};
+use shared::model::{Model, NetId};
+use shared::nets::{Arena, Prediction, ARENA_BYTES};
 use std::path::{Path, PathBuf};
 
 /// Where the exporter writes the model files and the firmware embeds them from.
@@ -18,7 +20,6 @@ pub fn model_path(dir: &Path, net: NetId) -> PathBuf {
 
 /// One network's model file, checked, ready to run.
 pub struct Reference {
-    net: NetId,
     bytes: Vec<u8>,
 }
 
@@ -26,15 +27,13 @@ impl Reference {
     /// Read and check `net`'s model file in `dir`.
     pub fn load(dir: &Path, net: NetId) -> Result<Reference> {
         let path = model_path(dir, net);
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let reference = Reference { net, bytes };
-        reference
-            .predict_all(&[])
-            .map_err(|source| Error::Model { path, source })?;
-        Ok(reference)
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let found = Model::decode(&bytes).map_err(|source| Error::Model { path: path.clone(), source })?.net();
+        if found != net {
+            let source = shared::Error::WrongNetwork { expected: net, found };
+            return Err(Error::Model { path, source });
+        }
+        Ok(Reference { bytes })
     }
 
     /// The model file's bytes.
@@ -42,34 +41,18 @@ impl Reference {
         &self.bytes
     }
 
+    fn model(&self) -> Model<'_> {
+        Model::decode(&self.bytes).expect("the model decoded when loaded")
+    }
+
     /// Classify one image.
     pub fn predict(&self, pixels: &[u8; IMAGE_PIXELS]) -> Prediction {
-        self.predict_many(&[pixels]).remove(0)
-    }
-
-    /// Classify several images (the model is decoded once).
-    pub fn predict_many(&self, images: &[&[u8; IMAGE_PIXELS]]) -> Vec<Prediction> {
-        // `load` checked that the file decodes.
-        self.predict_all(images).expect("the model decoded when loaded")
-    }
-
-    fn predict_all(&self, images: &[&[u8; IMAGE_PIXELS]]) -> Result<Vec<Prediction>, shared::Error> {
         let mut arena = Box::new(Arena::<ARENA_BYTES>::new());
-        Ok(match self.net {
-            NetId::Inception => {
-                let m = InceptionModel::decode(&self.bytes)?;
-                images
-                    .iter()
-                    .map(|p| inception::classify(&m, p, &mut arena, &mut ()))
-                    .collect()
-            }
-            NetId::ResNet => {
-                let m = ResNetModel::decode(&self.bytes)?;
-                images
-                    .iter()
-                    .map(|p| resnet::classify(&m, p, &mut arena, &mut ()))
-                    .collect()
-            }
-        })
+        shared::nets::classify(&self.model(), pixels, &mut arena, &mut ())
+    }
+
+    /// Classify the first `n` images of `split` (in parallel).
+    pub fn predict_first(&self, split: &Split, n: usize) -> Vec<Prediction> {
+        crate::eval::int8_predictions(&self.model(), split, n)
     }
 }

@@ -46,6 +46,20 @@ pub struct NetLog {
     /// The test confusion matrix after the last epoch, once computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confusion: Option<ConfusionMatrix>,
+    /// The int8 model exported after training, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Record>,
+}
+
+/// The int8 model file exported from a network's final checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Int8Record {
+    /// Its bytes (the flash it takes).
+    pub model_bytes: usize,
+    /// Its test accuracy, in [0, 1].
+    pub test_accuracy: f64,
+    /// Fraction of test images where it predicts the f32 network's class.
+    pub agreement: f64,
 }
 
 impl NetLog {
@@ -56,6 +70,7 @@ impl NetLog {
             params,
             epochs: Vec::new(),
             confusion: None,
+            int8: None,
         }
     }
 
@@ -157,8 +172,8 @@ pub fn correct_and_total(m: &ConfusionMatrix) -> (u64, u64) {
 /// The end-of-run table: one row per network, columns aligned.
 ///
 /// ```text
-/// net        epochs  best acc (epoch)  final acc  mean epoch  total time  params
-/// inception      10     99.12% (9)        99.08%      27.9 s     4m 39s    97298
+/// net        epochs  best acc (epoch)  final acc  mean epoch  total time  params  int8 acc
+/// inception      10     99.12% (9)        99.08%      27.9 s     4m 39s   97298    99.10%
 /// ```
 pub fn summary_table(log: &TrainLog) -> String {
     let header = [
@@ -169,8 +184,9 @@ pub fn summary_table(log: &TrainLog) -> String {
         "mean epoch",
         "total time",
         "params",
+        "int8 acc",
     ];
-    let rows: Vec<[String; 7]> = log
+    let rows: Vec<[String; 8]> = log
         .nets
         .iter()
         .map(|n| {
@@ -188,6 +204,7 @@ pub fn summary_table(log: &TrainLog) -> String {
                 format!("{:.1} s", n.mean_epoch_seconds()),
                 minutes_seconds(n.total_seconds()),
                 n.params.to_string(),
+                n.int8.as_ref().map_or("-".into(), |q| format!("{:.2}%", 100.0 * q.test_accuracy)),
             ]
         })
         .collect();
@@ -272,6 +289,11 @@ pub(crate) mod tests {
             }
             n.confusion = Some(m);
         }
+        log.nets[0].int8 = Some(Int8Record {
+            model_bytes: 100_666,
+            test_accuracy: 0.9889,
+            agreement: 0.9995,
+        });
         log
     }
 
@@ -363,11 +385,12 @@ pub(crate) mod tests {
         assert!(
             lines[1].contains("98.87%")
                 && lines[1].contains("2m 22s")
-                && lines[1].ends_with("97298"),
+                && lines[1].contains("97298")
+                && lines[1].ends_with("98.89%"),
             "{table}"
         );
         assert!(
-            lines[2].starts_with("resnet ") && lines[2].ends_with("14570"),
+            lines[2].starts_with("resnet ") && lines[2].contains("14570") && lines[2].ends_with('-'),
             "{table}"
         );
         // Right-aligned columns end at the same place on every line.

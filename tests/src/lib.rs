@@ -50,8 +50,7 @@ pub fn agree_on_test_images(session: &mut Session, net: NetId, n: usize) -> u64 
     let started = Instant::now();
     let outcomes = stream(session.client(), net, test, n, |_| ())
         .unwrap_or_else(|e| panic!("{}: classifying test images on the firmware: {e}", net.name()));
-    let images: Vec<_> = (0..n).map(|i| test.image(i)).collect();
-    let expected = reference(net).predict_many(&images);
+    let expected = reference(net).predict_first(test, n);
     for (i, (got, want)) in outcomes.iter().zip(&expected).enumerate() {
         let got = got.prediction;
         assert_eq!(

@@ -77,10 +77,10 @@
 //! - **Logits**: fc's output quantisation gives ten int8 logits; the
 //!   prediction is their argmax (ties to the lowest index).
 //!
-//! `shared/src/nets/ptq_tests.rs` is a worked example: a minimal
-//! post-training quantiser (calibrated on
+//! The host's exporter (`host/src/export.rs`) is the worked example: it
+//! calibrates on
 //! [`forward_observed`](crate::nets::float::InceptionF32::forward_observed)
-//! of the f32 network) whose int8 model tracks the f32 network.
+//! of the f32 network and fills a [`ModelSpec`] from a trained checkpoint.
 
 mod decode;
 #[cfg(any(feature = "std", test))]

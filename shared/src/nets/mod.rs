@@ -35,15 +35,14 @@ pub mod inception;
 pub mod resnet;
 
 #[cfg(test)]
-mod ptq_tests;
-#[cfg(test)]
 mod tests;
 
 pub use inception::INCEPTION_ARENA_BYTES;
 pub use resnet::RESNET_ARENA_BYTES;
 
-use crate::arch::CLASSES;
+use crate::arch::{CLASSES, IMAGE_PIXELS};
 use crate::kernels::argmax_s8;
+use crate::model::Model;
 
 /// Arena bytes that serve either network.
 pub const ARENA_BYTES: usize = if INCEPTION_ARENA_BYTES > RESNET_ARENA_BYTES {
@@ -80,6 +79,20 @@ impl Prediction {
             class: argmax_s8(&logits) as u8,
             logits,
         }
+    }
+}
+
+/// Classify `pixels` (raw bytes, row-major) with whichever network `model`
+/// holds. `arena` must have room for it ([`ARENA_BYTES`] fits both).
+pub fn classify<const N: usize>(
+    model: &Model<'_>,
+    pixels: &[u8; IMAGE_PIXELS],
+    arena: &mut Arena<N>,
+    probe: &mut impl Probe,
+) -> Prediction {
+    match model {
+        Model::Inception(m) => inception::classify(m, pixels, arena, probe),
+        Model::ResNet(m) => resnet::classify(m, pixels, arena, probe),
     }
 }
 

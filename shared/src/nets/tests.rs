@@ -216,7 +216,7 @@ fn resnet_ref(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
 
 /// Images with some structure: a few bright strokes on black, sometimes
 /// uniform noise.
-pub(super) fn random_image(rng: &mut Rng) -> [u8; IMAGE_PIXELS] {
+fn random_image(rng: &mut Rng) -> [u8; IMAGE_PIXELS] {
     let mut px = [0u8; IMAGE_PIXELS];
     if rng.below(4) == 0 {
         for p in &mut px {
