@@ -365,12 +365,16 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
 }
 
 /// Whether the input gradient goes through col2im rather than the
-/// transposed conv. Both do the same arithmetic; the transposed conv's GEMM
-/// reduces over `co*k*k` (col2im's over only `co`) but its im2col writes
-/// `co*k*k` rows where col2im's GEMM writes `ci*k*k`: fewer output than
-/// input channels favour it.
+/// transposed conv. The transposed conv sweeps the whole padded output
+/// gradient: for a conv that shrinks its input (padding below `(k-1)/2`,
+/// like InceptionNet's conv2, 12x12 -> 8x8) it multiplies `h*w` rather than
+/// `ho*wo` pixels, mostly by zeros, so col2im wins. Where both do the same
+/// arithmetic, the transposed conv's GEMM reduces over `co*k*k` (col2im's
+/// over only `co`) but its im2col writes `co*k*k` rows where col2im's GEMM
+/// writes `ci*k*k`: fewer output than input channels favour it.
 fn by_col2im(g: &Geometry) -> bool {
-    g.ci < g.co
+    let (outer, inner) = (g.h * g.w, g.pixels());
+    inner < outer || (inner == outer && g.ci < g.co)
 }
 
 /// `gx += col2im(weights^T * gout)` for one run of samples.
