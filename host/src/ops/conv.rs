@@ -14,7 +14,7 @@
 
 use super::buffers::{put, read, take, tensor_from, with_scratch};
 use super::im2col::Geometry;
-use super::matmul::{matmul, Mat};
+use super::matmul::{matmul, pad_rows, Mat, COL_TILE, ROW_TILE};
 use super::relu::Mask;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -197,14 +197,16 @@ fn group_len(g: &Geometry, run: usize) -> usize {
 /// `out = weights * im2col(xs) (+ bias)` for every sample; `ws` is
 /// `co x patch`.
 pub(crate) fn forward(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let ws = pad_rows(ws, g.patch(), g.co.next_multiple_of(ROW_TILE));
     let run = run_len(xs.len() / g.in_len());
     out.par_chunks_mut(run * g.out_len())
         .zip(xs.par_chunks(run * g.in_len()))
-        .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, false));
+        .for_each(|(out, xs)| forward_run(g, xs, &ws, bias, out, false));
 }
 
 /// [`forward`] on one run of samples, on the calling thread; adds to `out`
-/// when `accumulate`.
+/// when `accumulate`. `ws` has zero rows after the `co` real ones, up to a
+/// multiple of [`ROW_TILE`].
 fn forward_run(
     g: &Geometry,
     xs: &[f32],
@@ -215,9 +217,10 @@ fn forward_run(
 ) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, xs.len() / g.in_len());
-    let wm = Mat::new(ws, g.co, patch);
+    let co = ws.len() / patch;
+    let wm = Mat::new(ws, co, patch);
     with_scratch(
-        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
+        [patch * group * pixels, co * group * pixels, g.pad_len()],
         |cols, prod, pad| {
             for (out, xs) in out
                 .chunks_mut(group * g.out_len())
@@ -226,12 +229,13 @@ fn forward_run(
                 let n = xs.len() / g.in_len();
                 let (cols, prod) = (
                     &mut cols[..patch * n * pixels],
-                    &mut prod[..g.co * n * pixels],
+                    &mut prod[..co * n * pixels],
                 );
                 g.im2col(xs, cols, pad);
                 matmul(prod, wm, Mat::new(cols, patch, n * pixels), false);
-                // `prod` is [co][sample][pixel]; the output is [sample][co][pixel].
-                for (c, prod) in prod.chunks_exact(n * pixels).enumerate() {
+                // `prod` is [co][sample][pixel] (then the padding rows); the
+                // output is [sample][co][pixel].
+                for (c, prod) in prod.chunks_exact(n * pixels).take(g.co).enumerate() {
                     let b = bias.map_or(0.0, |b| b[c]);
                     for (s, src) in prod.chunks_exact(pixels).enumerate() {
                         let dst = &mut out[s * g.out_len() + c * pixels..][..pixels];
@@ -276,10 +280,23 @@ pub(crate) fn backward_via(
     let batch = xs.len() / g.in_len();
     let run = run_len(batch);
     let t = g.transposed();
-    let flipped = if gx.is_some() && !col2im {
-        g.flip_weights(ws)
-    } else {
-        Vec::new()
+    // Whichever input-gradient path runs gets its weights laid out and
+    // padded to full GEMM tiles here, once.
+    let (patch, co_w) = (g.patch(), g.co.next_multiple_of(COL_TILE));
+    let weights = match (&gx, col2im) {
+        (None, _) => Vec::new(),
+        (Some(_), false) => {
+            pad_rows(&g.flip_weights(ws), t.patch(), g.ci.next_multiple_of(ROW_TILE)).into_owned()
+        }
+        (Some(_), true) => {
+            let mut wt = vec![0.0; patch.next_multiple_of(ROW_TILE) * g.co];
+            for (c, row) in ws.chunks_exact(patch).enumerate() {
+                for (r, &v) in row.iter().enumerate() {
+                    wt[r * g.co + c] = v;
+                }
+            }
+            wt
+        }
     };
     let gx_runs: Vec<Option<&mut [f32]>> = match gx {
         Some(gx) => gx.chunks_mut(run * g.in_len()).map(Some).collect(),
@@ -292,24 +309,23 @@ pub(crate) fn backward_via(
         .zip(xs.par_chunks(run * g.in_len()))
         .zip(gout.par_chunks(run * g.out_len()))
         .map(|((gx, xs), gout)| {
-            let mut pw = vec![0.0; gw.len()];
+            let mut pw = vec![0.0; patch * co_w];
             let mut pb = vec![0.0; gb.len()];
             weight_grad_run(g, xs, gout, &mut pw, &mut pb);
             if let Some(gx) = gx {
                 if col2im {
-                    data_grad_run(g, ws, gout, gx);
+                    data_grad_run(g, &weights, gout, gx);
                 } else {
-                    forward_run(&t, gout, &flipped, None, gx, true);
+                    forward_run(&t, gout, &weights, None, gx, true);
                 }
             }
             (pw, pb)
         })
         .collect();
-    let patch = g.patch();
     for (pwt, pb) in partials {
-        // The partials are transposed, `patch x co` (see `weight_grad_run`).
-        for (r, row) in pwt.chunks_exact(g.co).enumerate() {
-            for (c, v) in row.iter().enumerate() {
+        // The partials are transposed, `patch x co_w` (see `weight_grad_run`).
+        for (r, row) in pwt.chunks_exact(co_w).enumerate() {
+            for (c, v) in row[..g.co].iter().enumerate() {
                 gw[c * patch + r] += v;
             }
         }
@@ -318,13 +334,16 @@ pub(crate) fn backward_via(
 }
 
 /// `gwt += im2col(xs) * gout^T` (the weight gradient transposed,
-/// `patch x co`: the GEMM runs 20-40% faster that way round) and
-/// `gb += gout` summed over pixels, for one run of samples.
+/// `patch x co_w`: the GEMM runs 20-40% faster that way round, and with
+/// `co` padded to `co_w`, a multiple of [`COL_TILE`], on full tiles) and
+/// `gb += gout` summed over pixels, for one run of samples. The padding
+/// columns of `gwt` get zeros.
 fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.pixels());
+    let co_w = gwt.len() / patch;
     let group = group_len(g, xs.len() / g.in_len());
     with_scratch(
-        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
+        [patch * group * pixels, co_w * group * pixels, g.pad_len()],
         |cols, gg, pad| {
             for (gout, xs) in gout
                 .chunks(group * g.out_len())
@@ -333,10 +352,12 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                 let n = xs.len() / g.in_len();
                 let (cols, gg) = (
                     &mut cols[..patch * n * pixels],
-                    &mut gg[..g.co * n * pixels],
+                    &mut gg[..co_w * n * pixels],
                 );
                 g.im2col(xs, cols, pad);
-                // The output gradient as [co][sample][pixel], matching the columns.
+                // The output gradient as [co][sample][pixel], matching the
+                // columns, then zero rows up to `co_w`.
+                gg[g.co * n * pixels..].fill(0.0);
                 for (c, (row, b)) in gg
                     .chunks_exact_mut(n * pixels)
                     .zip(gb.iter_mut())
@@ -351,12 +372,12 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                     // A handful of long dot products: GEMM packing would
                     // dominate (the ResNet's first block, InceptionNet's conv1).
                     for (r, col) in cols.chunks_exact(n * pixels).enumerate() {
-                        for (c, grow) in gg.chunks_exact(n * pixels).enumerate() {
-                            gwt[r * g.co + c] += dot(col, grow);
+                        for (c, grow) in gg.chunks_exact(n * pixels).take(g.co).enumerate() {
+                            gwt[r * co_w + c] += dot(col, grow);
                         }
                     }
                 } else {
-                    let gm = Mat::new(gg, g.co, n * pixels);
+                    let gm = Mat::new(gg, co_w, n * pixels);
                     matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
                 }
             }
@@ -377,13 +398,16 @@ fn by_col2im(g: &Geometry) -> bool {
     inner < outer || (inner == outer && g.ci < g.co)
 }
 
-/// `gx += col2im(weights^T * gout)` for one run of samples.
-fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
+/// `gx += col2im(wt * gout)` for one run of samples, where `wt` is the
+/// weights transposed (`patch x co`) with zero rows up to a multiple of
+/// [`ROW_TILE`].
+fn data_grad_run(g: &Geometry, wt: &[f32], gout: &[f32], gx: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, gx.len() / g.in_len());
-    let wt = Mat::new(ws, g.co, patch).t();
+    let rows = wt.len() / g.co;
+    let wt = Mat::new(wt, rows, g.co);
     with_scratch(
-        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
+        [rows * group * pixels, g.co * group * pixels, g.pad_len()],
         |cols, gg, pad| {
             for (gout, gx) in gout
                 .chunks(group * g.out_len())
@@ -391,7 +415,7 @@ fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
             {
                 let n = gx.len() / g.in_len();
                 let (cols, gg) = (
-                    &mut cols[..patch * n * pixels],
+                    &mut cols[..rows * n * pixels],
                     &mut gg[..g.co * n * pixels],
                 );
                 for (c, row) in gg.chunks_exact_mut(n * pixels).enumerate() {
@@ -400,7 +424,8 @@ fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
                     }
                 }
                 matmul(cols, wt, Mat::new(gg, g.co, n * pixels), false);
-                g.col2im(cols, gx, pad);
+                // The padding rows come last: col2im reads the first `patch`.
+                g.col2im(&cols[..patch * n * pixels], gx, pad);
             }
         },
     );
