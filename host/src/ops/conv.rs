@@ -180,6 +180,16 @@ fn conv<
 /// Weight count up to which the weight gradient is dot products, not a GEMM.
 const SMALL_WEIGHT: usize = 256;
 
+/// Columns of the transposed weight gradient `weight_grad_run` forms: `co`
+/// padded to full GEMM tiles, unless it takes dot products.
+fn weight_grad_cols(g: &Geometry) -> usize {
+    if g.co * g.patch() <= SMALL_WEIGHT {
+        g.co
+    } else {
+        g.co.next_multiple_of(COL_TILE)
+    }
+}
+
 /// Floats of im2col columns per group: about half of a 1 MiB L2.
 const GROUP_FLOATS: usize = 128 * 1024;
 
@@ -282,7 +292,7 @@ pub(crate) fn backward_via(
     let t = g.transposed();
     // Whichever input-gradient path runs gets its weights laid out and
     // padded to full GEMM tiles here, once.
-    let (patch, co_w) = (g.patch(), g.co.next_multiple_of(COL_TILE));
+    let (patch, co_w) = (g.patch(), weight_grad_cols(g));
     let weights = match (&gx, col2im) {
         (None, _) => Vec::new(),
         (Some(_), false) => {
@@ -386,16 +396,17 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
 }
 
 /// Whether the input gradient goes through col2im rather than the
-/// transposed conv. The transposed conv sweeps the whole padded output
-/// gradient: for a conv that shrinks its input (padding below `(k-1)/2`,
-/// like InceptionNet's conv2, 12x12 -> 8x8) it multiplies `h*w` rather than
-/// `ho*wo` pixels, mostly by zeros, so col2im wins. Where both do the same
-/// arithmetic, the transposed conv's GEMM reduces over `co*k*k` (col2im's
-/// over only `co`) but its im2col writes `co*k*k` rows where col2im's GEMM
-/// writes `ci*k*k`: fewer output than input channels favour it.
+/// transposed conv, as measured at batch 128 (`conv_kernel_timings` in
+/// `bench`). The transposed conv sweeps the whole padded output gradient:
+/// for a conv that shrinks its input (InceptionNet's conv2, 12x12 -> 8x8)
+/// it multiplies `h*w` rather than `ho*wo` pixels, mostly by zeros, and
+/// col2im wins. Otherwise its GEMM, reducing over `co*k*k`, beats col2im's,
+/// which reduces over only `co` and writes `ci*k*k` rows to scatter back
+/// (InceptionNet's 16->24 5x5: whole backward 9.4 against 9.9 ms) — unless `ci` is below
+/// one tile of GEMM rows, which the transposed conv's product would mostly
+/// spend on padding (the ResNet's 1->10 r1.conv2: 6.7 against 4.8 ms).
 fn by_col2im(g: &Geometry) -> bool {
-    let (outer, inner) = (g.h * g.w, g.pixels());
-    inner < outer || (inner == outer && g.ci < g.co)
+    g.pixels() < g.h * g.w || g.ci < ROW_TILE
 }
 
 /// `gx += col2im(wt * gout)` for one run of samples, where `wt` is the
