@@ -388,16 +388,46 @@ fn conv_kernel_timings() {
     );
     let layers: [(&str, Geometry); 11] = [
         ("incep conv1", Geometry::new(1, S, S, inc::C1, inc::K1, 0)),
-        ("incep1 1x1", Geometry::new(inc::C1, inc::P1, inc::P1, m::B1, 1, 0)),
-        ("incep1 b5_2", Geometry::new(m::B5_REDUCE, inc::P1, inc::P1, m::B5, 5, 2)),
-        ("incep1 b3_2", Geometry::new(m::B3_REDUCE, inc::P1, inc::P1, m::B3, 3, 1)),
-        ("incep1 b3_3", Geometry::new(m::B3, inc::P1, inc::P1, m::B3, 3, 1)),
-        ("incep conv2", Geometry::new(inc::INCEP_OUT, inc::P1, inc::P1, inc::C2, inc::K2, 0)),
-        ("incep2 b5_2", Geometry::new(m::B5_REDUCE, inc::P2, inc::P2, m::B5, 5, 2)),
-        ("resnet r1.conv2", Geometry::new(1, S, S, res::C1, res::K, res::PAD)),
-        ("resnet r2.conv1", Geometry::new(res::C1, res::P1, res::P1, res::C1, res::K, res::PAD)),
-        ("resnet r2.conv2", Geometry::new(res::C1, res::P1, res::P1, res::C2, res::K, res::PAD)),
-        ("resnet r1.conv (first)", Geometry::new(1, S, S, res::C1, res::K, res::PAD)),
+        (
+            "incep1 1x1",
+            Geometry::new(inc::C1, inc::P1, inc::P1, m::B1, 1, 0),
+        ),
+        (
+            "incep1 b5_2",
+            Geometry::new(m::B5_REDUCE, inc::P1, inc::P1, m::B5, 5, 2),
+        ),
+        (
+            "incep1 b3_2",
+            Geometry::new(m::B3_REDUCE, inc::P1, inc::P1, m::B3, 3, 1),
+        ),
+        (
+            "incep1 b3_3",
+            Geometry::new(m::B3, inc::P1, inc::P1, m::B3, 3, 1),
+        ),
+        (
+            "incep conv2",
+            Geometry::new(inc::INCEP_OUT, inc::P1, inc::P1, inc::C2, inc::K2, 0),
+        ),
+        (
+            "incep2 b5_2",
+            Geometry::new(m::B5_REDUCE, inc::P2, inc::P2, m::B5, 5, 2),
+        ),
+        (
+            "resnet r1.conv2",
+            Geometry::new(1, S, S, res::C1, res::K, res::PAD),
+        ),
+        (
+            "resnet r2.conv1",
+            Geometry::new(res::C1, res::P1, res::P1, res::C1, res::K, res::PAD),
+        ),
+        (
+            "resnet r2.conv2",
+            Geometry::new(res::C1, res::P1, res::P1, res::C2, res::K, res::PAD),
+        ),
+        (
+            "resnet r1.conv (first)",
+            Geometry::new(1, S, S, res::C1, res::K, res::PAD),
+        ),
     ];
     for (name, g) in layers {
         if !selected(name) {

@@ -14,7 +14,7 @@
 
 use super::buffers::{put, read, take, tensor_from, with_scratch};
 use super::im2col::Geometry;
-use super::matmul::{matmul, pad_rows, Mat, COL_TILE, ROW_TILE};
+use super::matmul::{matmul, Mat, COL_TILE, ROW_TILE};
 use super::relu::Mask;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -207,16 +207,14 @@ fn group_len(g: &Geometry, run: usize) -> usize {
 /// `out = weights * im2col(xs) (+ bias)` for every sample; `ws` is
 /// `co x patch`.
 pub(crate) fn forward(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let ws = pad_rows(ws, g.patch(), g.co.next_multiple_of(ROW_TILE));
     let run = run_len(xs.len() / g.in_len());
     out.par_chunks_mut(run * g.out_len())
         .zip(xs.par_chunks(run * g.in_len()))
-        .for_each(|(out, xs)| forward_run(g, xs, &ws, bias, out, false));
+        .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, false));
 }
 
 /// [`forward`] on one run of samples, on the calling thread; adds to `out`
-/// when `accumulate`. `ws` has zero rows after the `co` real ones, up to a
-/// multiple of [`ROW_TILE`].
+/// when `accumulate`.
 fn forward_run(
     g: &Geometry,
     xs: &[f32],
@@ -227,10 +225,9 @@ fn forward_run(
 ) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, xs.len() / g.in_len());
-    let co = ws.len() / patch;
-    let wm = Mat::new(ws, co, patch);
+    let wm = Mat::new(ws, g.co, patch);
     with_scratch(
-        [patch * group * pixels, co * group * pixels, g.pad_len()],
+        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
         |cols, prod, pad| {
             for (out, xs) in out
                 .chunks_mut(group * g.out_len())
@@ -239,13 +236,12 @@ fn forward_run(
                 let n = xs.len() / g.in_len();
                 let (cols, prod) = (
                     &mut cols[..patch * n * pixels],
-                    &mut prod[..co * n * pixels],
+                    &mut prod[..g.co * n * pixels],
                 );
                 g.im2col(xs, cols, pad);
                 matmul(prod, wm, Mat::new(cols, patch, n * pixels), false);
-                // `prod` is [co][sample][pixel] (then the padding rows); the
-                // output is [sample][co][pixel].
-                for (c, prod) in prod.chunks_exact(n * pixels).take(g.co).enumerate() {
+                // `prod` is [co][sample][pixel]; the output is [sample][co][pixel].
+                for (c, prod) in prod.chunks_exact(n * pixels).enumerate() {
                     let b = bias.map_or(0.0, |b| b[c]);
                     for (s, src) in prod.chunks_exact(pixels).enumerate() {
                         let dst = &mut out[s * g.out_len() + c * pixels..][..pixels];
@@ -290,24 +286,12 @@ pub(crate) fn backward_via(
     let batch = xs.len() / g.in_len();
     let run = run_len(batch);
     let t = g.transposed();
-    // Whichever input-gradient path runs gets its weights laid out and
-    // padded to full GEMM tiles here, once.
-    let (patch, co_w) = (g.patch(), weight_grad_cols(g));
-    let weights = match (&gx, col2im) {
-        (None, _) => Vec::new(),
-        (Some(_), false) => {
-            pad_rows(&g.flip_weights(ws), t.patch(), g.ci.next_multiple_of(ROW_TILE)).into_owned()
-        }
-        (Some(_), true) => {
-            let mut wt = vec![0.0; patch.next_multiple_of(ROW_TILE) * g.co];
-            for (c, row) in ws.chunks_exact(patch).enumerate() {
-                for (r, &v) in row.iter().enumerate() {
-                    wt[r * g.co + c] = v;
-                }
-            }
-            wt
-        }
+    let flipped = if gx.is_some() && !col2im {
+        g.flip_weights(ws)
+    } else {
+        Vec::new()
     };
+    let (patch, co_w) = (g.patch(), weight_grad_cols(g));
     let gx_runs: Vec<Option<&mut [f32]>> = match gx {
         Some(gx) => gx.chunks_mut(run * g.in_len()).map(Some).collect(),
         None => (0..batch.div_ceil(run)).map(|_| None).collect(),
@@ -324,9 +308,9 @@ pub(crate) fn backward_via(
             weight_grad_run(g, xs, gout, &mut pw, &mut pb);
             if let Some(gx) = gx {
                 if col2im {
-                    data_grad_run(g, &weights, gout, gx);
+                    data_grad_run(g, ws, gout, gx);
                 } else {
-                    forward_run(&t, gout, &weights, None, gx, true);
+                    forward_run(&t, gout, &flipped, None, gx, true);
                 }
             }
             (pw, pb)
@@ -400,25 +384,22 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
 /// `bench`). The transposed conv sweeps the whole padded output gradient:
 /// for a conv that shrinks its input (InceptionNet's conv2, 12x12 -> 8x8)
 /// it multiplies `h*w` rather than `ho*wo` pixels, mostly by zeros, and
-/// col2im wins. Otherwise its GEMM, reducing over `co*k*k`, beats col2im's,
-/// which reduces over only `co` and writes `ci*k*k` rows to scatter back
-/// (InceptionNet's 16->24 5x5: whole backward 9.4 against 9.9 ms) — unless `ci` is below
-/// one tile of GEMM rows, which the transposed conv's product would mostly
-/// spend on padding (the ResNet's 1->10 r1.conv2: 6.7 against 4.8 ms).
+/// col2im wins. Otherwise the transposed conv's GEMM, reducing over
+/// `co*k*k`, beats col2im's, which reduces over only `co` and leaves
+/// `ci*k*k` rows to scatter back (InceptionNet's 16->24 5x5: whole backward
+/// 9.4 against 9.9 ms), unless `ci` is too small to fill one [`ROW_TILE`]
+/// of its product (the ResNet's 1->10 r1.conv2: 6.7 against 4.8 ms).
 fn by_col2im(g: &Geometry) -> bool {
     g.pixels() < g.h * g.w || g.ci < ROW_TILE
 }
 
-/// `gx += col2im(wt * gout)` for one run of samples, where `wt` is the
-/// weights transposed (`patch x co`) with zero rows up to a multiple of
-/// [`ROW_TILE`].
-fn data_grad_run(g: &Geometry, wt: &[f32], gout: &[f32], gx: &mut [f32]) {
+/// `gx += col2im(weights^T * gout)` for one run of samples.
+fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, gx.len() / g.in_len());
-    let rows = wt.len() / g.co;
-    let wt = Mat::new(wt, rows, g.co);
+    let wt = Mat::new(ws, g.co, patch).t();
     with_scratch(
-        [rows * group * pixels, g.co * group * pixels, g.pad_len()],
+        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
         |cols, gg, pad| {
             for (gout, gx) in gout
                 .chunks(group * g.out_len())
@@ -426,7 +407,7 @@ fn data_grad_run(g: &Geometry, wt: &[f32], gout: &[f32], gx: &mut [f32]) {
             {
                 let n = gx.len() / g.in_len();
                 let (cols, gg) = (
-                    &mut cols[..rows * n * pixels],
+                    &mut cols[..patch * n * pixels],
                     &mut gg[..g.co * n * pixels],
                 );
                 for (c, row) in gg.chunks_exact_mut(n * pixels).enumerate() {
@@ -435,8 +416,7 @@ fn data_grad_run(g: &Geometry, wt: &[f32], gout: &[f32], gx: &mut [f32]) {
                     }
                 }
                 matmul(cols, wt, Mat::new(gg, g.co, n * pixels), false);
-                // The padding rows come last: col2im reads the first `patch`.
-                g.col2im(&cols[..patch * n * pixels], gx, pad);
+                g.col2im(cols, gx, pad);
             }
         },
     );

@@ -2,32 +2,20 @@
 //! Callers parallelise over the batch instead (see `conv`).
 //!
 //! `gemm` 0.15 forms a row-major product as its column-major transpose, in
-//! tiles of 8, 16 or 24 of our columns by 4 of our rows (f32, AVX2). A tile
-//! cut short by the edge of the matrix is stored through a scalar loop that
-//! costs about as much as the tile's arithmetic, and when the product has
-//! few rows, every tile is cut short: 20 rows ran at 2/3 of the speed of
-//! 24, 10 at 1/2 of 16. So callers pad a short side with zeros up to
-//! [`ROW_TILE`] or [`COL_TILE`] and ignore the extra results.
+//! tiles of 8, 16 or 24 of our columns by [`ROW_TILE`] of our rows (f32,
+//! AVX2), and stores a tile cut short by the edge of the matrix through a
+//! scalar loop. When the product has only a few columns, not a multiple of
+//! 8, every tile is cut short, and that loop costs about as much as the arithmetic:
+//! 20 columns ran at 2/3 of the speed of 24, 10 at 1/2 of 16. Such a
+//! product is worth padding with zero columns up to a multiple of
+//! [`COL_TILE`]; a short last row of tiles is not (10 rows padded to 12
+//! ran 10-15% slower).
 
-use std::borrow::Cow;
-
-/// `dst` rows in multiples of this fill `gemm`'s tiles.
+/// Rows of one `gemm` tile.
 pub(crate) const ROW_TILE: usize = 4;
 
-/// `dst` columns in multiples of this fill `gemm`'s tiles.
+/// Columns up to a multiple of this fill `gemm`'s tiles.
 pub(crate) const COL_TILE: usize = 8;
-
-/// The row-major `rows x cols` matrix `data` with zero rows appended up to
-/// `padded_rows`; borrowed when there are none to add.
-pub(crate) fn pad_rows(data: &[f32], cols: usize, padded_rows: usize) -> Cow<'_, [f32]> {
-    if data.len() == padded_rows * cols {
-        Cow::Borrowed(data)
-    } else {
-        let mut padded = data.to_vec();
-        padded.resize(padded_rows * cols, 0.0);
-        Cow::Owned(padded)
-    }
-}
 
 /// A dense `rows x cols` matrix in a slice: row-major, or the transpose of
 /// a row-major one.
