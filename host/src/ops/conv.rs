@@ -177,13 +177,19 @@ fn conv<
     out.put_tape(tape)
 }
 
-/// Weight count up to which the weight gradient is dot products, not a GEMM.
-const SMALL_WEIGHT: usize = 256;
+/// Whether the weight gradient is `co * patch` dot products rather than a
+/// GEMM: where padding its columns to full tiles (see `matmul`) would more
+/// than double them. The GEMM for the ResNet's 1-channel r1.conv1 took 6x
+/// as long as its 9 dot products; with 10 channels padded to 16 (conv1,
+/// r1.conv2), the GEMM took half as long as the dots.
+fn weight_grad_by_dots(g: &Geometry) -> bool {
+    g.co.next_multiple_of(COL_TILE) > 2 * g.co
+}
 
 /// Columns of the transposed weight gradient `weight_grad_run` forms: `co`
 /// padded to full GEMM tiles, unless it takes dot products.
 fn weight_grad_cols(g: &Geometry) -> usize {
-    if g.co * g.patch() <= SMALL_WEIGHT {
+    if weight_grad_by_dots(g) {
         g.co
     } else {
         g.co.next_multiple_of(COL_TILE)
@@ -362,9 +368,7 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                     }
                     *b += row.iter().sum::<f32>();
                 }
-                if g.co * patch <= SMALL_WEIGHT {
-                    // A handful of long dot products: GEMM packing would
-                    // dominate (the ResNet's first block, InceptionNet's conv1).
+                if weight_grad_by_dots(g) {
                     for (r, col) in cols.chunks_exact(n * pixels).enumerate() {
                         for (c, grow) in gg.chunks_exact(n * pixels).take(g.co).enumerate() {
                             gwt[r * co_w + c] += dot(col, grow);
