@@ -3,18 +3,18 @@
 //!
 //! Forward is one GEMM per group of samples on their im2col matrix
 //! (`CI*K*K` rows by `samples*HO*WO` columns). Backward recomputes those
-//! columns for the weight gradient (a GEMM, or plain dot products when the
-//! layer has only a few weights) and gets the input gradient either as the
-//! forward pass of the transposed conv (the output gradient correlated with
-//! the flipped kernel: a GEMM reducing over `CO*K*K`) or, when the layer
-//! widens (`CI < CO`), by col2im of `W^T * gout`, which moves fewer columns.
+//! columns for the weight gradient (a GEMM) and gets the input gradient
+//! either as the forward pass of the transposed conv (the output gradient
+//! correlated with the flipped kernel: a GEMM reducing over `CO*K*K`) or,
+//! for a conv that shrinks its input or has very few input channels, by
+//! col2im of `W^T * gout` (see `by_col2im`).
 //! Runs of samples go to rayon's threads with single-threaded GEMMs inside:
 //! at these sizes that beats one threaded GEMM per sample; groups are sized
 //! so their columns stay in L2.
 
 use super::buffers::{put, read, take, tensor_from, with_scratch};
 use super::im2col::Geometry;
-use super::matmul::{matmul, Mat, COL_TILE, ROW_TILE};
+use super::matmul::{matmul, Mat, TILE_ROWS};
 use super::relu::Mask;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -177,25 +177,6 @@ fn conv<
     out.put_tape(tape)
 }
 
-/// Whether the weight gradient is `co * patch` dot products rather than a
-/// GEMM: where padding its columns to full tiles (see `matmul`) would more
-/// than double them. The GEMM for the ResNet's 1-channel r1.conv1 took 6x
-/// as long as its 9 dot products; with 10 channels padded to 16 (conv1,
-/// r1.conv2), the GEMM took half as long as the dots.
-fn weight_grad_by_dots(g: &Geometry) -> bool {
-    g.co.next_multiple_of(COL_TILE) > 2 * g.co
-}
-
-/// Columns of the transposed weight gradient `weight_grad_run` forms: `co`
-/// padded to full GEMM tiles, unless it takes dot products.
-fn weight_grad_cols(g: &Geometry) -> usize {
-    if weight_grad_by_dots(g) {
-        g.co
-    } else {
-        g.co.next_multiple_of(COL_TILE)
-    }
-}
-
 /// Floats of im2col columns per group: about half of a 1 MiB L2.
 const GROUP_FLOATS: usize = 128 * 1024;
 
@@ -297,7 +278,6 @@ pub(crate) fn backward_via(
     } else {
         Vec::new()
     };
-    let (patch, co_w) = (g.patch(), weight_grad_cols(g));
     let gx_runs: Vec<Option<&mut [f32]>> = match gx {
         Some(gx) => gx.chunks_mut(run * g.in_len()).map(Some).collect(),
         None => (0..batch.div_ceil(run)).map(|_| None).collect(),
@@ -309,7 +289,7 @@ pub(crate) fn backward_via(
         .zip(xs.par_chunks(run * g.in_len()))
         .zip(gout.par_chunks(run * g.out_len()))
         .map(|((gx, xs), gout)| {
-            let mut pw = vec![0.0; patch * co_w];
+            let mut pw = vec![0.0; gw.len()];
             let mut pb = vec![0.0; gb.len()];
             weight_grad_run(g, xs, gout, &mut pw, &mut pb);
             if let Some(gx) = gx {
@@ -322,10 +302,11 @@ pub(crate) fn backward_via(
             (pw, pb)
         })
         .collect();
+    let patch = g.patch();
     for (pwt, pb) in partials {
-        // The partials are transposed, `patch x co_w` (see `weight_grad_run`).
-        for (r, row) in pwt.chunks_exact(co_w).enumerate() {
-            for (c, v) in row[..g.co].iter().enumerate() {
+        // The partials are transposed, `patch x co` (see `weight_grad_run`).
+        for (r, row) in pwt.chunks_exact(g.co).enumerate() {
+            for (c, v) in row.iter().enumerate() {
                 gw[c * patch + r] += v;
             }
         }
@@ -334,16 +315,16 @@ pub(crate) fn backward_via(
 }
 
 /// `gwt += im2col(xs) * gout^T` (the weight gradient transposed,
-/// `patch x co_w`: the GEMM runs 20-40% faster that way round, and with
-/// `co` padded to `co_w`, a multiple of [`COL_TILE`], on full tiles) and
-/// `gb += gout` summed over pixels, for one run of samples. The padding
-/// columns of `gwt` get zeros.
+/// `patch x co`: the GEMM runs 20-40% faster that way round) and
+/// `gb += gout` summed over pixels, for one run of samples. A GEMM even
+/// for a single output channel: with `gemm` 0.19 it beat the eight-lane
+/// dot products this once took for few weights (11 against 15 us for the
+/// ResNet's r1.conv1, 17 against 48 us for InceptionNet's 1x1 convs).
 fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.pixels());
-    let co_w = gwt.len() / patch;
     let group = group_len(g, xs.len() / g.in_len());
     with_scratch(
-        [patch * group * pixels, co_w * group * pixels, g.pad_len()],
+        [patch * group * pixels, g.co * group * pixels, g.pad_len()],
         |cols, gg, pad| {
             for (gout, xs) in gout
                 .chunks(group * g.out_len())
@@ -352,12 +333,10 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                 let n = xs.len() / g.in_len();
                 let (cols, gg) = (
                     &mut cols[..patch * n * pixels],
-                    &mut gg[..co_w * n * pixels],
+                    &mut gg[..g.co * n * pixels],
                 );
                 g.im2col(xs, cols, pad);
-                // The output gradient as [co][sample][pixel], matching the
-                // columns, then zero rows up to `co_w`.
-                gg[g.co * n * pixels..].fill(0.0);
+                // The output gradient as [co][sample][pixel], matching the columns.
                 for (c, (row, b)) in gg
                     .chunks_exact_mut(n * pixels)
                     .zip(gb.iter_mut())
@@ -368,16 +347,8 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                     }
                     *b += row.iter().sum::<f32>();
                 }
-                if weight_grad_by_dots(g) {
-                    for (r, col) in cols.chunks_exact(n * pixels).enumerate() {
-                        for (c, grow) in gg.chunks_exact(n * pixels).take(g.co).enumerate() {
-                            gwt[r * co_w + c] += dot(col, grow);
-                        }
-                    }
-                } else {
-                    let gm = Mat::new(gg, co_w, n * pixels);
-                    matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
-                }
+                let gm = Mat::new(gg, g.co, n * pixels);
+                matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
             }
         },
     );
@@ -391,10 +362,10 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
 /// col2im wins. Otherwise the transposed conv's GEMM, reducing over
 /// `co*k*k`, beats col2im's, which reduces over only `co` and leaves
 /// `ci*k*k` rows to scatter back (InceptionNet's 16->24 5x5: whole backward
-/// 9.4 against 9.9 ms), unless `ci` is too small to fill one [`ROW_TILE`]
-/// of its product (the ResNet's 1->10 r1.conv2: 6.7 against 4.8 ms).
+/// 9.4 against 9.9 ms), unless `ci` is too small to fill one tile of its
+/// product (the ResNet's 1->10 r1.conv2: 6.7 against 4.8 ms).
 fn by_col2im(g: &Geometry) -> bool {
-    g.pixels() < g.h * g.w || g.ci < ROW_TILE
+    g.pixels() < g.h * g.w || g.ci < TILE_ROWS
 }
 
 /// `gx += col2im(weights^T * gout)` for one run of samples.
@@ -424,23 +395,4 @@ fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
             }
         },
     );
-}
-
-/// A dot product in eight independent lanes, so that it vectorises (a
-/// plain float sum may not be reordered).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }

@@ -300,8 +300,7 @@ fn conv2d_reads_a_broadcast_input() {
 
 /// Layer-sized shapes, where a run of samples spans several GEMM groups:
 /// the kernels against the reference's gradients, both input-gradient
-/// paths. Output channel counts off the GEMM tiles (10, 20) check the
-/// zero padding of the weight gradient's product.
+/// paths, with channel counts (10, 20) that leave gemm's last tiles short.
 #[test]
 fn conv_kernels_match_reference_gradients_at_layer_size() {
     use super::conv::{backward_via, forward};
