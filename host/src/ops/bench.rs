@@ -371,3 +371,89 @@ fn network_timings() {
     });
     println!("ResNet: {ms:.1} ms per batch (PyTorch: 12 s / 469 batches = 25.6 ms); RSS MiB over steps: {:.0?}", rss);
 }
+
+/// Each conv layer's kernels on raw slices at batch 128: forward, weight
+/// gradient alone, and the whole backward pass by each input-gradient
+/// path (transposed conv, col2im), interleaved and reported as the
+/// fastest of `REPS` runs, which a shared machine's noise disturbs least.
+#[test]
+#[ignore = "benchmark"]
+fn conv_kernel_timings() {
+    use super::conv::{backward_via, forward};
+    use super::im2col::Geometry;
+    println!("threads: {}", rayon::current_num_threads());
+    println!(
+        "{:<24} {:>7} {:>7} {:>9} {:>9}   (min ms, batch {B})",
+        "layer", "fwd", "wgrad", "bwd via T", "bwd via C"
+    );
+    let layers: [(&str, Geometry); 11] = [
+        ("incep conv1", Geometry::new(1, S, S, inc::C1, inc::K1, 0)),
+        (
+            "incep1 1x1",
+            Geometry::new(inc::C1, inc::P1, inc::P1, m::B1, 1, 0),
+        ),
+        (
+            "incep1 b5_2",
+            Geometry::new(m::B5_REDUCE, inc::P1, inc::P1, m::B5, 5, 2),
+        ),
+        (
+            "incep1 b3_2",
+            Geometry::new(m::B3_REDUCE, inc::P1, inc::P1, m::B3, 3, 1),
+        ),
+        (
+            "incep1 b3_3",
+            Geometry::new(m::B3, inc::P1, inc::P1, m::B3, 3, 1),
+        ),
+        (
+            "incep conv2",
+            Geometry::new(inc::INCEP_OUT, inc::P1, inc::P1, inc::C2, inc::K2, 0),
+        ),
+        (
+            "incep2 b5_2",
+            Geometry::new(m::B5_REDUCE, inc::P2, inc::P2, m::B5, 5, 2),
+        ),
+        (
+            "resnet r1.conv2",
+            Geometry::new(1, S, S, res::C1, res::K, res::PAD),
+        ),
+        (
+            "resnet r2.conv1",
+            Geometry::new(res::C1, res::P1, res::P1, res::C1, res::K, res::PAD),
+        ),
+        (
+            "resnet r2.conv2",
+            Geometry::new(res::C1, res::P1, res::P1, res::C2, res::K, res::PAD),
+        ),
+        (
+            "resnet r1.conv (first)",
+            Geometry::new(1, S, S, res::C1, res::K, res::PAD),
+        ),
+    ];
+    for (name, g) in layers {
+        if !selected(name) {
+            continue;
+        }
+        let xs = random(B * g.in_len(), 1);
+        let ws = random(g.co * g.patch(), 2);
+        let bs = random(g.co, 3);
+        let gout = random(B * g.out_len(), 4);
+        let mut out = vec![0.0; B * g.out_len()];
+        let (mut gx, mut gw, mut gb) = (vec![0.0; xs.len()], vec![0.0; ws.len()], vec![0.0; g.co]);
+        let mut best = [f64::MAX; 4];
+        for _ in 0..REPS {
+            for (i, b) in best.iter_mut().enumerate() {
+                let start = Instant::now();
+                match i {
+                    0 => forward(&g, &xs, &ws, Some(&bs), &mut out),
+                    1 => backward_via(&g, &xs, &ws, &gout, &mut gw, &mut gb, None, false),
+                    _ => backward_via(&g, &xs, &ws, &gout, &mut gw, &mut gb, Some(&mut gx), i == 3),
+                }
+                *b = b.min(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        println!(
+            "{name:<24} {:>7.2} {:>7.2} {:>9.2} {:>9.2}",
+            best[0], best[1], best[2], best[3]
+        );
+    }
+}

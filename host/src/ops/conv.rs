@@ -3,18 +3,18 @@
 //!
 //! Forward is one GEMM per group of samples on their im2col matrix
 //! (`CI*K*K` rows by `samples*HO*WO` columns). Backward recomputes those
-//! columns for the weight gradient (a GEMM, or plain dot products when the
-//! layer has only a few weights) and gets the input gradient either as the
-//! forward pass of the transposed conv (the output gradient correlated with
-//! the flipped kernel: a GEMM reducing over `CO*K*K`) or, when the layer
-//! widens (`CI < CO`), by col2im of `W^T * gout`, which moves fewer columns.
+//! columns for the weight gradient (a GEMM) and gets the input gradient
+//! either as the forward pass of the transposed conv (the output gradient
+//! correlated with the flipped kernel: a GEMM reducing over `CO*K*K`) or,
+//! for a conv that shrinks its input or has very few input channels, by
+//! col2im of `W^T * gout` (see `by_col2im`).
 //! Runs of samples go to rayon's threads with single-threaded GEMMs inside:
 //! at these sizes that beats one threaded GEMM per sample; groups are sized
 //! so their columns stay in L2.
 
 use super::buffers::{put, read, take, tensor_from, with_scratch};
 use super::im2col::Geometry;
-use super::matmul::{matmul, Mat};
+use super::matmul::{matmul, Mat, TILE_ROWS};
 use super::relu::Mask;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -177,9 +177,6 @@ fn conv<
     out.put_tape(tape)
 }
 
-/// Weight count up to which the weight gradient is dot products, not a GEMM.
-const SMALL_WEIGHT: usize = 256;
-
 /// Floats of im2col columns per group: about half of a 1 MiB L2.
 const GROUP_FLOATS: usize = 128 * 1024;
 
@@ -319,7 +316,10 @@ pub(crate) fn backward_via(
 
 /// `gwt += im2col(xs) * gout^T` (the weight gradient transposed,
 /// `patch x co`: the GEMM runs 20-40% faster that way round) and
-/// `gb += gout` summed over pixels, for one run of samples.
+/// `gb += gout` summed over pixels, for one run of samples. A GEMM even
+/// for a single output channel: with `gemm` 0.19 it beat the eight-lane
+/// dot products this once took for few weights (11 against 15 us for the
+/// ResNet's r1.conv1, 17 against 48 us for InceptionNet's 1x1 convs).
 fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, xs.len() / g.in_len());
@@ -347,30 +347,25 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                     }
                     *b += row.iter().sum::<f32>();
                 }
-                if g.co * patch <= SMALL_WEIGHT {
-                    // A handful of long dot products: GEMM packing would
-                    // dominate (the ResNet's first block, InceptionNet's conv1).
-                    for (r, col) in cols.chunks_exact(n * pixels).enumerate() {
-                        for (c, grow) in gg.chunks_exact(n * pixels).enumerate() {
-                            gwt[r * g.co + c] += dot(col, grow);
-                        }
-                    }
-                } else {
-                    let gm = Mat::new(gg, g.co, n * pixels);
-                    matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
-                }
+                let gm = Mat::new(gg, g.co, n * pixels);
+                matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
             }
         },
     );
 }
 
 /// Whether the input gradient goes through col2im rather than the
-/// transposed conv. Both do the same arithmetic; the transposed conv's GEMM
-/// reduces over `co*k*k` (col2im's over only `co`) but its im2col writes
-/// `co*k*k` rows where col2im's GEMM writes `ci*k*k`: fewer output than
-/// input channels favour it.
+/// transposed conv, as measured at batch 128 (`conv_kernel_timings` in
+/// `bench`). The transposed conv sweeps the whole padded output gradient:
+/// for a conv that shrinks its input (InceptionNet's conv2, 12x12 -> 8x8)
+/// it multiplies `h*w` rather than `ho*wo` pixels, mostly by zeros, and
+/// col2im wins. Otherwise the transposed conv's GEMM, reducing over
+/// `co*k*k`, beats col2im's, which reduces over only `co` and leaves
+/// `ci*k*k` rows to scatter back (InceptionNet's 16->24 5x5: whole backward
+/// 9.4 against 9.9 ms), unless `ci` is too small to fill one tile of its
+/// product (the ResNet's 1->10 r1.conv2: 6.7 against 4.8 ms).
 fn by_col2im(g: &Geometry) -> bool {
-    g.ci < g.co
+    g.pixels() < g.h * g.w || g.ci < TILE_ROWS
 }
 
 /// `gx += col2im(weights^T * gout)` for one run of samples.
@@ -400,23 +395,4 @@ fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
             }
         },
     );
-}
-
-/// A dot product in eight independent lanes, so that it vectorises (a
-/// plain float sum may not be reordered).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }

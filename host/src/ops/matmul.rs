@@ -1,5 +1,15 @@
-//! Single-threaded f32 GEMM on slices, through the `gemm` crate dfdx uses.
-//! Callers parallelise over the batch instead (see `conv`).
+//! Single-threaded f32 GEMM on slices, through the `gemm` crate (0.19; dfdx
+//! keeps its own 0.15 for its Linear layers). Callers parallelise over the
+//! batch instead (see `conv`).
+//!
+//! `gemm` 0.19 forms a row-major product as its column-major transpose, in
+//! tiles of 8 or 16 of our columns by [`TILE_ROWS`] of our rows (f32, AVX2).
+//! Unlike 0.15 (tiles of up to 24 by 4, a scalar store for any tile cut
+//! short, so that 20 channels ran at 2/3 of the speed of 24), it needs no
+//! padding of short sides: it ran our convs' products 10-25% faster.
+
+/// Rows of one `gemm` tile.
+pub(crate) const TILE_ROWS: usize = 6;
 
 /// A dense `rows x cols` matrix in a slice: row-major, or the transpose of
 /// a row-major one.

@@ -300,7 +300,7 @@ fn conv2d_reads_a_broadcast_input() {
 
 /// Layer-sized shapes, where a run of samples spans several GEMM groups:
 /// the kernels against the reference's gradients, both input-gradient
-/// paths.
+/// paths, with channel counts (10, 20) that leave gemm's last tiles short.
 #[test]
 fn conv_kernels_match_reference_gradients_at_layer_size() {
     use super::conv::{backward_via, forward};
@@ -353,6 +353,18 @@ fn conv_kernels_match_reference_gradients_at_layer_size() {
                 p: 1,
             },
             84,
+        ),
+        (
+            ConvShape {
+                b: 10,
+                ci: 12,
+                h: 9,
+                w: 9,
+                co: 10,
+                k: 3,
+                p: 1,
+            },
+            85,
         ),
     ] {
         let g = Geometry::new(s.ci, s.h, s.w, s.co, s.k, s.p);
