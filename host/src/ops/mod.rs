@@ -26,6 +26,7 @@
 mod buffers;
 mod concat;
 mod conv;
+mod conv_concat;
 mod flatten;
 mod im2col;
 mod matmul;
@@ -34,6 +35,7 @@ mod relu;
 
 pub use concat::{concat2, concat4};
 pub use conv::{conv2d, conv2d_first, conv2d_first_relu, conv2d_relu};
+pub use conv_concat::{conv2d_concat4, Branch};
 pub use flatten::flatten;
 pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
 pub use relu::add_relu;
