@@ -62,6 +62,19 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
     }
 }
 
+impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, CO, K, P> {
+    /// The layer applied to `x` as one branch of [`ops::conv2d_concat4`],
+    /// which writes its output straight into its slice of the concatenation.
+    /// The layer must keep the size (`K = 2P + 1`, a const assertion).
+    pub fn branch<const B: usize, const H: usize, const W: usize, T>(
+        &self,
+        x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
+    ) -> ops::Branch<'_, B, CI, H, W, CO, K, T> {
+        const { assert!(K == 2 * P + 1, "a concatenated branch must keep its input's size") }
+        (x, &self.weight, &self.bias)
+    }
+}
+
 impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> Conv<CI, CO, K, P, E, D>
 where
     E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,

@@ -43,15 +43,13 @@ impl<const CIN: usize> InceptionA<CIN> {
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         // Every conv here keeps the side S; spelling the types out lets the
-        // compiler check it.
-        let b1: Map<B, { m::B1 }, S, T> = self.b1.forward(x.retaped::<T>());
+        // compiler check it. Each branch's last conv writes straight into
+        // its slice of the module's output.
         let b5: Map<B, { m::B5_REDUCE }, S, T> = self.b5_1.forward(x.retaped::<T>());
-        let b5: Map<B, { m::B5 }, S, T> = self.b5_2.forward(b5);
         let b3: Map<B, { m::B3_REDUCE }, S, T> = self.b3_1.forward(x.retaped::<T>());
         let b3: Map<B, { m::B3 }, S, T> = self.b3_2.forward(b3);
-        let b3: Map<B, { m::B3 }, S, T> = self.b3_3.forward(b3);
-        let bp: Map<B, { m::BP }, S, T> = self.bp.forward(ops::avgpool3x3(x));
-        ops::concat4(b1, b5, b3, bp)
+        let bp: Map<B, CIN, S, T> = ops::avgpool3x3(x.retaped::<T>());
+        ops::conv2d_concat4(self.b1.branch(x), self.b5_2.branch(b5), self.b3_3.branch(b3), self.bp.branch(bp))
     }
 }
 

@@ -8,6 +8,8 @@
 
 use dfdx::prelude::*;
 use dfdx::tensor::CpuError;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// A buffer from dfdx's allocator: zero-filled, and back to the cache when
 /// dropped.
@@ -81,4 +83,50 @@ pub(crate) fn with_scratch<R>(
         let [a, b, c] = bufs;
         f(&mut a[..lens[0]], &mut b[..lens[1]], &mut c[..lens[2]])
     })
+}
+
+/// Free buffers of [`Pooled`], by length.
+static POOL: Mutex<BTreeMap<usize, Vec<Vec<f32>>>> = Mutex::new(BTreeMap::new());
+
+/// Scratch that no tensor ever owns, from a pool of our own rather than
+/// dfdx's cache, which zero-fills every buffer it hands out, on one
+/// thread: for a buffer that is then overwritten in parallel, that pass
+/// would be the slowest part. Contents are unspecified when handed out;
+/// the buffer goes back to the pool when dropped, so the pool holds no
+/// more than was in use at once, as dfdx's cache does.
+pub(crate) struct Pooled(Vec<f32>);
+
+impl Pooled {
+    /// `len` floats, from the pool when it has a buffer of that length.
+    pub(crate) fn new(len: usize) -> Self {
+        let reused = POOL
+            .lock()
+            .expect("buffer pool poisoned")
+            .get_mut(&len)
+            .and_then(Vec::pop);
+        Pooled(reused.unwrap_or_else(|| vec![0.0; len]))
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        // After a panic elsewhere poisoned the lock, the buffer is freed.
+        if let Ok(mut pool) = POOL.lock() {
+            pool.entry(buf.len()).or_default().push(buf);
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
 }

@@ -194,30 +194,65 @@ fn group_len(g: &Geometry, run: usize) -> usize {
 /// `out = weights * im2col(xs) (+ bias)` for every sample; `ws` is
 /// `co x patch`.
 pub(crate) fn forward(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let run = run_len(xs.len() / g.in_len());
-    out.par_chunks_mut(run * g.out_len())
-        .zip(xs.par_chunks(run * g.in_len()))
-        .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, false));
+    forward_into(g, xs, ws, bias, out, Channels::all(g));
 }
 
-/// [`forward`] on one run of samples, on the calling thread; adds to `out`
-/// when `accumulate`.
+/// Where a conv's `co` output channels go in each sample of its output:
+/// from channel `first` of `total`, so that a conv can write its slice of a
+/// concatenation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Channels {
+    /// The first of the conv's channels in the output.
+    pub first: usize,
+    /// Channels per sample of the output.
+    pub total: usize,
+}
+
+impl Channels {
+    /// The output is the conv's own.
+    fn all(g: &Geometry) -> Self {
+        Channels {
+            first: 0,
+            total: g.co,
+        }
+    }
+}
+
+/// [`forward`] into channels `ch` of `out`; the others are left alone.
+pub(crate) fn forward_into(
+    g: &Geometry,
+    xs: &[f32],
+    ws: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ch: Channels,
+) {
+    let run = run_len(xs.len() / g.in_len());
+    out.par_chunks_mut(run * ch.total * g.pixels())
+        .zip(xs.par_chunks(run * g.in_len()))
+        .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, ch, false));
+}
+
+/// [`forward_into`] on one run of samples, on the calling thread; adds to
+/// `out` when `accumulate`.
 fn forward_run(
     g: &Geometry,
     xs: &[f32],
     ws: &[f32],
     bias: Option<&[f32]>,
     out: &mut [f32],
+    ch: Channels,
     accumulate: bool,
 ) {
     let (patch, pixels) = (g.patch(), g.pixels());
     let group = group_len(g, xs.len() / g.in_len());
     let wm = Mat::new(ws, g.co, patch);
+    let out_len = ch.total * pixels;
     with_scratch(
         [patch * group * pixels, g.co * group * pixels, g.pad_len()],
         |cols, prod, pad| {
             for (out, xs) in out
-                .chunks_mut(group * g.out_len())
+                .chunks_mut(group * out_len)
                 .zip(xs.chunks(group * g.in_len()))
             {
                 let n = xs.len() / g.in_len();
@@ -231,7 +266,7 @@ fn forward_run(
                 for (c, prod) in prod.chunks_exact(n * pixels).enumerate() {
                     let b = bias.map_or(0.0, |b| b[c]);
                     for (s, src) in prod.chunks_exact(pixels).enumerate() {
-                        let dst = &mut out[s * g.out_len() + c * pixels..][..pixels];
+                        let dst = &mut out[s * out_len + (ch.first + c) * pixels..][..pixels];
                         if accumulate {
                             dst.iter_mut().zip(src).for_each(|(d, v)| *d += v + b);
                         } else {
@@ -296,7 +331,7 @@ pub(crate) fn backward_via(
                 if col2im {
                     data_grad_run(g, ws, gout, gx);
                 } else {
-                    forward_run(&t, gout, &flipped, None, gx, true);
+                    forward_run(&t, gout, &flipped, None, gx, Channels::all(&t), true);
                 }
             }
             (pw, pb)

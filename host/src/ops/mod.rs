@@ -9,7 +9,9 @@
 //! Layouts are PyTorch's: activations NCHW, conv weights OIHW. A ReLU that
 //! follows a conv, a max pool or a residual sum is fused into that op
 //! (`*_relu`): dfdx's elementwise ops are single-threaded and slow here.
-//! Linear, the loss and Adam are dfdx's own.
+//! Linear, the loss and Adam are dfdx's own. The Inception merge is one op
+//! ([`conv2d_concat4`]): each branch's last conv writes its slice of the
+//! concatenation, with no separate outputs to allocate, read and join.
 //!
 //! Inputs may be any tensor (a non-standard layout is copied into standard
 //! order first). Parameters carry no tape: their gradients are accumulated
@@ -18,7 +20,9 @@
 //! Call `dev.enable_cache()` on the device before training: the ops take
 //! their output and saved buffers from dfdx's allocation cache, so with the
 //! cache on, memory stays flat from step to step and no step pays for fresh
-//! zero-filled pages.
+//! zero-filled pages. Scratch that never becomes a tensor comes from
+//! per-thread buffers or a pool of our own, which skip the cache's
+//! zero-fill.
 //!
 //! [`Tape::add_backward_op`]: dfdx::tensor::Tape::add_backward_op
 //! [`Gradients`]: dfdx::tensor::Gradients
@@ -26,6 +30,7 @@
 mod buffers;
 mod concat;
 mod conv;
+mod conv_concat;
 mod flatten;
 mod im2col;
 mod matmul;
@@ -34,6 +39,7 @@ mod relu;
 
 pub use concat::{concat2, concat4};
 pub use conv::{conv2d, conv2d_first, conv2d_first_relu, conv2d_relu};
+pub use conv_concat::{conv2d_concat4, Branch};
 pub use flatten::flatten;
 pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
 pub use relu::add_relu;

@@ -798,3 +798,126 @@ fn cached_buffers_give_the_same_results() {
         assert_eq!(step(&cached, &xv, &wv, &r), plain);
     }
 }
+
+/// `conv2d_concat4` against the reference convs concatenated, and its
+/// gradients for every input, weight and bias against finite differences.
+/// Branches as InceptionNet's, smaller: 1x1, 3x3, 5x5 (wider than the 4x5
+/// maps with its padding) and 1x1, two of them on one input.
+#[test]
+fn conv2d_concat4_forward_and_gradients() {
+    type X<const CI: usize> = Tensor<Rank4<2, CI, 4, 5>, f32, Cpu>;
+    type Wt<const CO: usize, const CI: usize, const K: usize> = Tensor<Rank4<CO, CI, K, K>, f32, Cpu>;
+    type Bs<const CO: usize> = Tensor<Rank1<CO>, f32, Cpu>;
+    struct Params {
+        xa: X<2>,
+        wa: Wt<2, 2, 1>,
+        ba: Bs<2>,
+        xb: X<3>,
+        wb: Wt<1, 3, 3>,
+        bb: Bs<1>,
+        xc: X<1>,
+        wc: Wt<2, 1, 5>,
+        bc: Bs<2>,
+        wd: Wt<3, 2, 1>,
+        bd: Bs<3>,
+    }
+    fn params(dev: &Cpu, p: &[Vec<f32>]) -> Params {
+        macro_rules! t {
+            ($i:expr) => {
+                dev.tensor_from_vec(p[$i].clone(), Default::default())
+            };
+        }
+        Params {
+            xa: t!(0),
+            wa: t!(1),
+            ba: t!(2),
+            xb: t!(3),
+            wb: t!(4),
+            bb: t!(5),
+            xc: t!(6),
+            wc: t!(7),
+            bc: t!(8),
+            wd: t!(9),
+            bd: t!(10),
+        }
+    }
+    fn module<T: Tape<f32, Cpu>>(
+        q: &Params,
+        xa: Tensor<Rank4<2, 2, 4, 5>, f32, Cpu, T>,
+        xb: Tensor<Rank4<2, 3, 4, 5>, f32, Cpu, T>,
+        xc: Tensor<Rank4<2, 1, 4, 5>, f32, Cpu, T>,
+    ) -> Tensor<Rank4<2, 8, 4, 5>, f32, Cpu, T> {
+        // The last branch shares the first's input, as Inception's b1 and bp
+        // share theirs (through the pool).
+        conv2d_concat4(
+            (xa.retaped(), &q.wa, &q.ba),
+            (xb, &q.wb, &q.bb),
+            (xc, &q.wc, &q.bc),
+            (xa, &q.wd, &q.bd),
+        )
+    }
+    // (input index, ci, co, k) per branch, in concatenation order.
+    let branches = [(0, 2, 2, 1), (3, 3, 1, 3), (6, 1, 2, 5), (0, 2, 3, 1)];
+    let sizes = [80, 4, 2, 120, 27, 1, 40, 50, 2, 6, 3];
+    let p: Vec<Vec<f32>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| random(n, 120 + i as u64))
+        .collect();
+    let r = random(2 * 8 * 20, 140);
+    let dev = Cpu::default();
+
+    // Forward: each branch's reference conv, concatenated per sample.
+    let refs: Vec<(Vec<f64>, usize)> = branches
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, ci, co, k))| {
+            let s = ConvShape {
+                b: 2,
+                ci,
+                h: 4,
+                w: 5,
+                co,
+                k,
+                p: (k - 1) / 2,
+            };
+            let (w, b) = if i == 3 { (9, 10) } else { (x + 1, x + 2) };
+            (reference::conv2d(s, &p[x], &p[w], &p[b]), co * 20)
+        })
+        .collect();
+    let want: Vec<f64> = (0..2)
+        .flat_map(|s| refs.iter().flat_map(move |(v, n)| v[s * n..][..*n].to_vec()))
+        .collect();
+    let q = params(&dev, &p);
+    let y = module(&q, q.xa.clone(), q.xb.clone(), q.xc.clone());
+    assert_close("conv2d_concat4 forward", &y.as_vec(), &want, FWD_TOL);
+
+    // Gradients of sum(out * r) for every tensor.
+    let g = weighted_sum(
+        module(&q, q.xa.leaky_trace(), q.xb.retaped(), q.xc.retaped()),
+        &r,
+    )
+    .backward();
+    let got = [
+        g.get(&q.xa).as_vec(),
+        g.get(&q.wa).as_vec(),
+        g.get(&q.ba).as_vec(),
+        g.get(&q.xb).as_vec(),
+        g.get(&q.wb).as_vec(),
+        g.get(&q.bb).as_vec(),
+        g.get(&q.xc).as_vec(),
+        g.get(&q.wc).as_vec(),
+        g.get(&q.bc).as_vec(),
+        g.get(&q.wd).as_vec(),
+        g.get(&q.bd).as_vec(),
+    ];
+    for (i, got) in got.iter().enumerate() {
+        let numeric = numeric_grad(&p[i], EPS, |v| {
+            let mut p = p.clone();
+            p[i] = v.to_vec();
+            let q = params(&dev, &p);
+            dot(&module(&q, q.xa.clone(), q.xb.clone(), q.xc.clone()).as_vec(), &r)
+        });
+        assert_close(&format!("conv2d_concat4 d/dtensor{i}"), got, &numeric, GRAD_TOL);
+    }
+}
