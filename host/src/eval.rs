@@ -68,14 +68,14 @@ pub fn int8_predictions(model: &Model<'_>, split: &Split, count: usize) -> Vec<P
         .collect()
 }
 
-/// The trained f32 network's predicted class for each of the first `count`
-/// images of `split` (dfdx, batched).
-pub fn float_predictions(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Vec<u8>> {
-    fn run<M: Net>(ckpt: &Checkpoint, pixels: &[f32]) -> Result<Vec<u8>> {
+/// The trained f32 network's logits for each of the first `count` images of
+/// `split` (dfdx, batched), `CLASSES` per image.
+pub fn float_logits(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Vec<f32>> {
+    fn run<M: Net>(ckpt: &Checkpoint, pixels: &[f32]) -> Result<Vec<f32>> {
         let dev = Cpu::default();
         let mut model = M::build(&dev);
         load_checkpoint(&mut model, ckpt)?;
-        Ok(predictions(&model, &dev, pixels))
+        Ok(logits(&model, &dev, pixels))
     }
     let count = count.min(split.len());
     let pixels: Vec<f32> = split.images[..count * IMAGE_PIXELS].iter().map(|&p| normalize_pixel(p)).collect();
@@ -83,6 +83,12 @@ pub fn float_predictions(ckpt: &Checkpoint, split: &Split, count: usize) -> Resu
         NetId::Inception => run::<InceptionNet>(ckpt, &pixels),
         NetId::ResNet => run::<ResNet>(ckpt, &pixels),
     }
+}
+
+/// The trained f32 network's predicted class for each of the first `count`
+/// images of `split`.
+pub fn float_predictions(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Vec<u8>> {
+    Ok(float_logits(ckpt, split, count)?.chunks(CLASSES).map(|l| argmax(l) as u8).collect())
 }
 
 /// What `host eval` reports about a model file.

@@ -306,7 +306,7 @@ fn export_command(args: ExportArgs) -> Result<()> {
 /// accuracy beside the float one.
 fn export_one(ckpt: &Checkpoint, ds: &Dataset, out: &std::path::Path, calibration: usize) -> Result<report::Int8Record> {
     let bytes = export::export(ckpt, &ds.train, calibration)?;
-    let path = out.join(format!("{}.postcard", ckpt.net));
+    let path = host::reference::model_path(out, export::net_id(&ckpt.net)?);
     host::atomic::write_atomic(&path, &bytes)?;
     let model = Model::decode(&bytes).map_err(|source| host::Error::Model { path: path.clone(), source })?;
     let e = host::eval::evaluate(&model, Some(ckpt), &ds.test, ds.test.len())?;

@@ -3,14 +3,12 @@
 //! own dfdx network, computed independently of `shared`'s int8 code and of
 //! the exporter.
 
-use dfdx::nn::BuildModule;
-use dfdx::prelude::*;
 use host::checkpoint::Checkpoint;
-use host::data::{Dataset, Split, Verify, DEFAULT_DATA_DIR};
+use host::data::{Dataset, Verify, DEFAULT_DATA_DIR};
 use host::eval;
 use host::export::{self, FloatNet};
-use host::nets::{load_checkpoint, InceptionNet, Net, ResNet};
-use shared::arch::{CLASSES, IMAGE_PIXELS};
+use host::nets::{InceptionNet, Net, ResNet};
+use shared::arch::CLASSES;
 use shared::model::Model;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -59,22 +57,13 @@ fn int8_resnet_tracks_the_f32_checkpoint() {
     int8_tracks_f32("resnet");
 }
 
-/// The trainer's logits for the first `n` test images.
-fn trainer_logits<M: Net>(ckpt: &Checkpoint, test: &Split, n: usize) -> Vec<f32> {
-    let dev = Cpu::default();
-    let mut model = M::build(&dev);
-    load_checkpoint(&mut model, ckpt).unwrap();
-    let pixels: Vec<f32> = test.images[..n * IMAGE_PIXELS].iter().map(|&p| shared::arch::normalize_pixel(p)).collect();
-    eval::logits(&model, &dev, &pixels)
-}
-
 /// `shared`'s f32 forward pass (what calibration runs) equals the trainer's
 /// network within 1e-4 on every logit.
 fn shared_f32_matches_trainer<M: Net>() {
     let test = &data().test;
     let ckpt = checkpoint(M::NAME);
     let n = 250;
-    let want = trainer_logits::<M>(&ckpt, test, n);
+    let want = eval::float_logits(&ckpt, test, n).unwrap();
     let net = FloatNet::from_checkpoint(&ckpt).unwrap();
     let mut worst = 0f32;
     for i in 0..n {
