@@ -62,9 +62,9 @@ pub struct Inspection {
 /// The buffers a plan writes, each once, by offset.
 fn buffers(plan: &Plan) -> Vec<(&'static str, usize, usize)> {
     let mut out: Vec<Region> = Vec::new();
-    for r in plan.steps.iter().filter_map(|s| s.writes) {
-        if !out.contains(&r) {
-            out.push(r);
+    for r in plan.steps.iter().flat_map(|s| s.writes) {
+        if !out.contains(r) {
+            out.push(*r);
         }
     }
     out.sort_by_key(|r| (r.offset, r.name));

@@ -118,8 +118,47 @@ pub const fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit for bit
 /// (see the module docs for the rounding rule). The left shift, when
 /// `shift > 0`, saturates to the i32 range.
+///
+/// The same results as [`requantize_ref`] in about a third of the
+/// instructions (it runs once per output of every layer):
+///
+/// - with `multiplier >= 0` the doubling high multiply's two nudges meet:
+///   `(x * m + 2^30) >> 31` (floor) equals the truncating division of
+///   `x * m + nudge` in both signs, and `i32::MIN * i32::MIN` cannot occur;
+/// - the rounding division needs no 64-bit mask.
 #[inline(always)]
 pub const fn requantize(acc: i32, m: Requant) -> i32 {
+    let x = if m.shift > 0 {
+        // Saturating left shift (only multipliers >= 1 have shift > 0).
+        let wide = (acc as i64) << m.shift;
+        if wide > i32::MAX as i64 {
+            i32::MAX
+        } else if wide < i32::MIN as i64 {
+            i32::MIN
+        } else {
+            wide as i32
+        }
+    } else {
+        acc
+    };
+    let high = ((x as i64 * m.multiplier as i64 + (1 << 30)) >> 31) as i32;
+    if m.shift >= 0 {
+        return high;
+    }
+    // Round half away from zero: floor((high + 2^(e-1) - [high < 0]) / 2^e),
+    // split so that nothing overflows: the quotient of the low bits is 0 or 1.
+    let e = (-m.shift) as u32;
+    let mask = (1u32 << e).wrapping_sub(1);
+    let low = (high as u32 & mask) + (1u32 << (e - 1));
+    let carry = low.wrapping_sub((high < 0) as u32) >> e;
+    (high >> e) + carry as i32
+}
+
+/// The reference for [`requantize`]: gemmlowp's steps as written
+/// ([`saturating_rounding_doubling_high_mul`], [`rounding_divide_by_pot`]),
+/// in 64-bit arithmetic.
+#[inline(always)]
+pub const fn requantize_ref(acc: i32, m: Requant) -> i32 {
     let (left, right) = if m.shift > 0 {
         (m.shift, 0)
     } else {
@@ -213,6 +252,30 @@ mod tests {
         assert!(Requant::new(1 << 30, 31).is_none());
         assert!(Requant::new(i32::MAX, 30).is_some());
         assert!(Requant::new(0, -31).is_some());
+    }
+
+    // The fast form against the reference, on random and extreme values.
+    #[test]
+    fn requantize_equals_the_reference() {
+        let mut rng = Rng::new(11);
+        let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX];
+        for i in 0..2_000_000u32 {
+            let m = rng.requant();
+            let acc = match i % 4 {
+                0 => edges[rng.below(edges.len() as u64) as usize],
+                1 => rng.range_i32(-(1 << 20), 1 << 20),
+                _ => rng.next_u32() as i32,
+            };
+            assert_eq!(requantize(acc, m), requantize_ref(acc, m), "{acc} {m:?}");
+        }
+        for shift in Requant::MIN_SHIFT..=Requant::MAX_SHIFT {
+            for mult in [0, 1, 1 << 30, i32::MAX] {
+                let m = Requant::new(mult, shift).unwrap();
+                for acc in edges {
+                    assert_eq!(requantize(acc, m), requantize_ref(acc, m), "{acc} {m:?}");
+                }
+            }
+        }
     }
 
     // Hand-computed requantisations, including both tie rules.

@@ -179,12 +179,13 @@ fn a_profile_times_every_layer_of_both_networks() {
         let total = u64::from(profile.prediction.cost);
         // The layers add up to the whole pass, less the probe's own reads.
         assert!(sum <= total && sum * 100 >= total * 99, "layers {sum} vs pass {total}");
-        // The same pass without the probe costs the same, within the probe's overhead.
+        // The same pass without the probe costs the same, within 0.1% (the
+        // probe's reads, and inlining decided differently with it).
         let plain = session.client().classify(net, image).unwrap().cost as u64;
-        assert!(
-            plain <= total && total - plain < 50 * plan.steps.len() as u64,
-            "{plain} vs {total}"
-        );
+        assert!(plain.abs_diff(total) * 1000 < plain, "{plain} vs {total}");
+        for l in &profile.layers {
+            eprintln!("PROFILE {} {} {}", net.name(), l.name, l.cost);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! requantised to the output scale.
 
 use super::OutputQuant;
-use crate::quant::{requantize, Requant};
+use crate::quant::{requantize, requantize_ref, Requant};
 
 /// TFLite's `left_shift` for int8 `ADD`: inputs are scaled up by `2^20`
 /// before their multipliers (at most 0.5) so that the rounding of each stays
@@ -132,10 +132,10 @@ pub fn add_requant_s8_ref<const H: usize, const W: usize, const C: usize>(
             for c in 0..C {
                 let da = (a[y][x][c] as i32 - p.a_zero_point as i32) * (1 << ADD_LEFT_SHIFT);
                 let db = (b[y][x][c] as i32 - p.b_zero_point as i32) * (1 << ADD_LEFT_SHIFT);
-                let sa = requantize(da, p.a) as i64;
-                let sb = requantize(db, p.b) as i64;
+                let sa = requantize_ref(da, p.a) as i64;
+                let sb = requantize_ref(db, p.b) as i64;
                 let sum = (sa + sb).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-                let v = requantize(sum, p.out) as i64 + p.output.zero_point as i64;
+                let v = requantize_ref(sum, p.out) as i64 + p.output.zero_point as i64;
                 let v = v
                     .max(p.output.range.min() as i64)
                     .min(p.output.range.max() as i64);

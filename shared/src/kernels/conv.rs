@@ -1,7 +1,7 @@
 //! 2-D convolution, stride 1, square kernel, symmetric zero padding, int8.
 
 use super::{dot4_s8, dot_s8, opaque_zero_point, ChannelOffset, OutputQuant, MAX_DOT_LEN};
-use crate::quant::{requantize, Requant};
+use crate::quant::{requantize, requantize_ref, Requant};
 
 /// One quantised conv layer, borrowed (the weights may sit in flash).
 ///
@@ -230,7 +230,7 @@ pub fn conv2d_s8_ref<
                     }
                 }
                 let acc = acc.wrapping_add(layer.bias[co]);
-                let v = requantize(acc, layer.requant[co]) as i64 + layer.output.zero_point as i64;
+                let v = requantize_ref(acc, layer.requant[co]) as i64 + layer.output.zero_point as i64;
                 let lo = layer.output.range.min() as i64;
                 let hi = layer.output.range.max() as i64;
                 out[oy][ox][C_OFF + co] = v.max(lo).min(hi) as i8;
@@ -243,74 +243,8 @@ pub fn conv2d_s8_ref<
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{flat3, round_half_away, Rng};
-    use crate::kernels::ActRange;
+    use crate::kernels::testutil::{flat3, random_params, round_half_away, Rng};
     use crate::quant::quantize_multiplier;
-
-    struct Params<const CI: usize, const K: usize, const CO: usize> {
-        weights: [[[[i8; CI]; K]; K]; CO],
-        bias: [i32; CO],
-        requant: [Requant; CO],
-        in_zp: i8,
-        output: OutputQuant,
-    }
-
-    impl<const CI: usize, const K: usize, const CO: usize> Params<CI, K, CO> {
-        fn layer<const PAD: usize>(&self) -> Conv2dS8<'_, CI, K, PAD, CO> {
-            Conv2dS8 {
-                weights: &self.weights,
-                bias: &self.bias,
-                requant: &self.requant,
-                input_zero_point: self.in_zp,
-                output: self.output,
-            }
-        }
-    }
-
-    fn random_output(rng: &mut Rng) -> OutputQuant {
-        let zp = rng.i8();
-        match rng.below(4) {
-            0 => OutputQuant::linear(zp),
-            1 => OutputQuant::relu(zp),
-            2 => {
-                let (a, b) = (rng.i8(), rng.i8());
-                OutputQuant {
-                    zero_point: zp,
-                    range: ActRange::new(a.min(b), a.max(b)).unwrap(),
-                }
-            }
-            _ => OutputQuant::relu(-128),
-        }
-    }
-
-    fn random_params<const CI: usize, const K: usize, const CO: usize>(
-        rng: &mut Rng,
-    ) -> Params<CI, K, CO> {
-        let mut weights = [[[[0i8; CI]; K]; K]; CO];
-        for w in weights.iter_mut() {
-            rng.fill_i8(flat3(w));
-        }
-        let bias_span = 1 << rng.below(24);
-        let mut bias = [0i32; CO];
-        for b in bias.iter_mut() {
-            *b = match rng.below(20) {
-                0 => i32::MAX - rng.below(100) as i32,
-                1 => i32::MIN + rng.below(100) as i32,
-                _ => rng.range_i32(-bias_span, bias_span),
-            };
-        }
-        let mut requant = [Requant::ZERO; CO];
-        for r in requant.iter_mut() {
-            *r = rng.requant();
-        }
-        Params {
-            weights,
-            bias,
-            requant,
-            in_zp: rng.i8(),
-            output: random_output(rng),
-        }
-    }
 
     /// Optimised and reference write the same bytes, and neither touches
     /// channels outside its slice.

@@ -2,7 +2,7 @@
 //! argmax over its int8 logits.
 
 use super::{dot_s8, opaque_zero_point, OutputQuant, MAX_DOT_LEN};
-use crate::quant::{requantize, Requant};
+use crate::quant::{requantize, requantize_ref, Requant};
 
 /// One quantised fully connected layer reading a whole `[H][W][C]` feature
 /// map (so the flatten is free), borrowed (the weights may sit in flash).
@@ -75,7 +75,7 @@ pub fn linear_s8_ref<const H: usize, const W: usize, const C: usize, const O: us
             }
         }
         let acc = acc.wrapping_add(layer.bias[o]);
-        let v = requantize(acc, layer.requant[o]) as i64 + layer.output.zero_point as i64;
+        let v = requantize_ref(acc, layer.requant[o]) as i64 + layer.output.zero_point as i64;
         let v = v
             .max(layer.output.range.min() as i64)
             .min(layer.output.range.max() as i64);

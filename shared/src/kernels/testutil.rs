@@ -2,6 +2,7 @@
 //! without a dependency) and helpers to fill tensors and draw quantisation
 //! parameters.
 
+use crate::kernels::{ActRange, Conv2dS8, OutputQuant};
 use crate::quant::{quantize_multiplier, Requant};
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
@@ -96,3 +97,70 @@ pub fn flat3<const H: usize, const W: usize, const C: usize>(
 pub fn round_half_away(x: f64) -> f64 {
     x.round()
 }
+
+/// A conv layer's parameters, owned (tests borrow them as a `Conv2dS8`).
+pub struct Params<const CI: usize, const K: usize, const CO: usize> {
+    pub weights: [[[[i8; CI]; K]; K]; CO],
+    pub bias: [i32; CO],
+    pub requant: [Requant; CO],
+    pub in_zp: i8,
+    pub output: OutputQuant,
+}
+
+impl<const CI: usize, const K: usize, const CO: usize> Params<CI, K, CO> {
+    pub fn layer<const PAD: usize>(&self) -> Conv2dS8<'_, CI, K, PAD, CO> {
+        Conv2dS8 {
+            weights: &self.weights,
+            bias: &self.bias,
+            requant: &self.requant,
+            input_zero_point: self.in_zp,
+            output: self.output,
+        }
+    }
+}
+
+pub fn random_output(rng: &mut Rng) -> OutputQuant {
+    let zp = rng.i8();
+    match rng.below(4) {
+        0 => OutputQuant::linear(zp),
+        1 => OutputQuant::relu(zp),
+        2 => {
+            let (a, b) = (rng.i8(), rng.i8());
+            OutputQuant {
+                zero_point: zp,
+                range: ActRange::new(a.min(b), a.max(b)).unwrap(),
+            }
+        }
+        _ => OutputQuant::relu(-128),
+    }
+}
+
+pub fn random_params<const CI: usize, const K: usize, const CO: usize>(
+    rng: &mut Rng,
+) -> Params<CI, K, CO> {
+    let mut weights = [[[[0i8; CI]; K]; K]; CO];
+    for w in weights.iter_mut() {
+        rng.fill_i8(flat3(w));
+    }
+    let bias_span = 1 << rng.below(24);
+    let mut bias = [0i32; CO];
+    for b in bias.iter_mut() {
+        *b = match rng.below(20) {
+            0 => i32::MAX - rng.below(100) as i32,
+            1 => i32::MIN + rng.below(100) as i32,
+            _ => rng.range_i32(-bias_span, bias_span),
+        };
+    }
+    let mut requant = [Requant::ZERO; CO];
+    for r in requant.iter_mut() {
+        *r = rng.requant();
+    }
+    Params {
+        weights,
+        bias,
+        requant,
+        in_zp: rng.i8(),
+        output: random_output(rng),
+    }
+}
+

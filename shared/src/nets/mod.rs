@@ -147,7 +147,10 @@ impl<const N: usize> Arena<N> {
     /// The tensor in buffer `A`.
     #[inline(always)]
     pub fn get<A: Buffer>(&mut self) -> &mut A::T {
-        const { assert!(end::<A>() <= N, "buffer outside the arena") };
+        const {
+            assert!(end::<A>() <= N, "buffer outside the arena");
+            assert!(A::OFFSET % align_of::<A::T>() == 0, "misaligned buffer");
+        };
         bytemuck::from_bytes_mut(&mut self.bytes[A::OFFSET..end::<A>()])
     }
 
@@ -178,6 +181,71 @@ impl<const N: usize> Arena<N> {
                 bytemuck::from_bytes_mut(&mut lo[B::OFFSET..end::<B>()]),
             )
         }
+    }
+}
+
+/// Several buffers of an arena at once (a tuple of [`Buffer`] markers):
+/// see [`Arena::parts`].
+pub trait Parts {
+    /// The tuple of mutable tensors.
+    type Refs<'a>;
+    /// The buffers' regions.
+    const REGIONS: &'static [Region];
+    /// The tensors, from the arena's first byte.
+    ///
+    /// # Safety
+    /// `base` must point to an arena holding every region, and the regions
+    /// must be pairwise disjoint and aligned for their types.
+    unsafe fn take<'a>(base: *mut u8) -> Self::Refs<'a>;
+}
+
+macro_rules! parts {
+    ($($B:ident),+) => {
+        impl<$($B: Buffer),+> Parts for ($($B,)+) {
+            type Refs<'a> = ($(&'a mut $B::T,)+);
+            const REGIONS: &'static [Region] = &[$($B::REGION),+];
+            #[inline(always)]
+            unsafe fn take<'a>(base: *mut u8) -> Self::Refs<'a> {
+                // SAFETY: the caller's contract (checked at compile time by
+                // `Arena::parts`): in bounds, disjoint, aligned; `T` is Pod.
+                unsafe { ($(&mut *(base.add($B::OFFSET) as *mut $B::T),)+) }
+            }
+        }
+    };
+}
+parts!(A, B, C);
+parts!(A, B, C, D);
+parts!(A, B, C, D, E);
+
+/// Whether `regions` fit in `n` bytes, are pairwise disjoint and each
+/// aligned to `align` (the strictest tensor alignment: 4).
+const fn parts_ok(regions: &[Region], n: usize) -> bool {
+    let mut i = 0;
+    while i < regions.len() {
+        if regions[i].end() > n || regions[i].offset % 4 != 0 {
+            return false;
+        }
+        let mut j = i + 1;
+        while j < regions.len() {
+            if regions[i].overlaps(&regions[j]) {
+                return false;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    true
+}
+
+impl<const N: usize> Arena<N> {
+    /// The tensors of three to five buffers at once, e.g.
+    /// `arena.parts::<(X, Y, Scratch)>()`; they must be disjoint, inside
+    /// the arena and 4-byte aligned (checked at compile time).
+    #[inline(always)]
+    pub fn parts<P: Parts>(&mut self) -> P::Refs<'_> {
+        const { assert!(parts_ok(P::REGIONS, N), "buffers overlap, are misaligned or outside the arena") };
+        // SAFETY: checked just above; the borrow of `self` covers them all.
+        unsafe { P::take(self.bytes.as_mut_ptr()) }
     }
 }
 
@@ -218,18 +286,21 @@ impl Region {
     }
 }
 
-/// One step of a forward pass: the buffers it reads and the one it writes
-/// (a concat is written by several steps, each its channel slice; an
-/// in-place add reads and writes the same buffer).
+/// One step of a forward pass: the buffers it reads and those it writes
+/// (a concat is written by several steps, each its channel slice; a fused
+/// conv writes several tensors; a kernel's scratch counts as written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
     /// The layer (PyTorch name) or operation (`input`, `pool1`,
     /// `incep1.avgpool`, ...); what [`Probe::layer`] receives.
     pub name: &'static str,
+    /// The model's layers (names as in [`crate::model::layers`]) this step
+    /// computes; several when layers are fused, none for an input or pool.
+    pub layers: &'static [&'static str],
     /// Buffers read.
     pub reads: &'static [Region],
-    /// Buffer written (`None`: the result goes to the caller, e.g. logits).
-    pub writes: Option<Region>,
+    /// Buffers written (none: the result goes to the caller, e.g. logits).
+    pub writes: &'static [Region],
 }
 
 /// A static buffer plan: the steps of a forward pass in execution order.
@@ -267,10 +338,13 @@ impl Plan {
         let mut max = 0;
         let mut i = 0;
         while i < self.steps.len() {
-            if let Some(w) = self.steps[i].writes {
-                if w.end() > max {
-                    max = w.end();
+            let writes = self.steps[i].writes;
+            let mut j = 0;
+            while j < writes.len() {
+                if writes[j].end() > max {
+                    max = writes[j].end();
                 }
+                j += 1;
             }
             i += 1;
         }
@@ -293,12 +367,7 @@ impl Plan {
             while r < reads.len() {
                 let buf = reads[r];
                 let mut first = 0;
-                while first < s {
-                    if let Some(w) = steps[first].writes {
-                        if w.same(&buf) {
-                            break;
-                        }
-                    }
+                while first < s && !writes_same(steps[first].writes, &buf) {
                     first += 1;
                 }
                 if first == s {
@@ -309,14 +378,17 @@ impl Plan {
                 }
                 let mut t = first;
                 while t <= s {
-                    if let Some(w) = steps[t].writes {
-                        if !w.same(&buf) && w.overlaps(&buf) {
+                    let writes = steps[t].writes;
+                    let mut w = 0;
+                    while w < writes.len() {
+                        if !writes[w].same(&buf) && writes[w].overlaps(&buf) {
                             return Err(PlanViolation::Clobbered {
                                 writer: t,
                                 reader: s,
                                 buffer: buf.name,
                             });
                         }
+                        w += 1;
                     }
                     t += 1;
                 }
@@ -325,6 +397,34 @@ impl Plan {
             s += 1;
         }
         Ok(())
+    }
+}
+
+/// Whether one of `writes` is `buf`.
+const fn writes_same(writes: &[Region], buf: &Region) -> bool {
+    let mut i = 0;
+    while i < writes.len() {
+        if writes[i].same(buf) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// A step of a plan: its name, the model layers it computes, the buffers
+/// it reads and writes.
+pub const fn step(
+    name: &'static str,
+    layers: &'static [&'static str],
+    reads: &'static [Region],
+    writes: &'static [Region],
+) -> Step {
+    Step {
+        name,
+        layers,
+        reads,
+        writes,
     }
 }
 

@@ -2,17 +2,21 @@
 //! shortcut conv, residual add + ReLU), each followed by max pool + ReLU,
 //! then fc and argmax.
 //!
+//! Each block runs in two fused steps: conv1 and the shortcut conv read the
+//! block's input, so they run as one wider conv; then conv2, the residual
+//! add, the max pool and the ReLU run as one pass that writes the pooled
+//! output (conv2's and the add's full-size outputs never exist).
+//!
 //! Buffer plan (offsets in [`plan`], checked by [`PLAN`]`.verify()` at
-//! compile time), per block: conv1 and the shortcut read the block input
-//! first, so conv2's output may overwrite the input; the add updates conv2's
-//! output in place (`a`), reading the shortcut (`b`); the pool then writes
-//! where the shortcut was. Peak (block r1): conv2's output + the shortcut +
-//! conv1's output = 7,840 + 7,840 + 784 = [`RESNET_ARENA_BYTES`] = 16,464
-//! bytes.
+//! compile time). Peak (block r1): the image, conv1's output, the shortcut
+//! (7,840 bytes), the scratch, the add's tables and the pooled output =
+//! [`RESNET_ARENA_BYTES`].
 
-use super::{buffers, end, quantize_input, Arena, Buffer, Plan, Prediction, Probe, Region, Step};
+use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Prediction, Probe};
 use crate::arch::{resnet as res, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
-use crate::kernels::{add_requant_s8_inplace, conv2d_s8, linear_s8, maxpool2d_s8, ActRange};
+use crate::kernels::dsp::Step as ScratchStep;
+use crate::kernels::tiled::scratch_steps;
+use crate::kernels::{conv2d_add_pool_fast, conv2d_x2_fast, linear_s8, ActRange, AddLut};
 use crate::kernels::{ChannelOffset, Tensor};
 use crate::model::{BlockModel, ResNetModel};
 
@@ -22,62 +26,55 @@ pub mod plan {
 
     const S: usize = IMAGE_SIDE;
     const Q: usize = res::P1;
+    const R: usize = res::P2;
 
     buffers! {
-        /// The quantised image (inside R1_Y2: dead before conv2 runs).
+        /// The quantised image.
         X0: Tensor<S, S, 1> = 0;
-        /// r1.conv2's output, then (in place) r1.add's output.
-        R1_Y2: Tensor<S, S, { res::C1 }> = 0;
-        /// r1.conv's output (the shortcut).
-        R1_S: Tensor<S, S, { res::C1 }> = end::<R1_Y2>();
         /// r1.conv1's output.
-        R1_Y1: Tensor<S, S, 1> = end::<R1_S>();
-        /// After max pool + ReLU: r2's input (where the shortcut was).
-        P1: Tensor<Q, Q, { res::C1 }> = R1_S::OFFSET;
-        /// r2.conv2's output, then r2.add's output.
-        R2_Y2: Tensor<Q, Q, { res::C2 }> = 0;
-        /// r2.conv's output.
-        R2_S: Tensor<Q, Q, { res::C2 }> = end::<R2_Y2>();
+        R1_Y1: Tensor<S, S, 1> = end::<X0>();
+        /// r1.conv's output (the shortcut).
+        R1_S: Tensor<S, S, { res::C1 }> = end::<R1_Y1>();
+        /// Scratch of every conv (the largest: r2's).
+        SCRATCH: [ScratchStep; scratch_steps(res::C1, res::K)] = end::<R1_S>();
+        /// The residual adds' tables.
+        LUT: AddLut = end::<SCRATCH>();
+        /// After r1 (add, max pool, ReLU): r2's input.
+        P1: Tensor<Q, Q, { res::C1 }> = end::<LUT>();
         /// r2.conv1's output.
-        R2_Y1: Tensor<Q, Q, { res::C1 }> = end::<P1>();
-        /// After max pool + ReLU: fc's input.
-        P2: Tensor<{ res::P2 }, { res::P2 }, { res::C2 }> = R2_S::OFFSET;
+        R2_Y1: Tensor<Q, Q, { res::C1 }> = 0;
+        /// r2.conv's output.
+        R2_S: Tensor<Q, Q, { res::C2 }> = end::<R2_Y1>();
+        /// After r2: fc's input.
+        P2: Tensor<R, R, { res::C2 }> = end::<R2_S>();
     }
 }
 
 use plan::*;
 
-const fn step(name: &'static str, reads: &'static [Region], writes: Region) -> Step {
-    Step {
-        name,
-        reads,
-        writes: Some(writes),
-    }
-}
-
 /// The steps of one inference, in order, with the buffers they use.
 pub const PLAN: Plan = Plan {
     steps: &[
-        step("input", &[], X0::REGION),
-        step("r1.conv1", &[X0::REGION], R1_Y1::REGION),
-        step("r1.conv", &[X0::REGION], R1_S::REGION),
-        step("r1.conv2", &[R1_Y1::REGION], R1_Y2::REGION),
-        step("r1.add", &[R1_Y2::REGION, R1_S::REGION], R1_Y2::REGION),
-        step("pool1", &[R1_Y2::REGION], P1::REGION),
-        step("r2.conv1", &[P1::REGION], R2_Y1::REGION),
-        step("r2.conv", &[P1::REGION], R2_S::REGION),
-        step("r2.conv2", &[R2_Y1::REGION], R2_Y2::REGION),
-        step("r2.add", &[R2_Y2::REGION, R2_S::REGION], R2_Y2::REGION),
-        step("pool2", &[R2_Y2::REGION], P2::REGION),
-        Step {
-            name: "fc",
-            reads: &[P2::REGION],
-            writes: None,
-        },
+        step("input", &[], &[], &[X0::REGION]),
+        step("r1.conv1+conv", &["r1.conv1", "r1.conv"], &[X0::REGION], &[R1_Y1::REGION, R1_S::REGION, SCRATCH::REGION]),
+        step(
+            "r1.conv2+add+pool",
+            &["r1.conv2", "r1.add"],
+            &[R1_Y1::REGION, R1_S::REGION],
+            &[P1::REGION, SCRATCH::REGION, LUT::REGION],
+        ),
+        step("r2.conv1+conv", &["r2.conv1", "r2.conv"], &[P1::REGION], &[R2_Y1::REGION, R2_S::REGION, SCRATCH::REGION]),
+        step(
+            "r2.conv2+add+pool",
+            &["r2.conv2", "r2.add"],
+            &[R2_Y1::REGION, R2_S::REGION],
+            &[P2::REGION, SCRATCH::REGION, LUT::REGION],
+        ),
+        step("fc", &["fc"], &[P2::REGION], &[]),
     ],
 };
 
-/// Peak activation RAM of one ResNet inference: the arena size.
+/// Peak activation + scratch RAM of one ResNet inference: the arena size.
 pub const RESNET_ARENA_BYTES: usize = PLAN.arena_bytes();
 
 const _: () = assert!(
@@ -85,8 +82,8 @@ const _: () = assert!(
     "ResNet buffer plan clobbers a live buffer"
 );
 
-/// One identity block, input in `X`, output (after the add) in `Y2`, then
-/// max pool + ReLU into `P`.
+/// One identity block: input in `X`, conv1's output in `Y1`, the shortcut
+/// in `SC`, pooled output in `P`.
 #[inline(always)]
 fn block<
     const CIN: usize,
@@ -97,37 +94,33 @@ fn block<
     X,
     Y1,
     SC,
-    Y2,
     P,
 >(
     m: &BlockModel<'_, CIN, COUT>,
     arena: &mut Arena<N>,
-    names: [&'static str; 5],
+    names: [&'static str; 2],
     probe: &mut impl Probe,
 ) where
     X: Buffer<T = Tensor<S, S, CIN>>,
     Y1: Buffer<T = Tensor<S, S, CIN>>,
     SC: Buffer<T = Tensor<S, S, COUT>>,
-    Y2: Buffer<T = Tensor<S, S, COUT>>,
     P: Buffer<T = Tensor<SO, SO, COUT>>,
 {
-    let (x, y1) = arena.pair::<X, Y1>();
-    conv2d_s8(&m.conv1.kernel(), x, y1, ChannelOffset::<0>);
+    let (x, y1, s, scratch) = arena.parts::<(X, Y1, SC, SCRATCH)>();
+    conv2d_x2_fast(
+        (&m.conv1.kernel(), &m.conv.kernel()),
+        x,
+        (y1, s),
+        (ChannelOffset::<0>, ChannelOffset::<0>),
+        scratch,
+    );
     probe.layer(names[0]);
-    let (x, s) = arena.pair::<X, SC>();
-    conv2d_s8(&m.conv.kernel(), x, s, ChannelOffset::<0>);
-    probe.layer(names[1]);
-    let (y1, y2) = arena.pair::<Y1, Y2>();
-    conv2d_s8(&m.conv2.kernel(), y1, y2, ChannelOffset::<0>);
-    probe.layer(names[2]);
-    let (y2, s) = arena.pair::<Y2, SC>();
-    add_requant_s8_inplace(&m.add.params, y2, s);
-    probe.layer(names[3]);
-    let (y2, p) = arena.pair::<Y2, P>();
+    let (y1, s, p, scratch, lut) = arena.parts::<(Y1, SC, P, SCRATCH, LUT)>();
     // Max pool, then ReLU (the add's ReLU already holds: a no-op kept for
     // the network's definition).
-    maxpool2d_s8(ActRange::relu(m.add.params.output.zero_point), y2, p);
-    probe.layer(names[4]);
+    let relu = ActRange::relu(m.add.params.output.zero_point);
+    conv2d_add_pool_fast((&m.conv2.kernel(), &m.add.params), relu, y1, s, p, (scratch, lut));
+    probe.layer(names[1]);
 }
 
 /// One ResNet inference on 784 raw pixels (row-major, 0 = black): the ten
@@ -143,16 +136,16 @@ pub fn forward<const N: usize>(
     const { assert!(N >= RESNET_ARENA_BYTES, "arena too small for the ResNet") };
     quantize_input(m.input.lut, pixels, arena.get::<X0>());
     probe.layer("input");
-    block::<1, { res::C1 }, IMAGE_SIDE, { res::P1 }, N, X0, R1_Y1, R1_S, R1_Y2, P1>(
+    block::<1, { res::C1 }, IMAGE_SIDE, { res::P1 }, N, X0, R1_Y1, R1_S, P1>(
         &m.r1,
         arena,
-        ["r1.conv1", "r1.conv", "r1.conv2", "r1.add", "pool1"],
+        [PLAN.steps[1].name, PLAN.steps[2].name],
         probe,
     );
-    block::<{ res::C1 }, { res::C2 }, { res::P1 }, { res::P2 }, N, P1, R2_Y1, R2_S, R2_Y2, P2>(
+    block::<{ res::C1 }, { res::C2 }, { res::P1 }, { res::P2 }, N, P1, R2_Y1, R2_S, P2>(
         &m.r2,
         arena,
-        ["r2.conv1", "r2.conv", "r2.conv2", "r2.add", "pool2"],
+        [PLAN.steps[3].name, PLAN.steps[4].name],
         probe,
     );
     let mut logits = [0i8; CLASSES];

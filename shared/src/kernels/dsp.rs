@@ -1,0 +1,221 @@
+//! The Cortex-M4 DSP core of the tiled convolution ([`super::tiled`]): a
+//! dot product of one int8 weight row against [`TILE`] pixels at once, two
+//! multiply-accumulates per `SMLAD`.
+//!
+//! # Scratch layout
+//!
+//! The pixels' input windows are first copied into a scratch buffer as
+//! 16-bit values with the input zero point already subtracted ("im2col").
+//! The reduction runs in *steps* of four values; step `s` holds, for each
+//! pixel `p`, two words:
+//!
+//! - `step[2p]     = (x[4s] - zp) | (x[4s + 2] - zp) << 16`
+//! - `step[2p + 1] = (x[4s + 1] - zp) | (x[4s + 3] - zp) << 16`
+//!
+//! which is exactly what `SXTAB16` makes of an input word (even bytes, then
+//! odd bytes after a rotation by 8), and exactly what `SXTB16` makes of the
+//! weight word `w[4s..4s + 4]`. So the int8 weights are read in their stored
+//! order (OHWI), one word per step, and never copied.
+//!
+//! # The inner loop
+//!
+//! Per step, 18 instructions do 24 multiply-accumulates: one weight load,
+//! two sign extensions, three `LDM`s of four scratch words (two pixels
+//! each) and twelve `SMLAD`s. All fourteen free registers are in use (six
+//! accumulators, four pixel words, two weight halves, two pointers), so the
+//! loop is fully unrolled with `.rept` and needs no counter. On other
+//! targets (the host, tests) a portable loop computes the same sums.
+
+/// Output pixels per tile.
+pub const TILE: usize = 6;
+
+/// Scratch words per reduction step: two per pixel.
+pub const STEP_WORDS: usize = 2 * TILE;
+
+/// One reduction step of the scratch buffer (see the module docs).
+pub type Step = [u32; STEP_WORDS];
+
+/// `x - zp` for the four bytes of `word`, as the two `SXTAB16` pairs
+/// `(x0, x2)` and `(x1, x3)`. `neg_zp` is `-zp` in both halves
+/// ([`neg_zero_point_pair`]).
+#[inline(always)]
+pub fn expand_word(word: u32, neg_zp: u32) -> (u32, u32) {
+    #[cfg(arm_dsp)]
+    {
+        let (lo, hi): (u32, u32);
+        // SAFETY: register-only arithmetic.
+        unsafe {
+            core::arch::asm!(
+                "sxtab16 {lo}, {z}, {w}",
+                "sxtab16 {hi}, {z}, {w}, ror #8",
+                lo = out(reg) lo,
+                hi = out(reg) hi,
+                z = in(reg) neg_zp,
+                w = in(reg) word,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        (lo, hi)
+    }
+    #[cfg(not(arm_dsp))]
+    {
+        let z = neg_zp as u16;
+        let b = word.to_le_bytes();
+        let half = |x: u8| (x as i8 as i16 as u16).wrapping_add(z) as u32;
+        (
+            half(b[0]) | half(b[2]) << 16,
+            half(b[1]) | half(b[3]) << 16,
+        )
+    }
+}
+
+/// `-zp` in both 16-bit halves, for [`expand_word`].
+#[inline(always)]
+pub fn neg_zero_point_pair(zp: i8) -> u32 {
+    let h = (-(zp as i16)) as u16 as u32;
+    h | h << 16
+}
+
+/// The 16-bit value of reduction index `r` of pixel `p` in a scratch
+/// buffer viewed as halfwords (little endian): step `r / 4`, word
+/// `2p + (r & 1)`, half `(r >> 1) & 1`.
+#[inline(always)]
+pub const fn half_index(p: usize, r: usize) -> usize {
+    ((r / 4) * STEP_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
+}
+
+/// `acc[p] += sum over the first `steps` steps of x[p][r] * w[r]`, the
+/// portable form (the host, and the tail of a row on the target).
+#[inline(always)]
+pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8]) {
+    for (step, w) in x.iter().zip(w.chunks_exact(4)) {
+        // The pairs as SXTB16 makes them: (w0, w2) and (w1, w3).
+        let (w0, w1, w2, w3) = (w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32);
+        for (a, px) in acc.iter_mut().zip(step.chunks_exact(2)) {
+            let (lo, hi) = (px[0], px[1]);
+            let h = |v: u32| v as u16 as i16 as i32;
+            *a = a
+                .wrapping_add(h(lo) * w0 + h(lo >> 16) * w2)
+                .wrapping_add(h(hi) * w1 + h(hi >> 16) * w3);
+        }
+    }
+}
+
+/// `acc[p] += sum over steps 0..STEPS of x[p][r] * w[r]` with `STEPS` a
+/// constant expression: the unrolled `SMLAD` loop on the Cortex-M4,
+/// [`dot_tile_portable`] elsewhere. `$x: &[Step]` must hold `STEPS` steps
+/// and `$w: &[i8]` `4 * STEPS` bytes (checked; too short falls back to the
+/// portable loop over what is there).
+macro_rules! dot_tile {
+    ($acc:expr, $x:expr, $w:expr, $steps:expr) => {{
+        let acc: &mut [i32; $crate::kernels::dsp::TILE] = $acc;
+        let x: &[$crate::kernels::dsp::Step] = $x;
+        let w: &[i8] = $w;
+        #[cfg(arm_dsp)]
+        {
+            if $steps > 0 && x.len() >= $steps && w.len() >= 4 * $steps {
+                let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5] = *acc;
+                // SAFETY: reads `$steps` steps of `x` and `4 * $steps` bytes
+                // of `w` (lengths checked above; LDR may be unaligned on the
+                // M4, LDM reads the word-aligned scratch). r6, r7 and r9 are
+                // not available as operands (LLVM's base and frame pointers,
+                // the platform register), so they are saved and restored
+                // around the loop.
+                unsafe {
+                    core::arch::asm!(
+                        "push {{r6, r7, r9}}",
+                        ".rept {steps}",
+                        "ldr r7, [lr], #4",
+                        "sxtb16 r6, r7",
+                        "sxtb16 r7, r7, ror #8",
+                        "ldm r12!, {{r8, r9, r10, r11}}",
+                        "smlad r0, r8, r6, r0",
+                        "smlad r0, r9, r7, r0",
+                        "smlad r1, r10, r6, r1",
+                        "smlad r1, r11, r7, r1",
+                        "ldm r12!, {{r8, r9, r10, r11}}",
+                        "smlad r2, r8, r6, r2",
+                        "smlad r2, r9, r7, r2",
+                        "smlad r3, r10, r6, r3",
+                        "smlad r3, r11, r7, r3",
+                        "ldm r12!, {{r8, r9, r10, r11}}",
+                        "smlad r4, r8, r6, r4",
+                        "smlad r4, r9, r7, r4",
+                        "smlad r5, r10, r6, r5",
+                        "smlad r5, r11, r7, r5",
+                        ".endr",
+                        "pop {{r6, r7, r9}}",
+                        steps = const $steps,
+                        inout("r0") a0,
+                        inout("r1") a1,
+                        inout("r2") a2,
+                        inout("r3") a3,
+                        inout("r4") a4,
+                        inout("r5") a5,
+                        inout("r12") x.as_ptr() => _,
+                        inout("lr") w.as_ptr() => _,
+                        out("r8") _,
+                        out("r10") _,
+                        out("r11") _,
+                        options(readonly, preserves_flags),
+                    );
+                }
+                *acc = [a0, a1, a2, a3, a4, a5];
+            } else {
+                $crate::kernels::dsp::dot_tile_portable(acc, &x[..x.len().min($steps)], w);
+            }
+        }
+        #[cfg(not(arm_dsp))]
+        $crate::kernels::dsp::dot_tile_portable(acc, &x[..x.len().min($steps)], w);
+    }};
+}
+pub(crate) use dot_tile;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::Rng;
+
+    // Independent of the packing: the plain sums over r.
+    #[test]
+    fn portable_dot_is_the_plain_sum_over_the_reduction() {
+        let mut rng = Rng::new(7);
+        for steps in [1usize, 2, 5] {
+            let n = 4 * steps;
+            let mut x = [[0i16; 20]; TILE];
+            let mut w = [0i8; 20];
+            for p in x.iter_mut() {
+                for v in p[..n].iter_mut() {
+                    *v = rng.range_i32(-255, 255) as i16;
+                }
+            }
+            rng.fill_i8(&mut w[..n]);
+            let mut scratch = [[0u32; STEP_WORDS]; 5];
+            let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut scratch[..]);
+            for (p, xp) in x.iter().enumerate() {
+                for (r, &v) in xp[..n].iter().enumerate() {
+                    halves[half_index(p, r)] = v as u16;
+                }
+            }
+            let mut acc = [5i32; TILE];
+            dot_tile_portable(&mut acc, &scratch[..steps], &w[..n]);
+            for p in 0..TILE {
+                let want: i32 = 5 + (0..n).map(|r| x[p][r] as i32 * w[r] as i32).sum::<i32>();
+                assert_eq!(acc[p], want, "pixel {p}, {steps} steps");
+            }
+        }
+    }
+
+    #[test]
+    fn expand_word_subtracts_the_zero_point_in_sxtab16_order() {
+        let mut rng = Rng::new(8);
+        for _ in 0..1000 {
+            let word = rng.next_u32();
+            let zp = rng.i8();
+            let (lo, hi) = expand_word(word, neg_zero_point_pair(zp));
+            let b = word.to_le_bytes().map(|b| b as i8 as i32 - zp as i32);
+            let h = |v: u32| v as u16 as i16 as i32;
+            assert_eq!([h(lo), h(lo >> 16), h(hi), h(hi >> 16)], [b[0], b[2], b[1], b[3]]);
+        }
+    }
+}
