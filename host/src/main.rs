@@ -7,6 +7,7 @@ use host::classify::Report;
 use host::data::{self, Dataset, Split, Verify};
 use host::export;
 use host::firmware;
+use host::inspect::BufferPlan;
 use host::qemu;
 use host::reference::Reference;
 use host::serial::Client;
@@ -45,7 +46,8 @@ enum Command {
     /// Stream test images to the firmware over a serial port (or QEMU) and report
     /// accuracy, agreement with the host and latency.
     Classify(ClassifyArgs),
-    /// Report the firmware's flash and RAM by section and its stack high-water mark.
+    /// Report the firmware's flash and RAM by section, the networks' buffer plans
+    /// and the stack high-water mark.
     Size(SizeArgs),
 }
 
@@ -476,6 +478,9 @@ fn size_command(args: SizeArgs) -> Result<()> {
     };
     let report = SizeReport::of_file(&elf)?;
     println!("{} (STM32F405RG: 1 MiB flash, 128 KiB RAM)\n{report}", elf.display());
+    for net in NetId::ALL {
+        print!("\n{} {}", net.name(), BufferPlan::of(net));
+    }
     if !args.no_stack {
         let stack = host::size::measure_stack(&firmware::build(firmware::Build::Qemu)?, &qemu::Options::default())?;
         println!(
