@@ -49,6 +49,30 @@ enum Command {
     /// Report the firmware's flash and RAM by section, the networks' buffer plans
     /// and the stack high-water mark.
     Size(SizeArgs),
+    /// Instructions per layer of one inference on the firmware under QEMU.
+    Profile(ProfileArgs),
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// Build the firmware for QEMU and run it there (required: costs are
+    /// instructions only under QEMU's `-icount shift=0`).
+    #[arg(long, required = true)]
+    qemu: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Which network to profile.
+    #[arg(long, value_enum, default_value_t = NetChoice::All)]
+    net: NetChoice,
+    /// The MNIST test image to classify (index into the test set).
+    #[arg(long, default_value_t = 0)]
+    image: usize,
+    /// Seconds to wait for the firmware to boot and to answer.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 #[derive(Args)]
@@ -285,6 +309,7 @@ fn main() -> Result<()> {
         Command::SelftestDigits(args) => selftest_digits_command(args),
         Command::Classify(args) => classify_command(args),
         Command::Size(args) => size_command(args),
+        Command::Profile(args) => profile_command(args),
     }
 }
 
@@ -491,6 +516,31 @@ fn size_command(args: SizeArgs) -> Result<()> {
             report.static_ram() + u64::from(stack.used),
             host::size::RAM.1
         );
+    }
+    Ok(())
+}
+
+fn profile_command(args: ProfileArgs) -> Result<()> {
+    debug_assert!(args.qemu, "clap requires --qemu");
+    let test = args.data.load()?.test;
+    anyhow::ensure!(args.image < test.len(), "--image {}: the test set has {} images", args.image, test.len());
+    let nets: Vec<NetId> = NetId::ALL.into_iter().filter(|&n| args.net.includes(n)).collect();
+    let elf = firmware::build(firmware::Build::Qemu)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let mut session = qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?;
+    let profiles = host::profile::profile(session.client(), &nets, test.image(args.image))
+        .with_context(|| format!("profiling test image {} on the firmware under QEMU", args.image))?;
+    drop(session);
+    if args.json {
+        println!("{}", host::profile::to_json(&profiles));
+        return Ok(());
+    }
+    println!(
+        "test image {} (label {}), costs in instructions (QEMU, -icount shift=0)",
+        args.image, test.labels[args.image]
+    );
+    for p in &profiles {
+        println!("\n{p}");
     }
     Ok(())
 }
