@@ -1,11 +1,12 @@
 //! `host inspect`: what a model file holds and what it costs on the chip —
 //! header, layers with shapes and scales, flash bytes, and the activation
-//! RAM of one inference (the network's static buffer plan).
+//! RAM of one inference (the network's static buffer plan, which `host size`
+//! prints too).
 
 use serde::Serialize;
 use shared::model::{layers, File, LayerKind, ModelSpec, NetId, FORMAT_VERSION};
 use shared::nets::{inception, resnet, Plan, Region};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 /// One layer record, summarised.
 #[derive(Clone, Debug, Serialize)]
@@ -53,10 +54,34 @@ pub struct Inspection {
     pub layers: Vec<LayerInfo>,
     /// Multiply-accumulates per inference.
     pub macs: usize,
+    /// The activation RAM of one inference (`arena_bytes` and `buffers` in JSON).
+    #[serde(flatten)]
+    pub plan: BufferPlan,
+}
+
+/// A network's static buffer plan ([`shared::nets`]), as the firmware runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BufferPlan {
     /// Peak activation RAM of one inference: the arena of the buffer plan.
     pub arena_bytes: usize,
     /// The plan's buffers (name, offset, bytes), by offset.
     pub buffers: Vec<(&'static str, usize, usize)>,
+}
+
+/// The plan of `net`'s forward pass.
+pub fn plan(net: NetId) -> Plan {
+    match net {
+        NetId::Inception => inception::PLAN,
+        NetId::ResNet => resnet::PLAN,
+    }
+}
+
+impl BufferPlan {
+    /// The arena and the buffers of `net`'s plan.
+    pub fn of(net: NetId) -> BufferPlan {
+        let plan = plan(net);
+        BufferPlan { arena_bytes: plan.arena_bytes(), buffers: buffers(&plan) }
+    }
 }
 
 /// The buffers a plan writes, each once, by offset.
@@ -71,14 +96,25 @@ fn buffers(plan: &Plan) -> Vec<(&'static str, usize, usize)> {
     out.into_iter().map(|r| (r.name, r.offset, r.len)).collect()
 }
 
+impl fmt::Display for BufferPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "activation RAM of one inference: {} bytes ({:.1} KiB), planned by liveness:",
+            self.arena_bytes,
+            self.arena_bytes as f64 / 1024.0
+        )?;
+        for (name, offset, len) in &self.buffers {
+            writeln!(f, "  {name:<8} {offset:>6}..{:<6} {len:>6} bytes", offset + len)?;
+        }
+        Ok(())
+    }
+}
+
 /// Inspect a model file; errors are the decoder's, naming what is wrong.
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, shared::Error> {
     let spec = ModelSpec::decode(bytes)?;
     let file = File::parse(bytes, Some(spec.net))?;
-    let plan = match spec.net {
-        NetId::Inception => inception::PLAN,
-        NetId::ResNet => resnet::PLAN,
-    };
     let layers: Vec<LayerInfo> = spec
         .layers
         .iter()
@@ -113,8 +149,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, shared::Error> {
         input: (spec.input.scale, spec.input.zero_point),
         macs: layers.iter().map(|l| l.macs).sum(),
         layers,
-        arena_bytes: plan.arena_bytes(),
-        buffers: buffers(&plan),
+        plan: BufferPlan::of(spec.net),
     })
 }
 
@@ -156,15 +191,7 @@ impl Inspection {
                 l.multipliers.1
             );
         }
-        let _ = writeln!(
-            s,
-            "\nactivation RAM of one inference: {} bytes ({:.1} KiB), planned by liveness:",
-            self.arena_bytes,
-            self.arena_bytes as f64 / 1024.0
-        );
-        for (name, offset, len) in &self.buffers {
-            let _ = writeln!(s, "  {name:<8} {offset:>6}..{:<6} {len:>6} bytes", offset + len);
-        }
+        let _ = write!(s, "\n{}", self.plan);
         s
     }
 }

@@ -14,6 +14,7 @@ pub mod firmware;
 pub mod inspect;
 pub mod nets;
 pub mod ops;
+pub mod profile;
 pub mod qemu;
 pub mod reference;
 pub mod report;

@@ -7,6 +7,7 @@ use host::classify::Report;
 use host::data::{self, Dataset, Split, Verify};
 use host::export;
 use host::firmware;
+use host::inspect::BufferPlan;
 use host::qemu;
 use host::reference::Reference;
 use host::serial::Client;
@@ -45,8 +46,33 @@ enum Command {
     /// Stream test images to the firmware over a serial port (or QEMU) and report
     /// accuracy, agreement with the host and latency.
     Classify(ClassifyArgs),
-    /// Report the firmware's flash and RAM by section and its stack high-water mark.
+    /// Report the firmware's flash and RAM by section, the networks' buffer plans
+    /// and the stack high-water mark.
     Size(SizeArgs),
+    /// Instructions per layer of one inference on the firmware under QEMU.
+    Profile(ProfileArgs),
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// Build the firmware for QEMU and run it there (required: costs are
+    /// instructions only under QEMU's `-icount shift=0`).
+    #[arg(long, required = true)]
+    qemu: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Which network to profile.
+    #[arg(long, value_enum, default_value_t = NetChoice::All)]
+    net: NetChoice,
+    /// The MNIST test image to classify (index into the test set).
+    #[arg(long, default_value_t = 0)]
+    image: usize,
+    /// Seconds to wait for the firmware to boot and to answer.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 #[derive(Args)]
@@ -283,6 +309,7 @@ fn main() -> Result<()> {
         Command::SelftestDigits(args) => selftest_digits_command(args),
         Command::Classify(args) => classify_command(args),
         Command::Size(args) => size_command(args),
+        Command::Profile(args) => profile_command(args),
     }
 }
 
@@ -476,6 +503,9 @@ fn size_command(args: SizeArgs) -> Result<()> {
     };
     let report = SizeReport::of_file(&elf)?;
     println!("{} (STM32F405RG: 1 MiB flash, 128 KiB RAM)\n{report}", elf.display());
+    for net in NetId::ALL {
+        print!("\n{} {}", net.name(), BufferPlan::of(net));
+    }
     if !args.no_stack {
         let stack = host::size::measure_stack(&firmware::build(firmware::Build::Qemu)?, &qemu::Options::default())?;
         println!(
@@ -486,6 +516,31 @@ fn size_command(args: SizeArgs) -> Result<()> {
             report.static_ram() + u64::from(stack.used),
             host::size::RAM.1
         );
+    }
+    Ok(())
+}
+
+fn profile_command(args: ProfileArgs) -> Result<()> {
+    debug_assert!(args.qemu, "clap requires --qemu");
+    let test = args.data.load()?.test;
+    anyhow::ensure!(args.image < test.len(), "--image {}: the test set has {} images", args.image, test.len());
+    let nets: Vec<NetId> = NetId::ALL.into_iter().filter(|&n| args.net.includes(n)).collect();
+    let elf = firmware::build(firmware::Build::Qemu)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let mut session = qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?;
+    let profiles = host::profile::profile(session.client(), &nets, test.image(args.image))
+        .with_context(|| format!("profiling test image {} on the firmware under QEMU", args.image))?;
+    drop(session);
+    if args.json {
+        println!("{}", host::profile::to_json(&profiles));
+        return Ok(());
+    }
+    println!(
+        "test image {} (label {}), costs in instructions (QEMU, -icount shift=0)",
+        args.image, test.labels[args.image]
+    );
+    for p in &profiles {
+        println!("\n{p}");
     }
     Ok(())
 }

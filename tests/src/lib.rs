@@ -1,6 +1,6 @@
 //! What the integration tests in `tests/` share: the firmware built once
-//! per test binary, QEMU sessions, the MNIST test set and the host's
-//! reference predictions.
+//! per test binary, QEMU sessions, the MNIST test set, the host's
+//! reference predictions and the `host` command line.
 #![deny(missing_docs)]
 
 use host::classify::{stream, Report};
@@ -11,6 +11,7 @@ use host::reference::{Reference, MODEL_DIR};
 use shared::model::NetId;
 use shared::protocol::CostUnit;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -19,6 +20,40 @@ use std::time::Instant;
 pub fn qemu_elf() -> &'static Path {
     static ELF: OnceLock<PathBuf> = OnceLock::new();
     ELF.get_or_init(|| firmware::build(Build::Qemu).unwrap_or_else(|e| panic!("build the firmware for QEMU: {e}")))
+}
+
+/// The `host` executable, built on first use. Cargo builds a package's own
+/// binaries for its tests only, so this one is built here, by the cargo
+/// running the tests, in the same profile and target directory.
+pub fn host_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "host", "--bin", "host", "--message-format=json"]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().unwrap_or_else(|e| panic!("run cargo to build host: {e}"));
+        assert!(out.status.success(), "building host failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "host")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the host executable")
+    })
+}
+
+/// Run `host` with `args` and return what it printed; panics, with its
+/// stderr, if it fails.
+pub fn host_cli(args: &[&str]) -> String {
+    let out = Command::new(host_exe())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", host_exe().display()));
+    assert!(out.status.success(), "host {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("host prints UTF-8")
 }
 
 /// Start `elf` under QEMU and wait until it serves.

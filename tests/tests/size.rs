@@ -6,7 +6,8 @@ use host::firmware::{self, Build};
 use host::qemu;
 use host::size::{self, SizeReport};
 use shared::model::NetId;
-use tests::{qemu_elf, reference};
+use shared::nets::{inception, resnet};
+use tests::{host_cli, qemu_elf, reference};
 
 #[test]
 fn the_firmware_fits_the_chip_with_both_networks() {
@@ -26,4 +27,33 @@ fn the_firmware_fits_the_chip_with_both_networks() {
     );
     assert!(stack.used > 1024 && stack.used < stack.size, "{stack:?}");
     assert!(report.static_ram() + u64::from(stack.used) <= size::RAM.1);
+}
+
+#[test]
+fn host_size_prints_the_buffer_plan_of_both_networks() {
+    // The board ELF is built here (one build at a time within this process),
+    // so that the command does not build it beside the other test.
+    let elf = firmware::build(Build::Board).expect("build the board firmware");
+    let out = host_cli(&["size", "--no-stack", "--elf", elf.to_str().unwrap()]);
+    for (net, plan, arena) in [
+        (NetId::Inception, inception::PLAN, inception::INCEPTION_ARENA_BYTES),
+        (NetId::ResNet, resnet::PLAN, resnet::RESNET_ARENA_BYTES),
+    ] {
+        let heading = format!("{} activation RAM of one inference: {arena} bytes", net.name());
+        let at = out.find(&heading).unwrap_or_else(|| panic!("no `{heading}` in:\n{out}"));
+        let section = &out[at..];
+        for region in plan.steps.iter().filter_map(|s| s.writes) {
+            let row = [
+                region.name.to_string(),
+                format!("{}..{}", region.offset, region.offset + region.len),
+                region.len.to_string(),
+                "bytes".into(),
+            ];
+            assert!(
+                section.lines().any(|l| l.split_whitespace().eq(row.iter().map(String::as_str))),
+                "{} lacks the buffer {row:?}:\n{section}",
+                net.name()
+            );
+        }
+    }
 }
