@@ -3,7 +3,8 @@
 //!
 //! The layer names are the firmware's (the steps of its buffer plan), taken
 //! from its answer as they come: the host does not assume which steps exist.
-//! MACs come from the model's layer table where a step is one of its layers.
+//! MACs come from the model's layer table, for the layers the plan's step of
+//! that name computes (several when layers are fused).
 
 use crate::error::Result;
 use crate::serial::Client;
@@ -66,7 +67,7 @@ pub fn profile<L: Read + Write>(
                     .layers
                     .into_iter()
                     .map(|l| LayerProfile {
-                        macs: layers::find(net, &l.name).map(|spec| spec.macs()),
+                        macs: step_macs(net, &l.name),
                         name: l.name,
                         instructions: u64::from(l.cost),
                     })
@@ -74,6 +75,18 @@ pub fn profile<L: Read + Write>(
             })
         })
         .collect()
+}
+
+/// MACs of the plan step `name`: the sum over the model layers it computes
+/// (`None` for steps without any, such as the input and the pools).
+fn step_macs(net: NetId, name: &str) -> Option<usize> {
+    let plan = match net {
+        NetId::Inception => shared::nets::inception::PLAN,
+        NetId::ResNet => shared::nets::resnet::PLAN,
+    };
+    let step = plan.steps.iter().find(|s| s.name == name)?;
+    let macs = step.layers.iter().filter_map(|l| layers::find(net, l)).map(|l| l.macs());
+    Some(macs.sum()).filter(|&m| m > 0)
 }
 
 /// The JSON report: one object keyed by network name.

@@ -154,6 +154,46 @@ pub const fn requantize(acc: i32, m: Requant) -> i32 {
     (high >> e) + carry as i32
 }
 
+/// [`requantize`] by one multiplier, many times: what depends only on the
+/// multiplier is worked out once (a layer's epilogue builds one per output
+/// channel and applies it to every pixel).
+#[derive(Clone, Copy, Debug)]
+pub struct Rescale {
+    m: Requant,
+    /// The right shift `e = -shift` when `shift < 0`, else 0 (then `apply`
+    /// takes [`requantize`]'s general path).
+    e: u32,
+    /// `2^e - 1`.
+    mask: u32,
+    /// `2^(e - 1)`.
+    half: u32,
+}
+
+impl Rescale {
+    /// Precomputes `m`.
+    #[inline(always)]
+    pub const fn new(m: Requant) -> Rescale {
+        let e = if m.shift < 0 { (-m.shift) as u32 } else { 0 };
+        Rescale {
+            m,
+            e,
+            mask: if e > 0 { (1u32 << e).wrapping_sub(1) } else { 0 },
+            half: if e > 0 { 1u32 << (e - 1) } else { 0 },
+        }
+    }
+
+    /// `requantize(x, m)`, bit for bit.
+    #[inline(always)]
+    pub const fn apply(&self, x: i32) -> i32 {
+        if self.e == 0 {
+            return requantize(x, self.m);
+        }
+        let high = ((x as i64 * self.m.multiplier as i64 + (1 << 30)) >> 31) as i32;
+        let low = (high as u32 & self.mask) + self.half;
+        (high >> self.e) + (low.wrapping_sub((high < 0) as u32) >> self.e) as i32
+    }
+}
+
 /// The reference for [`requantize`]: gemmlowp's steps as written
 /// ([`saturating_rounding_doubling_high_mul`], [`rounding_divide_by_pot`]),
 /// in 64-bit arithmetic.
@@ -267,12 +307,14 @@ mod tests {
                 _ => rng.next_u32() as i32,
             };
             assert_eq!(requantize(acc, m), requantize_ref(acc, m), "{acc} {m:?}");
+            assert_eq!(Rescale::new(m).apply(acc), requantize_ref(acc, m), "{acc} {m:?}");
         }
         for shift in Requant::MIN_SHIFT..=Requant::MAX_SHIFT {
             for mult in [0, 1, 1 << 30, i32::MAX] {
                 let m = Requant::new(mult, shift).unwrap();
                 for acc in edges {
                     assert_eq!(requantize(acc, m), requantize_ref(acc, m), "{acc} {m:?}");
+                    assert_eq!(Rescale::new(m).apply(acc), requantize_ref(acc, m), "{acc} {m:?}");
                 }
             }
         }

@@ -84,13 +84,16 @@ pub const fn half_index(p: usize, r: usize) -> usize {
     ((r / 4) * STEP_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
 }
 
-/// `acc[p] += sum over the first `steps` steps of x[p][r] * w[r]`, the
-/// portable form (the host, and the tail of a row on the target).
+/// `acc[p] += sum over r < len of x[p][r] * w[r]`, the portable form (the
+/// host, tests). `x` holds `len.div_ceil(4)` steps; a partial last step
+/// meets zero weights, as in the DSP loop.
 #[inline(always)]
-pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8]) {
-    for (step, w) in x.iter().zip(w.chunks_exact(4)) {
+pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8], len: usize) {
+    let len = len.min(w.len());
+    for (s, step) in x.iter().enumerate().take(len.div_ceil(4)) {
+        let wv = |j: usize| if 4 * s + j < len { w[4 * s + j] as i32 } else { 0 };
         // The pairs as SXTB16 makes them: (w0, w2) and (w1, w3).
-        let (w0, w1, w2, w3) = (w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32);
+        let (w0, w1, w2, w3) = (wv(0), wv(1), wv(2), wv(3));
         for (a, px) in acc.iter_mut().zip(step.chunks_exact(2)) {
             let (lo, hi) = (px[0], px[1]);
             let h = |v: u32| v as u16 as i16 as i32;
@@ -101,26 +104,28 @@ pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8]) {
     }
 }
 
-/// `acc[p] += sum over steps 0..STEPS of x[p][r] * w[r]` with `STEPS` a
-/// constant expression: the unrolled `SMLAD` loop on the Cortex-M4,
-/// [`dot_tile_portable`] elsewhere. `$x: &[Step]` must hold `STEPS` steps
-/// and `$w: &[i8]` `4 * STEPS` bytes (checked; too short falls back to the
-/// portable loop over what is there).
+/// `acc[p] += sum over r < LEN of x[p][r] * w[r]` with `LEN` a constant
+/// expression (it may use the caller's const generics): on the Cortex-M4
+/// the unrolled `SMLAD` loop, whose last partial step reads the row's last
+/// word and shifts the bytes past `LEN` out (the scratch holds zeros there);
+/// elsewhere [`dot_tile_portable`]. `$x: &[Step]` must hold
+/// `LEN.div_ceil(4)` steps and `$w: &[i8]` at least `max(LEN, 4)` bytes
+/// (checked; otherwise the portable loop runs).
 macro_rules! dot_tile {
-    ($acc:expr, $x:expr, $w:expr, $steps:expr) => {{
+    ($acc:expr, $x:expr, $w:expr, $len:expr) => {{
         let acc: &mut [i32; $crate::kernels::dsp::TILE] = $acc;
         let x: &[$crate::kernels::dsp::Step] = $x;
         let w: &[i8] = $w;
         #[cfg(arm_dsp)]
         {
-            if $steps > 0 && x.len() >= $steps && w.len() >= 4 * $steps {
+            if $len >= 4 && x.len() >= ($len as usize).div_ceil(4) && w.len() >= $len {
                 let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5] = *acc;
-                // SAFETY: reads `$steps` steps of `x` and `4 * $steps` bytes
-                // of `w` (lengths checked above; LDR may be unaligned on the
-                // M4, LDM reads the word-aligned scratch). r6, r7 and r9 are
-                // not available as operands (LLVM's base and frame pointers,
-                // the platform register), so they are saved and restored
-                // around the loop.
+                // SAFETY: reads `LEN.div_ceil(4)` steps of `x` and bytes
+                // `0..LEN` of `w` (lengths checked above; LDR may be
+                // unaligned on the M4, LDM reads the word-aligned scratch).
+                // r6, r7 and r9 are not available as operands (LLVM's base
+                // and frame pointers, the platform register), so they are
+                // saved and restored around the loop.
                 unsafe {
                     core::arch::asm!(
                         "push {{r6, r7, r9}}",
@@ -144,8 +149,34 @@ macro_rules! dot_tile {
                         "smlad r5, r10, r6, r5",
                         "smlad r5, r11, r7, r5",
                         ".endr",
+                        // The last `rem` weights: the word ending at LEN,
+                        // shifted so they land in the low lanes.
+                        ".if {rem}",
+                        "ldr r7, [lr, #{back}]",
+                        "lsr r7, r7, #{bits}",
+                        "sxtb16 r6, r7",
+                        "sxtb16 r7, r7, ror #8",
+                        "ldm r12!, {{r8, r9, r10, r11}}",
+                        "smlad r0, r8, r6, r0",
+                        "smlad r0, r9, r7, r0",
+                        "smlad r1, r10, r6, r1",
+                        "smlad r1, r11, r7, r1",
+                        "ldm r12!, {{r8, r9, r10, r11}}",
+                        "smlad r2, r8, r6, r2",
+                        "smlad r2, r9, r7, r2",
+                        "smlad r3, r10, r6, r3",
+                        "smlad r3, r11, r7, r3",
+                        "ldm r12!, {{r8, r9, r10, r11}}",
+                        "smlad r4, r8, r6, r4",
+                        "smlad r4, r9, r7, r4",
+                        "smlad r5, r10, r6, r5",
+                        "smlad r5, r11, r7, r5",
+                        ".endif",
                         "pop {{r6, r7, r9}}",
-                        steps = const $steps,
+                        steps = const $len / 4,
+                        rem = const $len % 4,
+                        back = const ($len % 4) as isize - 4,
+                        bits = const 8 * ((4 - $len % 4) % 4),
                         inout("r0") a0,
                         inout("r1") a1,
                         inout("r2") a2,
@@ -162,11 +193,11 @@ macro_rules! dot_tile {
                 }
                 *acc = [a0, a1, a2, a3, a4, a5];
             } else {
-                $crate::kernels::dsp::dot_tile_portable(acc, &x[..x.len().min($steps)], w);
+                $crate::kernels::dsp::dot_tile_portable(acc, x, w, $len);
             }
         }
         #[cfg(not(arm_dsp))]
-        $crate::kernels::dsp::dot_tile_portable(acc, &x[..x.len().min($steps)], w);
+        $crate::kernels::dsp::dot_tile_portable(acc, x, w, $len);
     }};
 }
 pub(crate) use dot_tile;
@@ -198,7 +229,7 @@ mod tests {
                 }
             }
             let mut acc = [5i32; TILE];
-            dot_tile_portable(&mut acc, &scratch[..steps], &w[..n]);
+            dot_tile_portable(&mut acc, &scratch[..steps], &w[..n], n);
             for p in 0..TILE {
                 let want: i32 = 5 + (0..n).map(|r| x[p][r] as i32 * w[r] as i32).sum::<i32>();
                 assert_eq!(acc[p], want, "pixel {p}, {steps} steps");

@@ -21,9 +21,9 @@
 //!
 //! [`conv2d_s8`]: super::conv2d_s8
 
-use super::dsp::{dot_tile, expand_word, half_index, neg_zero_point_pair, Step, TILE};
+use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, ADD_LEFT_SHIFT, MAX_DOT_LEN};
-use crate::quant::requantize;
+use crate::quant::{requantize, Requant, Rescale};
 
 /// Largest reduction (`K*K*CI`) im2col'd whole per tile; longer ones go one
 /// kernel row at a time (conv2's 2,200 would need 26 KB of scratch).
@@ -62,96 +62,106 @@ const fn pixel_at<const WO: usize, const POOL: bool>(i: usize) -> (usize, usize)
     }
 }
 
+/// The output pixels of one tile.
+struct Tile {
+    /// Visiting index of the first pixel (see [`pixel_at`]).
+    first: usize,
+    /// Pixels in this tile (`TILE`, fewer in the last).
+    n: usize,
+    /// Each pixel's `(oy, ox)`.
+    pixels: [(usize, usize); TILE],
+    /// Each pixel's row-major index `oy * WO + ox`.
+    at: [usize; TILE],
+}
+
+/// Bytes of a gathered window: the longest whole window plus a word.
+const GATHER_MAX: usize = WHOLE_WINDOW_MAX + 4;
+
 /// Copies the windows of the tile's pixels, kernel rows `ky0..ky0 + rows`,
-/// into `scratch` as `x - zp` (zero for padding) in the layout of
-/// [`super::dsp`]. Word-wide when `CI % 4 == 0` (each input word is one
-/// step of one pixel), value by value otherwise (one input channel, CI = 10).
+/// into `scratch` as `x - zp` (zero for padding and past the segment's
+/// end) in the layout of [`super::dsp`]. When `CI % 4 == 0` each input word
+/// is one step of one pixel; otherwise (one input channel, CI = 10) each
+/// window is first gathered into a byte buffer, padded with `zp`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const PAD: usize>(
     input: &[[[i8; CI]; W]; H],
     zp: i8,
-    pixels: &[(usize, usize)],
-    ky0: usize,
-    rows: usize,
-    scratch: &mut [Step],
+    tile: &Tile,
+    (ky0, rows): (usize, usize),
+    (scratch, window): (&mut [Step], &mut [i8; GATHER_MAX]),
 ) {
     let neg_zp = neg_zero_point_pair(zp);
-    let in_bounds = |oy: usize, ox: usize, ky: usize, kx: usize| -> Option<&[i8; CI]> {
-        let iy = (oy + ky).checked_sub(PAD)?;
-        let ix = (ox + kx).checked_sub(PAD)?;
-        input.get(iy)?.get(ix)
+    let word = |b: &[i8]| match b {
+        [a, b, c, d] => u32::from_le_bytes([*a as u8, *b as u8, *c as u8, *d as u8]),
+        _ => 0,
     };
-    if CI % 4 == 0 {
-        for (p, &(oy, ox)) in pixels.iter().enumerate() {
-            let mut s = 0;
-            for ky in ky0..ky0 + rows {
-                for kx in 0..K {
-                    let px = in_bounds(oy, ox, ky, kx);
-                    for q in 0..CI / 4 {
-                        let (lo, hi) = match px.and_then(|px| px.get(4 * q..4 * q + 4)) {
-                            Some(b) => expand_word(u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]), neg_zp),
-                            None => (0, 0),
-                        };
-                        if let Some(step) = scratch.get_mut(s) {
+    for (p, &(oy, ox)) in tile.pixels.iter().enumerate().take(tile.n) {
+        // Input pixel of tap (ky, kx), if inside the image.
+        let tap = |ky: usize, kx: usize| {
+            let iy = (oy + ky0 + ky).checked_sub(PAD)?;
+            let ix = (ox + kx).checked_sub(PAD)?;
+            input.get(iy)?.get(ix)
+        };
+        if CI % 4 == 0 {
+            // Steps of one tap: CI / 4 (a constant), so the inner loop is
+            // unrolled and unchecked.
+            let Some(steps) = scratch.get_mut(..rows * K * CI / 4) else { return };
+            for (t, steps) in steps.chunks_exact_mut(CI / 4).enumerate() {
+                match tap(t / K, t % K) {
+                    Some(px) => {
+                        for (step, b) in steps.iter_mut().zip(px.chunks_exact(4)) {
+                            let (lo, hi) = expand_word(word(b), neg_zp);
                             step[2 * p] = lo;
                             step[2 * p + 1] = hi;
                         }
-                        s += 1;
                     }
-                }
-            }
-        }
-    } else {
-        let halves: &mut [u16] = bytemuck::cast_slice_mut(scratch);
-        for (p, &(oy, ox)) in pixels.iter().enumerate() {
-            let mut r = 0;
-            for ky in ky0..ky0 + rows {
-                for kx in 0..K {
-                    let px = in_bounds(oy, ox, ky, kx);
-                    for ci in 0..CI {
-                        let v = px.map_or(0, |px| px[ci] as i16 - zp as i16);
-                        if let Some(h) = halves.get_mut(half_index(p, r)) {
-                            *h = v as u16;
+                    None => {
+                        for step in steps {
+                            step[2 * p] = 0;
+                            step[2 * p + 1] = 0;
                         }
-                        r += 1;
                     }
                 }
             }
-            // The last step's unused lanes meet zero weights (`dot_segment`
-            // pads them); zeroed so the sums never see stale values at all.
-            while r % 4 != 0 {
-                if let Some(h) = halves.get_mut(half_index(p, r)) {
-                    *h = 0;
+        } else {
+            // Gathered: the window's bytes (padding as zp, which the
+            // expansion turns into 0; the bytes past the window keep the zp
+            // they were filled with), then word by word.
+            let len = rows * K * CI;
+            let Some(bytes) = window.get_mut(..len) else { return };
+            for (ky, dst) in bytes.chunks_exact_mut(K * CI).enumerate() {
+                // A kernel row inside the image is one contiguous run.
+                let run = (oy + ky0 + ky).checked_sub(PAD).and_then(|iy| input.get(iy)).and_then(|r| {
+                    let ix = ox.checked_sub(PAD)?;
+                    <&[[i8; CI]; K]>::try_from(r.get(ix..ix + K)?).ok()
+                });
+                match run {
+                    Some(run) => dst.copy_from_slice(run.as_flattened()),
+                    None => {
+                        for (kx, dst) in dst.chunks_exact_mut(CI).enumerate() {
+                            match tap(ky, kx) {
+                                Some(px) => dst.copy_from_slice(px),
+                                None => dst.fill(zp),
+                            }
+                        }
+                    }
                 }
-                r += 1;
+            }
+            for (step, b) in scratch.iter_mut().zip(window.chunks_exact(4)).take(len.div_ceil(4)) {
+                let (lo, hi) = expand_word(word(b), neg_zp);
+                step[2 * p] = lo;
+                step[2 * p + 1] = hi;
             }
         }
     }
 }
 
-/// `acc += w . x` over one segment of `LEN` reduction values: the unrolled
-/// DSP loop over the whole steps, then the tail (`LEN % 4` values) as one
-/// step with the weights padded by zeros.
-macro_rules! dot_segment {
-    ($acc:expr, $x:expr, $w:expr, $len:expr) => {{
-        let (acc, x, w): (&mut [i32; TILE], &[Step], &[i8]) = ($acc, $x, $w);
-        dot_tile!(acc, x, w, $len / 4);
-        if $len % 4 != 0 {
-            let mut tail = [0i8; 4];
-            let rest = w.get($len / 4 * 4..$len).unwrap_or(&[]);
-            tail[..rest.len()].copy_from_slice(rest);
-            dot_tile!(acc, x.get($len / 4..).unwrap_or(&[]), &tail, 1);
-        }
-    }};
-}
-
 /// The tiled conv driver: visits the `HO * WO` output pixels (in pool order
-/// if `POOL`) `TILE` at a time and hands every `(pixel index, oy, ox,
-/// channel, accumulator)` to `finish`, channel by channel, pixels in order.
+/// if `POOL`) `TILE` at a time and hands each output channel's
+/// accumulators for the tile to `finish(tile, co, acc)`, channels in order.
 /// `weights(co)` is output channel `co`'s OHWI row for `co < co_n`
-/// (`co_n <= CO_MAX`); the accumulator is `sum w * (x - zp)`, bias not
-/// included.
+/// (`co_n <= CO_MAX`); an accumulator is `sum w * (x - zp)`, bias not
+/// included; entries past `tile.n` are meaningless.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn conv_tiles<
@@ -171,118 +181,115 @@ fn conv_tiles<
     co_n: usize,
     weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
     scratch: &mut [Step],
-    mut finish: impl FnMut(usize, usize, usize, usize, i32),
+    mut finish: impl FnMut(&Tile, usize, &[i32; TILE]),
 ) {
     const {
         assert!(PAD < K, "padding must be smaller than the kernel");
         assert!(HO + K == H + 2 * PAD + 1 && WO + K == W + 2 * PAD + 1, "output side");
         assert!(K * K * CI <= MAX_DOT_LEN, "reduction too long for an i32 accumulator");
         assert!(!POOL || (HO % 2 == 0 && WO % 2 == 0), "fused pool needs even sides");
+        assert!(CI % 4 == 0 || segment_len(CI, K) <= WHOLE_WINDOW_MAX, "gathered window too long");
     };
     let co_n = co_n.min(CO_MAX);
     let n_pixels = HO * WO;
-    let mut first = 0;
-    while first < n_pixels {
-        let n = TILE.min(n_pixels - first);
-        let mut pixels = [(0, 0); TILE];
-        for (p, px) in pixels.iter_mut().enumerate().take(n) {
-            *px = pixel_at::<WO, POOL>(first + p);
+    // The gather buffer of small-CI windows, filled with zp once: the bytes
+    // past a window must expand to 0.
+    let mut window = [zp; GATHER_MAX];
+    let mut tile = Tile {
+        first: 0,
+        n: 0,
+        pixels: [(0, 0); TILE],
+        at: [0; TILE],
+    };
+    while tile.first < n_pixels {
+        tile.n = TILE.min(n_pixels - tile.first);
+        for p in 0..tile.n {
+            let (oy, ox) = pixel_at::<WO, POOL>(tile.first + p);
+            tile.pixels[p] = (oy, ox);
+            tile.at[p] = oy * WO + ox;
         }
-        let mut emit = |co: usize, a: &[i32; TILE]| {
-            for (p, (&v, &(oy, ox))) in a.iter().zip(&pixels).take(n).enumerate() {
-                finish(first + p, oy, ox, co, v);
-            }
-        };
         if K * K * CI <= WHOLE_WINDOW_MAX {
             // One im2col of the whole window; each channel is finished as
             // soon as its sums are ready.
-            im2col::<H, W, CI, K, PAD>(input, zp, &pixels[..n], 0, K, scratch);
+            im2col::<H, W, CI, K, PAD>(input, zp, &tile, (0, K), (scratch, &mut window));
             for co in 0..co_n {
-                let mut a = [0i32; TILE];
-                dot_segment!(&mut a, scratch, weights(co).as_flattened().as_flattened(), K * K * CI);
-                emit(co, &a);
+                let mut acc = [0i32; TILE];
+                let w = weights(co).as_flattened().as_flattened();
+                dot_tile!(&mut acc, scratch, w, K * K * CI);
+                finish(&tile, co, &acc);
             }
         } else {
             // Kernel row by kernel row; the sums wait for the last row.
             let mut acc = [[0i32; TILE]; CO_MAX];
             for ky in 0..K {
-                im2col::<H, W, CI, K, PAD>(input, zp, &pixels[..n], ky, 1, scratch);
+                im2col::<H, W, CI, K, PAD>(input, zp, &tile, (ky, 1), (scratch, &mut window));
                 for (co, a) in acc.iter_mut().enumerate().take(co_n) {
                     let w = weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
-                    dot_segment!(a, scratch, w, K * CI);
+                    dot_tile!(a, scratch, w, K * CI);
                 }
             }
             for (co, a) in acc.iter().enumerate().take(co_n) {
-                emit(co, a);
+                finish(&tile, co, a);
             }
         }
-        first += n;
+        tile.first += tile.n;
     }
 }
 
-/// `acc + bias[co]` (wrapping, as the reference).
-#[inline(always)]
-fn biased<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-    co: usize,
-    acc: i32,
-) -> i32 {
-    acc.wrapping_add(layer.bias.get(co).copied().unwrap_or(0))
+/// One output channel's epilogue, worked out once per tile: bias,
+/// requantisation, output zero point and clamp (as i32, ready to use).
+#[derive(Clone, Copy)]
+struct ChannelOut {
+    bias: i32,
+    rescale: Rescale,
+    zero_point: i32,
+    min: i32,
+    max: i32,
 }
 
-/// A biased accumulator through channel `co`'s requantisation and the
-/// layer's output stage.
-#[inline(always)]
-fn requant_out<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-    co: usize,
-    v: i32,
-) -> i8 {
-    let r = layer.requant.get(co).copied().unwrap_or(crate::quant::Requant::ZERO);
-    layer.output.apply(requantize(v, r))
-}
-
-/// `requant(acc + bias)` through the layer's output stage, for channel `co`.
-#[inline(always)]
-fn output<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-    co: usize,
-    acc: i32,
-) -> i8 {
-    requant_out(layer, co, biased(layer, co, acc))
-}
-
-/// Running max over the four pixels of each pool window, per channel:
-/// `push` returns the window's max on its fourth pixel.
-struct WindowMax<const C: usize>([i32; C]);
-
-impl<const C: usize> WindowMax<C> {
+impl ChannelOut {
     #[inline(always)]
-    fn push(&mut self, i: usize, c: usize, v: i32) -> Option<i32> {
-        let m = self.0.get_mut(c)?;
-        *m = if i % 4 == 0 { v } else { (*m).max(v) };
-        (i % 4 == 3).then_some(*m)
+    fn new<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
+        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+        co: usize,
+    ) -> ChannelOut {
+        ChannelOut {
+            bias: layer.bias.get(co).copied().unwrap_or(0),
+            rescale: Rescale::new(layer.requant.get(co).copied().unwrap_or(Requant::ZERO)),
+            zero_point: layer.output.zero_point as i32,
+            min: layer.output.range.min() as i32,
+            max: layer.output.range.max() as i32,
+        }
+    }
+
+    /// `acc + bias` (wrapping, as the reference).
+    #[inline(always)]
+    fn biased(&self, acc: i32) -> i32 {
+        acc.wrapping_add(self.bias)
+    }
+
+    /// A biased accumulator through requantisation and the output stage
+    /// ([`OutputQuant::apply`]).
+    #[inline(always)]
+    fn requant(&self, v: i32) -> i8 {
+        self.rescale.apply(v).saturating_add(self.zero_point).clamp(self.min, self.max) as i8
+    }
+
+    /// The output of an accumulator.
+    #[inline(always)]
+    fn out(&self, acc: i32) -> i8 {
+        self.requant(self.biased(acc))
     }
 }
 
-/// Pooled output position of window `i / 4`.
+/// Writes channel `c` of the tile's pixels into a row-major HWC tensor with
+/// `ct` channels per pixel.
 #[inline(always)]
-const fn window_at<const PW: usize>(i: usize) -> (usize, usize) {
-    (i / 4 / PW, i / 4 % PW)
-}
-
-/// Stores `v` at channel `C_OFF + co` of pixel `(oy, ox)` (always in
-/// bounds: the callers' shapes are checked at compile time).
-#[inline(always)]
-fn store<const HO: usize, const WO: usize, const CT: usize>(
-    out: &mut [[[i8; CT]; WO]; HO],
-    oy: usize,
-    ox: usize,
-    c: usize,
-    v: i8,
-) {
-    if let Some(d) = out.get_mut(oy).and_then(|r| r.get_mut(ox)).and_then(|p| p.get_mut(c)) {
-        *d = v;
+fn store_tile(out: &mut [i8], ct: usize, tile: &Tile, c: usize, mut value: impl FnMut(usize) -> i8) {
+    for (p, &at) in tile.at.iter().enumerate().take(tile.n) {
+        if let Some(d) = out.get_mut(at * ct + c) {
+            *d = value(p);
+        }
     }
 }
 
@@ -308,13 +315,17 @@ pub fn conv2d_fast<
     scratch: &mut [Step],
 ) {
     const { assert!(C_OFF + CO <= CT, "channel slice outside the output") };
+    let out = out.as_flattened_mut().as_flattened_mut();
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
         input,
         layer.input_zero_point,
         CO,
         |co| &layer.weights[co],
         scratch,
-        |_, oy, ox, co, acc| store(out, oy, ox, C_OFF + co, output(layer, co, acc)),
+        |tile, co, acc| {
+            let q = ChannelOut::new(layer, co);
+            store_tile(out, CT, tile, C_OFF + co, |p| q.out(acc[p]));
+        },
     );
 }
 
@@ -347,10 +358,11 @@ pub fn conv2d_x2_fast<
         assert!(A_OFF + CA <= TA && B_OFF + CB <= TB, "channel slice outside the output");
         assert!(CA + CB <= WIDE_MAX, "too many fused channels");
     };
+    let (out_a, out_b) = (out_a.as_flattened_mut().as_flattened_mut(), out_b.as_flattened_mut().as_flattened_mut());
     if a.input_zero_point != b.input_zero_point {
         // Not one input tensor after all: no sharing possible.
-        conv2d_fast(a, input, out_a, ChannelOffset::<A_OFF>, scratch);
-        conv2d_fast(b, input, out_b, ChannelOffset::<B_OFF>, scratch);
+        conv_one::<H, W, CI, K, PAD, CA, HO, WO>(a, input, out_a, TA, A_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CB, HO, WO>(b, input, out_b, TB, B_OFF, scratch);
         return;
     }
     wide::<H, W, CI, K, PAD, HO, WO>(
@@ -359,11 +371,13 @@ pub fn conv2d_x2_fast<
         CA + CB,
         |co| if co < CA { &a.weights[co] } else { &b.weights[co - CA] },
         scratch,
-        |oy, ox, co, acc| {
+        |tile, co, acc| {
             if co < CA {
-                store(out_a, oy, ox, A_OFF + co, output(a, co, acc))
+                let q = ChannelOut::new(a, co);
+                store_tile(out_a, TA, tile, A_OFF + co, |p| q.out(acc[p]));
             } else {
-                store(out_b, oy, ox, B_OFF + co - CA, output(b, co - CA, acc))
+                let q = ChannelOut::new(b, co - CA);
+                store_tile(out_b, TB, tile, B_OFF + co - CA, |p| q.out(acc[p]));
             }
         },
     );
@@ -412,10 +426,13 @@ pub fn conv2d_x3_fast<
         assert!(CA + CB + CC <= WIDE_MAX, "too many fused channels");
     };
     let zp = a.input_zero_point;
+    let out_a = out_a.as_flattened_mut().as_flattened_mut();
+    let out_b = out_b.as_flattened_mut().as_flattened_mut();
+    let out_c = out_c.as_flattened_mut().as_flattened_mut();
     if b.input_zero_point != zp || c.input_zero_point != zp {
-        conv2d_fast(a, input, out_a, ChannelOffset::<A_OFF>, scratch);
-        conv2d_fast(b, input, out_b, ChannelOffset::<B_OFF>, scratch);
-        conv2d_fast(c, input, out_c, ChannelOffset::<C_OFF>, scratch);
+        conv_one::<H, W, CI, K, PAD, CA, HO, WO>(a, input, out_a, TA, A_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CB, HO, WO>(b, input, out_b, TB, B_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CC, HO, WO>(c, input, out_c, TC, C_OFF, scratch);
         return;
     }
     wide::<H, W, CI, K, PAD, HO, WO>(
@@ -432,14 +449,17 @@ pub fn conv2d_x3_fast<
             }
         },
         scratch,
-        |oy, ox, co, acc| {
+        |tile, co, acc| {
             if co < CA {
-                store(out_a, oy, ox, A_OFF + co, output(a, co, acc))
+                let q = ChannelOut::new(a, co);
+                store_tile(out_a, TA, tile, A_OFF + co, |p| q.out(acc[p]));
             } else if co < CA + CB {
-                store(out_b, oy, ox, B_OFF + co - CA, output(b, co - CA, acc))
+                let q = ChannelOut::new(b, co - CA);
+                store_tile(out_b, TB, tile, B_OFF + co - CA, |p| q.out(acc[p]));
             } else {
                 let co = co - CA - CB;
-                store(out_c, oy, ox, C_OFF + co, output(c, co, acc))
+                let q = ChannelOut::new(c, co);
+                store_tile(out_c, TC, tile, C_OFF + co, |p| q.out(acc[p]));
             }
         },
     );
@@ -469,15 +489,41 @@ fn wide<
     co_n: usize,
     weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
     scratch: &mut [Step],
-    mut finish: impl FnMut(usize, usize, usize, i32),
+    finish: impl FnMut(&Tile, usize, &[i32; TILE]),
 ) {
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(input, zp, co_n, weights, scratch, finish);
+}
+
+/// One conv of a fused group on its own (the group's input zero points
+/// differ), into a flat HWC output with `ct` channels at channel `c_off`.
+#[allow(clippy::too_many_arguments)]
+fn conv_one<
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const K: usize,
+    const PAD: usize,
+    const CO: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+    input: &[[[i8; CI]; W]; H],
+    out: &mut [i8],
+    ct: usize,
+    c_off: usize,
+    scratch: &mut [Step],
+) {
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
         input,
-        zp,
-        co_n,
-        weights,
+        layer.input_zero_point,
+        CO,
+        |co| &layer.weights[co],
         scratch,
-        |_, oy, ox, co, acc| finish(oy, ox, co, acc),
+        |tile, co, acc| {
+            let q = ChannelOut::new(layer, co);
+            store_tile(out, ct, tile, c_off + co, |p| q.out(acc[p]));
+        },
     );
 }
 
@@ -505,17 +551,26 @@ pub fn conv2d_pool_fast<
     scratch: &mut [Step],
 ) {
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
-    let mut best = WindowMax([0; CO]);
+    let out = out.as_flattened_mut().as_flattened_mut();
+    let mut best = [0; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
         layer.input_zero_point,
         CO,
         |co| &layer.weights[co],
         scratch,
-        |i, _, _, co, acc| {
-            if let Some(m) = best.push(i, co, biased(layer, co, acc)) {
-                let (py, px) = window_at::<PW>(i);
-                store(out, py, px, co, range.clamp(requant_out(layer, co, m)));
+        |tile, co, acc| {
+            let q = ChannelOut::new(layer, co);
+            let Some(best) = best.get_mut(co) else { return };
+            for (p, &a) in acc.iter().enumerate().take(tile.n) {
+                let i = tile.first + p;
+                let v = q.biased(a);
+                *best = if i % 4 == 0 { v } else { v.max(*best) };
+                if i % 4 == 3 {
+                    if let Some(d) = out.get_mut(i / 4 * CO + co) {
+                        *d = range.clamp(q.requant(*best));
+                    }
+                }
             }
         },
     );
@@ -566,20 +621,29 @@ pub fn conv2d_add_pool_fast<
     fill_add_lut(add, lut);
     let [lut_a, lut_b] = &*lut;
     let at = |t: &[i32; 256], v: i8| t[(v as i32 + 128) as usize];
-    let mut best = WindowMax([0; CO]);
+    let shortcut = shortcut.as_flattened().as_flattened();
+    let out = out.as_flattened_mut().as_flattened_mut();
+    let final_rescale = Rescale::new(add.out);
+    let mut best = [0; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
         conv.input_zero_point,
         CO,
         |co| &conv.weights[co],
         scratch,
-        |i, oy, ox, co, acc| {
-            let s = shortcut.get(oy).and_then(|r| r.get(ox)).and_then(|p| p.get(co));
-            let s = s.copied().unwrap_or(0);
-            let sum = at(lut_a, output(conv, co, acc)).saturating_add(at(lut_b, s));
-            if let Some(m) = best.push(i, co, sum) {
-                let (py, px) = window_at::<PW>(i);
-                store(out, py, px, co, range.clamp(add.output.apply(requantize(m, add.out))));
+        |tile, co, acc| {
+            let q = ChannelOut::new(conv, co);
+            let Some(best) = best.get_mut(co) else { return };
+            for ((p, &a), &px) in acc.iter().enumerate().zip(&tile.at).take(tile.n) {
+                let i = tile.first + p;
+                let s = shortcut.get(px * CO + co).copied().unwrap_or(0);
+                let v = at(lut_a, q.out(a)).saturating_add(at(lut_b, s));
+                *best = if i % 4 == 0 { v } else { v.max(*best) };
+                if i % 4 == 3 {
+                    if let Some(d) = out.get_mut(i / 4 * CO + co) {
+                        *d = range.clamp(add.output.apply(final_rescale.apply(*best)));
+                    }
+                }
             }
         },
     );
