@@ -157,40 +157,57 @@ pub const fn requantize(acc: i32, m: Requant) -> i32 {
 /// [`requantize`] by one multiplier, many times: what depends only on the
 /// multiplier is worked out once (a layer's epilogue builds one per output
 /// channel and applies it to every pixel).
+///
+/// For a right shift `e = -shift >= 1` (every conv of our networks) the two
+/// roundings fold into one 64-bit multiply-accumulate and one shift:
+///
+/// `RDBP(SRDHM(x, m), e) = (x*m + 2^30 + 2^(30+e) - [x < 0] * 2^31) >> (31 + e)`
+///
+/// because `floor((floor(A / 2^31) + c) / 2^e) = floor((A + c * 2^31) / 2^(31+e))`
+/// for `A = x*m + 2^30` and the rounding term `c = 2^(e-1) - [A < 0]`, and
+/// `[A < 0]` may be replaced by `[x < 0]`: they differ only when
+/// `floor(A / 2^31) = 0`, where both give 0. (`m >= 0`; the tests compare
+/// with [`requantize_ref`].)
 #[derive(Clone, Copy, Debug)]
 pub struct Rescale {
     m: Requant,
-    /// The right shift `e = -shift` when `shift < 0`, else 0 (then `apply`
-    /// takes [`requantize`]'s general path).
-    e: u32,
-    /// `2^e - 1`.
-    mask: u32,
-    /// `2^(e - 1)`.
-    half: u32,
+    /// `31 + e` for a right shift `e >= 1`; 0 selects [`requantize`]'s
+    /// general path (`shift >= 0`).
+    total_shift: u32,
+    /// `2^30 + 2^(30+e)`.
+    base: i64,
 }
 
 impl Rescale {
     /// Precomputes `m`.
     #[inline(always)]
     pub const fn new(m: Requant) -> Rescale {
-        let e = if m.shift < 0 { (-m.shift) as u32 } else { 0 };
-        Rescale {
-            m,
-            e,
-            mask: if e > 0 { (1u32 << e).wrapping_sub(1) } else { 0 },
-            half: if e > 0 { 1u32 << (e - 1) } else { 0 },
+        if m.shift < 0 {
+            let e = (-m.shift) as u32;
+            Rescale {
+                m,
+                total_shift: 31 + e,
+                base: (1 << 30) + (1i64 << (30 + e)),
+            }
+        } else {
+            Rescale {
+                m,
+                total_shift: 0,
+                base: 0,
+            }
         }
     }
 
     /// `requantize(x, m)`, bit for bit.
     #[inline(always)]
     pub const fn apply(&self, x: i32) -> i32 {
-        if self.e == 0 {
+        if self.total_shift == 0 {
             return requantize(x, self.m);
         }
-        let high = ((x as i64 * self.m.multiplier as i64 + (1 << 30)) >> 31) as i32;
-        let low = (high as u32 & self.mask) + self.half;
-        (high >> self.e) + (low.wrapping_sub((high < 0) as u32) >> self.e) as i32
+        let negative = ((x >> 31) as i64) << 31; // -2^31 if x < 0
+        let v = x as i64 * self.m.multiplier as i64 + self.base + negative;
+        // The shift is at least 32: one shift of the high word.
+        ((v >> 32) as i32) >> (self.total_shift - 32)
     }
 }
 

@@ -23,7 +23,7 @@
 
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, ADD_LEFT_SHIFT, MAX_DOT_LEN};
-use crate::quant::{requantize, Requant, Rescale};
+use crate::quant::{Requant, Rescale};
 
 /// Largest reduction (`K*K*CI`) im2col'd whole per tile; longer ones go one
 /// kernel row at a time (conv2's 2,200 would need 26 KB of scratch).
@@ -157,11 +157,11 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
 }
 
 /// The tiled conv driver: visits the `HO * WO` output pixels (in pool order
-/// if `POOL`) `TILE` at a time and hands each output channel's
-/// accumulators for the tile to `finish(tile, co, acc)`, channels in order.
-/// `weights(co)` is output channel `co`'s OHWI row for `co < co_n`
-/// (`co_n <= CO_MAX`); an accumulator is `sum w * (x - zp)`, bias not
-/// included; entries past `tile.n` are meaningless.
+/// if `POOL`) `TILE` at a time and hands the tile's accumulators to
+/// `finish(tile, acc)`, `acc[co][p]` for channel `co < co_n` and pixel `p`.
+/// `weights(co)` is output channel `co`'s OHWI row (`co_n <= CO_MAX`); an
+/// accumulator is `sum w * (x - zp)`, bias not included; entries past
+/// `tile.n` are meaningless.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn conv_tiles<
@@ -181,7 +181,7 @@ fn conv_tiles<
     co_n: usize,
     weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
     scratch: &mut [Step],
-    mut finish: impl FnMut(&Tile, usize, &[i32; TILE]),
+    mut finish: impl FnMut(&Tile, &[[i32; TILE]]),
 ) {
     const {
         assert!(PAD < K, "padding must be smaller than the kernel");
@@ -195,6 +195,8 @@ fn conv_tiles<
     // The gather buffer of small-CI windows, filled with zp once: the bytes
     // past a window must expand to 0.
     let mut window = [zp; GATHER_MAX];
+    let mut acc = [[0i32; TILE]; CO_MAX];
+    let acc = acc.get_mut(..co_n).unwrap_or(&mut []);
     let mut tile = Tile {
         first: 0,
         n: 0,
@@ -208,30 +210,27 @@ fn conv_tiles<
             tile.pixels[p] = (oy, ox);
             tile.at[p] = oy * WO + ox;
         }
+        for a in acc.iter_mut() {
+            *a = [0; TILE];
+        }
         if K * K * CI <= WHOLE_WINDOW_MAX {
-            // One im2col of the whole window; each channel is finished as
-            // soon as its sums are ready.
+            // One im2col of the whole window.
             im2col::<H, W, CI, K, PAD>(input, zp, &tile, (0, K), (scratch, &mut window));
-            for co in 0..co_n {
-                let mut acc = [0i32; TILE];
+            for (co, a) in acc.iter_mut().enumerate() {
                 let w = weights(co).as_flattened().as_flattened();
-                dot_tile!(&mut acc, scratch, w, K * K * CI);
-                finish(&tile, co, &acc);
+                dot_tile!(a, scratch, w, K * K * CI);
             }
         } else {
-            // Kernel row by kernel row; the sums wait for the last row.
-            let mut acc = [[0i32; TILE]; CO_MAX];
+            // Kernel row by kernel row.
             for ky in 0..K {
                 im2col::<H, W, CI, K, PAD>(input, zp, &tile, (ky, 1), (scratch, &mut window));
-                for (co, a) in acc.iter_mut().enumerate().take(co_n) {
+                for (co, a) in acc.iter_mut().enumerate() {
                     let w = weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
                     dot_tile!(a, scratch, w, K * CI);
                 }
             }
-            for (co, a) in acc.iter().enumerate().take(co_n) {
-                finish(&tile, co, a);
-            }
         }
+        finish(&tile, acc);
         tile.first += tile.n;
     }
 }
@@ -282,13 +281,30 @@ impl ChannelOut {
     }
 }
 
-/// Writes channel `c` of the tile's pixels into a row-major HWC tensor with
-/// `ct` channels per pixel.
+/// Every output channel's epilogue of a layer, worked out once per call.
 #[inline(always)]
-fn store_tile(out: &mut [i8], ct: usize, tile: &Tile, c: usize, mut value: impl FnMut(usize) -> i8) {
+fn channel_outs<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
+    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+) -> [ChannelOut; CO] {
+    core::array::from_fn(|co| ChannelOut::new(layer, co))
+}
+
+/// Writes channels `c_off..c_off + qs.len()` of the tile's pixels: channel
+/// `c`'s accumulators `acc[c]` through its epilogue `qs[c]`.
+#[inline(always)]
+fn store_pixels<const CT: usize>(
+    out: &mut [[i8; CT]],
+    tile: &Tile,
+    c_off: usize,
+    qs: &[ChannelOut],
+    acc: &[[i32; TILE]],
+) {
     for (p, &at) in tile.at.iter().enumerate().take(tile.n) {
-        if let Some(d) = out.get_mut(at * ct + c) {
-            *d = value(p);
+        let Some(dst) = out.get_mut(at).and_then(|px| px.get_mut(c_off..c_off + qs.len())) else {
+            continue;
+        };
+        for ((d, q), a) in dst.iter_mut().zip(qs).zip(acc) {
+            *d = q.out(a[p]);
         }
     }
 }
@@ -315,17 +331,37 @@ pub fn conv2d_fast<
     scratch: &mut [Step],
 ) {
     const { assert!(C_OFF + CO <= CT, "channel slice outside the output") };
-    let out = out.as_flattened_mut().as_flattened_mut();
+    conv_one::<H, W, CI, K, PAD, CO, HO, WO, CT>(layer, input, out.as_flattened_mut(), C_OFF, scratch);
+}
+
+/// One conv into a pixel-major HWC output with `CT` channels, at channel
+/// `c_off`.
+#[allow(clippy::too_many_arguments)]
+fn conv_one<
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const K: usize,
+    const PAD: usize,
+    const CO: usize,
+    const HO: usize,
+    const WO: usize,
+    const CT: usize,
+>(
+    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+    input: &[[[i8; CI]; W]; H],
+    out: &mut [[i8; CT]],
+    c_off: usize,
+    scratch: &mut [Step],
+) {
+    let qs = channel_outs(layer);
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
         input,
         layer.input_zero_point,
         CO,
         |co| &layer.weights[co],
         scratch,
-        |tile, co, acc| {
-            let q = ChannelOut::new(layer, co);
-            store_tile(out, CT, tile, C_OFF + co, |p| q.out(acc[p]));
-        },
+        |tile, acc| store_pixels(out, tile, c_off, &qs, acc),
     );
 }
 
@@ -358,27 +394,24 @@ pub fn conv2d_x2_fast<
         assert!(A_OFF + CA <= TA && B_OFF + CB <= TB, "channel slice outside the output");
         assert!(CA + CB <= WIDE_MAX, "too many fused channels");
     };
-    let (out_a, out_b) = (out_a.as_flattened_mut().as_flattened_mut(), out_b.as_flattened_mut().as_flattened_mut());
+    let (out_a, out_b) = (out_a.as_flattened_mut(), out_b.as_flattened_mut());
     if a.input_zero_point != b.input_zero_point {
         // Not one input tensor after all: no sharing possible.
-        conv_one::<H, W, CI, K, PAD, CA, HO, WO>(a, input, out_a, TA, A_OFF, scratch);
-        conv_one::<H, W, CI, K, PAD, CB, HO, WO>(b, input, out_b, TB, B_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CA, HO, WO, TA>(a, input, out_a, A_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CB, HO, WO, TB>(b, input, out_b, B_OFF, scratch);
         return;
     }
+    let (qa, qb) = (channel_outs(a), channel_outs(b));
     wide::<H, W, CI, K, PAD, HO, WO>(
         input,
         a.input_zero_point,
         CA + CB,
         |co| if co < CA { &a.weights[co] } else { &b.weights[co - CA] },
         scratch,
-        |tile, co, acc| {
-            if co < CA {
-                let q = ChannelOut::new(a, co);
-                store_tile(out_a, TA, tile, A_OFF + co, |p| q.out(acc[p]));
-            } else {
-                let q = ChannelOut::new(b, co - CA);
-                store_tile(out_b, TB, tile, B_OFF + co - CA, |p| q.out(acc[p]));
-            }
+        |tile, acc| {
+            let (acc_a, acc_b) = acc.split_at(CA.min(acc.len()));
+            store_pixels(out_a, tile, A_OFF, &qa, acc_a);
+            store_pixels(out_b, tile, B_OFF, &qb, acc_b);
         },
     );
 }
@@ -426,15 +459,16 @@ pub fn conv2d_x3_fast<
         assert!(CA + CB + CC <= WIDE_MAX, "too many fused channels");
     };
     let zp = a.input_zero_point;
-    let out_a = out_a.as_flattened_mut().as_flattened_mut();
-    let out_b = out_b.as_flattened_mut().as_flattened_mut();
-    let out_c = out_c.as_flattened_mut().as_flattened_mut();
+    let out_a = out_a.as_flattened_mut();
+    let out_b = out_b.as_flattened_mut();
+    let out_c = out_c.as_flattened_mut();
     if b.input_zero_point != zp || c.input_zero_point != zp {
-        conv_one::<H, W, CI, K, PAD, CA, HO, WO>(a, input, out_a, TA, A_OFF, scratch);
-        conv_one::<H, W, CI, K, PAD, CB, HO, WO>(b, input, out_b, TB, B_OFF, scratch);
-        conv_one::<H, W, CI, K, PAD, CC, HO, WO>(c, input, out_c, TC, C_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CA, HO, WO, TA>(a, input, out_a, A_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CB, HO, WO, TB>(b, input, out_b, B_OFF, scratch);
+        conv_one::<H, W, CI, K, PAD, CC, HO, WO, TC>(c, input, out_c, C_OFF, scratch);
         return;
     }
+    let (qa, qb, qc) = (channel_outs(a), channel_outs(b), channel_outs(c));
     wide::<H, W, CI, K, PAD, HO, WO>(
         input,
         zp,
@@ -449,24 +483,18 @@ pub fn conv2d_x3_fast<
             }
         },
         scratch,
-        |tile, co, acc| {
-            if co < CA {
-                let q = ChannelOut::new(a, co);
-                store_tile(out_a, TA, tile, A_OFF + co, |p| q.out(acc[p]));
-            } else if co < CA + CB {
-                let q = ChannelOut::new(b, co - CA);
-                store_tile(out_b, TB, tile, B_OFF + co - CA, |p| q.out(acc[p]));
-            } else {
-                let co = co - CA - CB;
-                let q = ChannelOut::new(c, co);
-                store_tile(out_c, TC, tile, C_OFF + co, |p| q.out(acc[p]));
-            }
+        |tile, acc| {
+            let (acc_a, rest) = acc.split_at(CA.min(acc.len()));
+            let (acc_b, acc_c) = rest.split_at(CB.min(rest.len()));
+            store_pixels(out_a, tile, A_OFF, &qa, acc_a);
+            store_pixels(out_b, tile, B_OFF, &qb, acc_b);
+            store_pixels(out_c, tile, C_OFF, &qc, acc_c);
         },
     );
 }
 
-/// Most output channels a fused wide conv may have (its accumulators live
-/// on the stack when the window is long: `TILE * 4` bytes each).
+/// Most output channels a fused wide conv may have (the accumulators of a
+/// tile live on the stack: `TILE * 4` bytes each).
 pub const WIDE_MAX: usize = 64;
 
 /// [`conv_tiles`] for a runtime channel count `co_n <= WIDE_MAX` (the sum of
@@ -489,42 +517,9 @@ fn wide<
     co_n: usize,
     weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
     scratch: &mut [Step],
-    finish: impl FnMut(&Tile, usize, &[i32; TILE]),
+    finish: impl FnMut(&Tile, &[[i32; TILE]]),
 ) {
     conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(input, zp, co_n, weights, scratch, finish);
-}
-
-/// One conv of a fused group on its own (the group's input zero points
-/// differ), into a flat HWC output with `ct` channels at channel `c_off`.
-#[allow(clippy::too_many_arguments)]
-fn conv_one<
-    const H: usize,
-    const W: usize,
-    const CI: usize,
-    const K: usize,
-    const PAD: usize,
-    const CO: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-    input: &[[[i8; CI]; W]; H],
-    out: &mut [i8],
-    ct: usize,
-    c_off: usize,
-    scratch: &mut [Step],
-) {
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
-        input,
-        layer.input_zero_point,
-        CO,
-        |co| &layer.weights[co],
-        scratch,
-        |tile, co, acc| {
-            let q = ChannelOut::new(layer, co);
-            store_tile(out, ct, tile, c_off + co, |p| q.out(acc[p]));
-        },
-    );
 }
 
 /// Conv, then 2x2 max pool, then `range` (the networks' ReLU), in one pass:
@@ -551,24 +546,27 @@ pub fn conv2d_pool_fast<
     scratch: &mut [Step],
 ) {
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
-    let out = out.as_flattened_mut().as_flattened_mut();
-    let mut best = [0; CO];
+    let out = out.as_flattened_mut();
+    let qs = channel_outs(layer);
+    let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
         layer.input_zero_point,
         CO,
         |co| &layer.weights[co],
         scratch,
-        |tile, co, acc| {
-            let q = ChannelOut::new(layer, co);
-            let Some(best) = best.get_mut(co) else { return };
-            for (p, &a) in acc.iter().enumerate().take(tile.n) {
+        |tile, acc| {
+            for p in 0..tile.n {
                 let i = tile.first + p;
-                let v = q.biased(a);
-                *best = if i % 4 == 0 { v } else { v.max(*best) };
+                for ((b, q), a) in best.iter_mut().zip(&qs).zip(acc) {
+                    let v = q.biased(a[p]);
+                    *b = if i % 4 == 0 { v } else { v.max(*b) };
+                }
                 if i % 4 == 3 {
-                    if let Some(d) = out.get_mut(i / 4 * CO + co) {
-                        *d = range.clamp(q.requant(*best));
+                    if let Some(dst) = out.get_mut(i / 4) {
+                        for ((d, q), &b) in dst.iter_mut().zip(&qs).zip(&best) {
+                            *d = range.clamp(q.requant(b));
+                        }
                     }
                 }
             }
@@ -584,9 +582,10 @@ pub type AddLut = [[i32; 256]; 2];
 
 fn fill_add_lut(add: &AddS8, lut: &mut AddLut) {
     let [a, b] = lut;
+    let (ra, rb) = (Rescale::new(add.a), Rescale::new(add.b));
     for (v, (a, b)) in (-128i32..).zip(a.iter_mut().zip(b.iter_mut())) {
-        *a = requantize((v - add.a_zero_point as i32) << ADD_LEFT_SHIFT, add.a);
-        *b = requantize((v - add.b_zero_point as i32) << ADD_LEFT_SHIFT, add.b);
+        *a = ra.apply((v - add.a_zero_point as i32) << ADD_LEFT_SHIFT);
+        *b = rb.apply((v - add.b_zero_point as i32) << ADD_LEFT_SHIFT);
     }
 }
 
@@ -621,27 +620,30 @@ pub fn conv2d_add_pool_fast<
     fill_add_lut(add, lut);
     let [lut_a, lut_b] = &*lut;
     let at = |t: &[i32; 256], v: i8| t[(v as i32 + 128) as usize];
-    let shortcut = shortcut.as_flattened().as_flattened();
-    let out = out.as_flattened_mut().as_flattened_mut();
+    let shortcut = shortcut.as_flattened();
+    let out = out.as_flattened_mut();
     let final_rescale = Rescale::new(add.out);
-    let mut best = [0; CO];
+    let qs = channel_outs(conv);
+    let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
         conv.input_zero_point,
         CO,
         |co| &conv.weights[co],
         scratch,
-        |tile, co, acc| {
-            let q = ChannelOut::new(conv, co);
-            let Some(best) = best.get_mut(co) else { return };
-            for ((p, &a), &px) in acc.iter().enumerate().zip(&tile.at).take(tile.n) {
+        |tile, acc| {
+            for (p, &px) in tile.at.iter().enumerate().take(tile.n) {
                 let i = tile.first + p;
-                let s = shortcut.get(px * CO + co).copied().unwrap_or(0);
-                let v = at(lut_a, q.out(a)).saturating_add(at(lut_b, s));
-                *best = if i % 4 == 0 { v } else { v.max(*best) };
+                let Some(s) = shortcut.get(px) else { continue };
+                for (((b, q), a), &s) in best.iter_mut().zip(&qs).zip(acc).zip(s) {
+                    let v = at(lut_a, q.out(a[p])).saturating_add(at(lut_b, s));
+                    *b = if i % 4 == 0 { v } else { v.max(*b) };
+                }
                 if i % 4 == 3 {
-                    if let Some(d) = out.get_mut(i / 4 * CO + co) {
-                        *d = range.clamp(add.output.apply(final_rescale.apply(*best)));
+                    if let Some(dst) = out.get_mut(i / 4) {
+                        for (d, &b) in dst.iter_mut().zip(&best) {
+                            *d = range.clamp(add.output.apply(final_rescale.apply(b)));
+                        }
                     }
                 }
             }
