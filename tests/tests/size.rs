@@ -42,7 +42,7 @@ fn host_size_prints_the_buffer_plan_of_both_networks() {
         let heading = format!("{} activation RAM of one inference: {arena} bytes", net.name());
         let at = out.find(&heading).unwrap_or_else(|| panic!("no `{heading}` in:\n{out}"));
         let section = &out[at..];
-        for region in plan.steps.iter().filter_map(|s| s.writes) {
+        for region in plan.steps.iter().flat_map(|s| s.writes) {
             let row = [
                 region.name.to_string(),
                 format!("{}..{}", region.offset, region.offset + region.len),

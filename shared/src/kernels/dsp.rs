@@ -104,6 +104,32 @@ pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8], len: usize
     }
 }
 
+/// The twelve `SMLAD`s of one step: the weight pair halves in r6 (w0, w2)
+/// and r7 (w1, w3), the six pixels' scratch words loaded two pixels at a
+/// time into r8-r11, accumulators r0-r5.
+macro_rules! tile_macs {
+    () => {
+        concat!(
+            "ldm r12!, {{r8, r9, r10, r11}}\n",
+            "smlad r0, r8, r6, r0\n",
+            "smlad r0, r9, r7, r0\n",
+            "smlad r1, r10, r6, r1\n",
+            "smlad r1, r11, r7, r1\n",
+            "ldm r12!, {{r8, r9, r10, r11}}\n",
+            "smlad r2, r8, r6, r2\n",
+            "smlad r2, r9, r7, r2\n",
+            "smlad r3, r10, r6, r3\n",
+            "smlad r3, r11, r7, r3\n",
+            "ldm r12!, {{r8, r9, r10, r11}}\n",
+            "smlad r4, r8, r6, r4\n",
+            "smlad r4, r9, r7, r4\n",
+            "smlad r5, r10, r6, r5\n",
+            "smlad r5, r11, r7, r5",
+        )
+    };
+}
+pub(crate) use tile_macs;
+
 /// `acc[p] += sum over r < LEN of x[p][r] * w[r]` with `LEN` a constant
 /// expression (it may use the caller's const generics): on the Cortex-M4
 /// the unrolled `SMLAD` loop, whose last partial step reads the row's last
@@ -133,21 +159,7 @@ macro_rules! dot_tile {
                         "ldr r7, [lr], #4",
                         "sxtb16 r6, r7",
                         "sxtb16 r7, r7, ror #8",
-                        "ldm r12!, {{r8, r9, r10, r11}}",
-                        "smlad r0, r8, r6, r0",
-                        "smlad r0, r9, r7, r0",
-                        "smlad r1, r10, r6, r1",
-                        "smlad r1, r11, r7, r1",
-                        "ldm r12!, {{r8, r9, r10, r11}}",
-                        "smlad r2, r8, r6, r2",
-                        "smlad r2, r9, r7, r2",
-                        "smlad r3, r10, r6, r3",
-                        "smlad r3, r11, r7, r3",
-                        "ldm r12!, {{r8, r9, r10, r11}}",
-                        "smlad r4, r8, r6, r4",
-                        "smlad r4, r9, r7, r4",
-                        "smlad r5, r10, r6, r5",
-                        "smlad r5, r11, r7, r5",
+                        $crate::kernels::dsp::tile_macs!(),
                         ".endr",
                         // The last `rem` weights: the word ending at LEN,
                         // shifted so they land in the low lanes.
@@ -156,21 +168,7 @@ macro_rules! dot_tile {
                         "lsr r7, r7, #{bits}",
                         "sxtb16 r6, r7",
                         "sxtb16 r7, r7, ror #8",
-                        "ldm r12!, {{r8, r9, r10, r11}}",
-                        "smlad r0, r8, r6, r0",
-                        "smlad r0, r9, r7, r0",
-                        "smlad r1, r10, r6, r1",
-                        "smlad r1, r11, r7, r1",
-                        "ldm r12!, {{r8, r9, r10, r11}}",
-                        "smlad r2, r8, r6, r2",
-                        "smlad r2, r9, r7, r2",
-                        "smlad r3, r10, r6, r3",
-                        "smlad r3, r11, r7, r3",
-                        "ldm r12!, {{r8, r9, r10, r11}}",
-                        "smlad r4, r8, r6, r4",
-                        "smlad r4, r9, r7, r4",
-                        "smlad r5, r10, r6, r5",
-                        "smlad r5, r11, r7, r5",
+                        $crate::kernels::dsp::tile_macs!(),
                         ".endif",
                         "pop {{r6, r7, r9}}",
                         steps = const $len / 4,

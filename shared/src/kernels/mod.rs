@@ -34,7 +34,7 @@ pub mod tiled;
 pub(crate) mod testutil;
 
 pub use add::{add_requant_s8, add_requant_s8_inplace, add_requant_s8_ref, AddS8, ADD_LEFT_SHIFT};
-pub use conv::{conv2d_s8, conv2d_s8_ref, Conv2dS8};
+pub use conv::{conv2d_s8_ref, Conv2dS8};
 pub use linear::{argmax_s8, argmax_s8_ref, linear_s8, linear_s8_ref, LinearS8};
 pub use pool::{avgpool3x3_s8, avgpool3x3_s8_ref, maxpool2d_s8, maxpool2d_s8_ref};
 pub use tiled::{
@@ -184,23 +184,4 @@ pub(crate) fn dot_s8(w: &[i8], x: &[i8], zp: i32) -> i32 {
         .zip(x)
         .map(|(&w, &x)| w as i16 as i32 * (x as i16 - zp) as i32)
         .sum()
-}
-
-/// [`dot_s8`] for four weight rows against one input slice: each input
-/// value, once loaded and offset, feeds four multiply-accumulates.
-#[inline(always)]
-pub(crate) fn dot4_s8(w: [&[i8]; 4], x: &[i8], zp: i32) -> [i32; 4] {
-    let zp = zp as i16;
-    let n = w.iter().fold(x.len(), |n, w| n.min(w.len()));
-    // All in bounds by the `min` (so no panic path is compiled in).
-    let (x, w0, w1, w2, w3) = (&x[..n], &w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
-    let mut acc = [0i32; 4];
-    for i in 0..n {
-        let v = (x[i] as i16 - zp) as i32;
-        acc[0] += w0[i] as i32 * v;
-        acc[1] += w1[i] as i32 * v;
-        acc[2] += w2[i] as i32 * v;
-        acc[3] += w3[i] as i32 * v;
-    }
-    acc
 }

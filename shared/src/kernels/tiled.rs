@@ -6,7 +6,7 @@
 //! The public kernels, each with a reference built from the plain kernels
 //! (the tests demand identical bytes):
 //!
-//! - [`conv2d_fast`]: one conv, into a channel slice (like [`conv2d_s8`]);
+//! - [`conv2d_fast`]: one conv, into a channel slice (like [`conv2d_s8_ref`]);
 //! - [`conv2d_x2_fast`] and [`conv2d_x3_fast`]: two or three convs that read
 //!   the same input, computed as one wider conv (the Inception 1x1 reducers;
 //!   a ResNet block's conv1 and shortcut);
@@ -19,7 +19,7 @@
 //! non-decreasing function of the accumulator, so the max of four outputs is
 //! the output of the max of the four accumulators (after the bias).
 //!
-//! [`conv2d_s8`]: super::conv2d_s8
+//! [`conv2d_s8_ref`]: super::conv2d_s8_ref
 
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, ADD_LEFT_SHIFT, MAX_DOT_LEN};
@@ -309,7 +309,7 @@ fn store_pixels<const CT: usize>(
     }
 }
 
-/// The fast [`conv2d_s8`](super::conv2d_s8): same contract, same bytes.
+/// The fast [`conv2d_s8_ref`](super::conv2d_s8_ref): same contract, same bytes.
 /// `scratch` must hold [`scratch_steps`]`(CI, K)` steps.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_fast<
@@ -368,7 +368,7 @@ fn conv_one<
 /// Two convs on the same input (same zero point), as one conv with
 /// `CA + CB` output channels: `a` into `out_a` at channel `A_OFF`, `b` into
 /// `out_b` at `B_OFF`. Same bytes as two [`conv2d_fast`] calls.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn conv2d_x2_fast<
     const H: usize,
     const W: usize,
@@ -523,7 +523,7 @@ fn wide<
 }
 
 /// Conv, then 2x2 max pool, then `range` (the networks' ReLU), in one pass:
-/// the same bytes as [`conv2d_s8`](super::conv2d_s8) into a full-size
+/// the same bytes as [`conv2d_s8_ref`](super::conv2d_s8_ref) into a full-size
 /// tensor followed by [`maxpool2d_s8`](super::maxpool2d_s8)`(range, ..)`,
 /// with one requantisation per pooled output instead of four.
 #[allow(clippy::too_many_arguments)]
@@ -592,7 +592,7 @@ fn fill_add_lut(add: &AddS8, lut: &mut AddLut) {
 /// A residual block's tail in one pass: `conv` (the block's last conv) into
 /// the add's first input, the shortcut tensor as its second, the add, the
 /// 2x2 max pool and `range` (the ReLU after the pool). The same bytes as
-/// [`conv2d_s8`](super::conv2d_s8), [`add_requant_s8`](super::add_requant_s8)
+/// [`conv2d_s8_ref`](super::conv2d_s8_ref), [`add_requant_s8`](super::add_requant_s8)
 /// and [`maxpool2d_s8`](super::maxpool2d_s8) in turn; the conv's output
 /// never goes to memory, and the add's last requantisation runs once per
 /// pooled output.
