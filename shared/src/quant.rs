@@ -169,13 +169,14 @@ pub const fn requantize(acc: i32, m: Requant) -> i32 {
 /// `floor(A / 2^31) = 0`, where both give 0. (`m >= 0`; the tests compare
 /// with [`requantize_ref`].)
 #[derive(Clone, Copy, Debug)]
+#[repr(C)] // fields in the order `apply` reads them (paired loads)
 pub struct Rescale {
+    /// `2^30 + 2^(30+e)`.
+    base: i64,
     m: Requant,
     /// `31 + e` for a right shift `e >= 1`; 0 selects [`requantize`]'s
     /// general path (`shift >= 0`).
     total_shift: u32,
-    /// `2^30 + 2^(30+e)`.
-    base: i64,
 }
 
 impl Rescale {

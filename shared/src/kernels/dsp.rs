@@ -107,6 +107,7 @@ pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8], len: usize
 /// The twelve `SMLAD`s of one step: the weight pair halves in r6 (w0, w2)
 /// and r7 (w1, w3), the six pixels' scratch words loaded two pixels at a
 /// time into r8-r11, accumulators r0-r5.
+#[cfg(arm_dsp)]
 macro_rules! tile_macs {
     () => {
         concat!(
@@ -128,6 +129,7 @@ macro_rules! tile_macs {
         )
     };
 }
+#[cfg(arm_dsp)]
 pub(crate) use tile_macs;
 
 /// `acc[p] += sum over r < LEN of x[p][r] * w[r]` with `LEN` a constant

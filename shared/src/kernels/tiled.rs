@@ -238,9 +238,10 @@ fn conv_tiles<
 /// One output channel's epilogue, worked out once per tile: bias,
 /// requantisation, output zero point and clamp (as i32, ready to use).
 #[derive(Clone, Copy)]
+#[repr(C)] // fields in the order they are read (paired loads)
 struct ChannelOut {
-    bias: i32,
     rescale: Rescale,
+    bias: i32,
     zero_point: i32,
     min: i32,
     max: i32,
@@ -271,7 +272,9 @@ impl ChannelOut {
     /// ([`OutputQuant::apply`]).
     #[inline(always)]
     fn requant(&self, v: i32) -> i8 {
-        self.rescale.apply(v).saturating_add(self.zero_point).clamp(self.min, self.max) as i8
+        // `max` then `min`, not `clamp`: `min <= max` holds (ActRange), and
+        // `clamp` would check it again for every output.
+        self.rescale.apply(v).saturating_add(self.zero_point).max(self.min).min(self.max) as i8
     }
 
     /// The output of an accumulator.
