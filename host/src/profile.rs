@@ -108,7 +108,9 @@ impl fmt::Display for NetProfile {
             macs,
             macs as f64 / self.total.max(1) as f64
         )?;
-        writeln!(f, "{:<14} {:>12} {:>7} {:>10} {:>11}", "layer", "instructions", "share", "MACs", "MACs/instr")?;
+        // The name column fits the longest step name (fused steps are long).
+        let w = self.layers.iter().map(|l| l.name.len()).max().unwrap_or(0).max("layers".len());
+        writeln!(f, "{:<w$} {:>12} {:>7} {:>10} {:>11}", "layer", "instructions", "share", "MACs", "MACs/instr")?;
         for l in &self.layers {
             let (macs, per) = match l.macs {
                 Some(0) => ("0".into(), "-".into()),
@@ -117,7 +119,7 @@ impl fmt::Display for NetProfile {
             };
             writeln!(
                 f,
-                "{:<14} {:>12} {:>6.1}% {:>10} {:>11}",
+                "{:<w$} {:>12} {:>6.1}% {:>10} {:>11}",
                 l.name,
                 l.instructions,
                 share(l.instructions),
@@ -126,8 +128,8 @@ impl fmt::Display for NetProfile {
             )?;
         }
         let sum: u64 = self.layers.iter().map(|l| l.instructions).sum();
-        writeln!(f, "{:<14} {:>12} {:>6.1}%", "layers", sum, share(sum))?;
-        write!(f, "{:<14} {:>12} {:>6.1}% {:>10}", "total", self.total, 100.0, macs)
+        writeln!(f, "{:<w$} {:>12} {:>6.1}%", "layers", sum, share(sum))?;
+        write!(f, "{:<w$} {:>12} {:>6.1}% {:>10}", "total", self.total, 100.0, macs)
     }
 }
 

@@ -1,5 +1,7 @@
-//! int8 kernels, each beside a plain reference kernel with the same
-//! signature (`*_ref`); the tests demand identical bytes from both.
+//! int8 kernels, each beside a plain reference kernel (`*_ref`); the tests
+//! demand identical bytes from both. The networks' convs run in
+//! [`tiled`] (im2col tiles, fused pooling, residual adds and wide convs) on
+//! the `SMLAD` core of [`dsp`].
 //!
 //! Conventions shared by every kernel (GUIDE section 3, TFLite-style):
 //!

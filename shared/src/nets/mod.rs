@@ -9,10 +9,12 @@
 //! evaluation ([`Plan::verify`]) proves that no buffer is overwritten while
 //! it is still to be read, and the arena size is the plan's highest byte
 //! ([`INCEPTION_ARENA_BYTES`], [`RESNET_ARENA_BYTES`]). Each kernel call
-//! borrows its input and output regions with [`Arena::pair`], which checks
-//! at compile time that they are disjoint and inside the arena. So the RAM a
-//! forward pass needs is known before the firmware runs: the arena, plus a
-//! few hundred bytes of stack.
+//! borrows its input and output regions (and its im2col scratch, a buffer
+//! of the plan like the tensors) with [`Arena::pair`] or [`Arena::parts`],
+//! which check at compile time that they are disjoint and inside the arena.
+//! So the RAM a forward pass needs is known before the firmware runs: the
+//! arena, plus the kernels' few KB of stack (a tile's accumulators and
+//! each layer's per-channel requantisation).
 //!
 //! ```
 //! use shared::nets::{Arena, ARENA_BYTES, INCEPTION_ARENA_BYTES, RESNET_ARENA_BYTES};
