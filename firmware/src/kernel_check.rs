@@ -1,0 +1,172 @@
+//! At boot, the fast conv kernels against the plain references, on the
+//! target: the host's tests run the kernels' portable path, this runs the
+//! `SMLAD` assembly on shapes the networks do not have (every reduction
+//! length modulo 4, windows read one kernel row at a time, padding up to
+//! K - 1, partial tiles), with pseudo-random weights, data and
+//! quantisation. The boot log says how many cases agreed byte for byte.
+
+use shared::kernels::dsp::{Step, STEP_WORDS};
+use shared::kernels::tiled::scratch_steps;
+use shared::kernels::{
+    add_requant_s8_ref, conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast, conv2d_s8_ref,
+    maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, OutputQuant,
+};
+use shared::quant::Requant;
+
+/// xorshift32: reproducible data without a dependency.
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+    fn i8(&mut self) -> i8 {
+        self.next() as i8
+    }
+    fn fill(&mut self, xs: &mut [i8]) {
+        for x in xs {
+            *x = self.i8();
+        }
+    }
+    /// Mostly right shifts (the fast path), sometimes a left shift.
+    fn requant(&mut self) -> Requant {
+        let m = (1 << 30) | (self.next() as i32 & 0x3fff_ffff);
+        let shift = (self.next() % 16) as i32 - 13;
+        Requant::new(m, shift).unwrap_or(Requant::ONE)
+    }
+    fn output(&mut self) -> OutputQuant {
+        let zp = self.i8();
+        if self.next() % 2 == 0 {
+            OutputQuant::relu(zp)
+        } else {
+            OutputQuant::linear(zp)
+        }
+    }
+}
+
+/// A random conv layer's owned parameters.
+struct Layer<const CI: usize, const K: usize, const CO: usize> {
+    weights: [[[[i8; CI]; K]; K]; CO],
+    bias: [i32; CO],
+    requant: [Requant; CO],
+    zp: i8,
+    output: OutputQuant,
+}
+
+impl<const CI: usize, const K: usize, const CO: usize> Layer<CI, K, CO> {
+    fn random(rng: &mut Rng) -> Self {
+        let mut weights = [[[[0i8; CI]; K]; K]; CO];
+        for w in weights.iter_mut() {
+            rng.fill(w.as_flattened_mut().as_flattened_mut());
+        }
+        Layer {
+            weights,
+            bias: core::array::from_fn(|_| (rng.next() as i32) >> 14),
+            requant: core::array::from_fn(|_| rng.requant()),
+            zp: rng.i8(),
+            output: rng.output(),
+        }
+    }
+    fn kernel<const PAD: usize>(&self) -> Conv2dS8<'_, CI, K, PAD, CO> {
+        Conv2dS8 {
+            weights: &self.weights,
+            bias: &self.bias,
+            requant: &self.requant,
+            input_zero_point: self.zp,
+            output: self.output,
+        }
+    }
+}
+
+/// `conv2d_fast` against `conv2d_s8_ref`; `S` is `scratch_steps(CI, K)`.
+fn conv<
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const K: usize,
+    const PAD: usize,
+    const CO: usize,
+    const HO: usize,
+    const WO: usize,
+    const S: usize,
+>(
+    rng: &mut Rng,
+) -> bool {
+    let layer = Layer::<CI, K, CO>::random(rng);
+    let mut x = [[[0i8; CI]; W]; H];
+    rng.fill(x.as_flattened_mut().as_flattened_mut());
+    let mut fast = [[[0i8; CO]; WO]; HO];
+    let mut slow = fast;
+    let mut scratch = [[0u32; STEP_WORDS]; S];
+    conv2d_fast(&layer.kernel::<PAD>(), &x, &mut fast, ChannelOffset::<0>, &mut scratch);
+    conv2d_s8_ref(&layer.kernel::<PAD>(), &x, &mut slow, ChannelOffset::<0>);
+    fast == slow
+}
+
+/// `conv2d_pool_fast` and `conv2d_add_pool_fast` against the references
+/// composed, on a 6x6 map with 3x3 kernels (CI input channels).
+fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 2] {
+    const CO: usize = 3;
+    let layer = Layer::<CI, 3, CO>::random(rng);
+    let k = layer.kernel::<1>();
+    let mut x = [[[0i8; CI]; 6]; 6];
+    rng.fill(x.as_flattened_mut().as_flattened_mut());
+    let mut full = [[[0i8; CO]; 6]; 6];
+    conv2d_s8_ref(&k, &x, &mut full, ChannelOffset::<0>);
+    let mut scratch: [Step; S] = [[0; STEP_WORDS]; S];
+    let range = ActRange::relu(rng.i8());
+
+    let mut slow = [[[0i8; CO]; 3]; 3];
+    maxpool2d_s8_ref(range, &full, &mut slow);
+    let mut fast = slow;
+    fast[0][0][0] = fast[0][0][0].wrapping_add(1);
+    conv2d_pool_fast::<6, 6, CI, 3, 1, CO, 6, 6, 3, 3>(&k, range, &x, &mut fast, &mut scratch);
+    let pooled = fast == slow;
+
+    let add = AddS8 {
+        a_zero_point: layer.output.zero_point,
+        a: Requant::new((1 << 30) | (rng.next() as i32 & 0xfff_ffff), -1).unwrap_or(Requant::ONE),
+        b_zero_point: rng.i8(),
+        b: Requant::new((1 << 30) | (rng.next() as i32 & 0xfff_ffff), -1).unwrap_or(Requant::ONE),
+        out: rng.requant(),
+        output: rng.output(),
+    };
+    let mut shortcut = [[[0i8; CO]; 6]; 6];
+    rng.fill(shortcut.as_flattened_mut().as_flattened_mut());
+    let mut sum = [[[0i8; CO]; 6]; 6];
+    add_requant_s8_ref(&add, &full, &shortcut, &mut sum);
+    let mut slow = [[[0i8; CO]; 3]; 3];
+    maxpool2d_s8_ref(range, &sum, &mut slow);
+    let mut fast = slow;
+    fast[2][2][2] = fast[2][2][2].wrapping_add(1);
+    let mut lut = [[0i32; 256]; 2];
+    conv2d_add_pool_fast((&k, &add), range, &x, &shortcut, &mut fast, (&mut scratch, &mut lut));
+    [pooled, fast == slow]
+}
+
+/// Runs every case a few times; returns (cases, cases that agreed).
+pub fn run() -> (u32, u32) {
+    let mut rng = Rng(0x2545_f491);
+    let (mut cases, mut equal) = (0, 0);
+    let mut count = |ok: bool| {
+        cases += 1;
+        equal += u32::from(ok);
+    };
+    for _ in 0..3 {
+        // Reduction lengths 27 (3 mod 4), 7 (3), 50 (2), 72 (0), 300 (0);
+        // 600 goes row by row (120 per row); partial last tiles.
+        count(conv::<5, 7, 3, 3, 1, 5, 5, 7, { scratch_steps(3, 3) }>(&mut rng));
+        count(conv::<6, 5, 7, 1, 0, 9, 6, 5, { scratch_steps(7, 1) }>(&mut rng));
+        count(conv::<7, 4, 2, 5, 2, 4, 7, 4, { scratch_steps(2, 5) }>(&mut rng));
+        count(conv::<4, 4, 8, 3, 2, 3, 6, 6, { scratch_steps(8, 3) }>(&mut rng));
+        count(conv::<3, 8, 12, 5, 2, 2, 3, 8, { scratch_steps(12, 5) }>(&mut rng));
+        count(conv::<6, 6, 24, 5, 0, 4, 2, 2, { scratch_steps(24, 5) }>(&mut rng));
+        for ok in fused::<5, { scratch_steps(5, 3) }>(&mut rng) {
+            count(ok);
+        }
+    }
+    (cases, equal)
+}
