@@ -117,41 +117,12 @@ pub const fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 /// Applies a real multiplier to an accumulator: TFLite's
 /// `MultiplyByQuantizedMultiplier(acc, multiplier, shift)`, bit for bit
 /// (see the module docs for the rounding rule). The left shift, when
-/// `shift > 0`, saturates to the i32 range.
-///
-/// The same results as [`requantize_ref`] in about a third of the
-/// instructions (it runs once per output of every layer):
-///
-/// - with `multiplier >= 0` the doubling high multiply's two nudges meet:
-///   `(x * m + 2^30) >> 31` (floor) equals the truncating division of
-///   `x * m + nudge` in both signs, and `i32::MIN * i32::MIN` cannot occur;
-/// - the rounding division needs no 64-bit mask.
+/// `shift > 0`, saturates to the i32 range. The arithmetic is
+/// [`Rescale`]'s; a kernel applying one multiplier many times keeps the
+/// `Rescale`.
 #[inline(always)]
 pub const fn requantize(acc: i32, m: Requant) -> i32 {
-    let x = if m.shift > 0 {
-        // Saturating left shift (only multipliers >= 1 have shift > 0).
-        let wide = (acc as i64) << m.shift;
-        if wide > i32::MAX as i64 {
-            i32::MAX
-        } else if wide < i32::MIN as i64 {
-            i32::MIN
-        } else {
-            wide as i32
-        }
-    } else {
-        acc
-    };
-    let high = ((x as i64 * m.multiplier as i64 + (1 << 30)) >> 31) as i32;
-    if m.shift >= 0 {
-        return high;
-    }
-    // Round half away from zero: floor((high + 2^(e-1) - [high < 0]) / 2^e),
-    // split so that nothing overflows: the quotient of the low bits is 0 or 1.
-    let e = (-m.shift) as u32;
-    let mask = (1u32 << e).wrapping_sub(1);
-    let low = (high as u32 & mask) + (1u32 << (e - 1));
-    let carry = low.wrapping_sub((high < 0) as u32) >> e;
-    (high >> e) + carry as i32
+    Rescale::new(m).apply(acc)
 }
 
 /// [`requantize`] by one multiplier, many times: what depends only on the
@@ -199,11 +170,22 @@ impl Rescale {
         }
     }
 
-    /// `requantize(x, m)`, bit for bit.
+    /// [`requantize`]`(x, m)`: bit for bit [`requantize_ref`].
     #[inline(always)]
     pub const fn apply(&self, x: i32) -> i32 {
         if self.total_shift == 0 {
-            return requantize(x, self.m);
+            // shift >= 0: saturating left shift, then the doubling high
+            // multiply, whose two nudges meet for `m >= 0`: `(x*m + 2^30)
+            // >> 31` (floor) is the truncating division in both signs.
+            let wide = (x as i64) << self.m.shift;
+            let x = if wide > i32::MAX as i64 {
+                i32::MAX
+            } else if wide < i32::MIN as i64 {
+                i32::MIN
+            } else {
+                wide as i32
+            };
+            return ((x as i64 * self.m.multiplier as i64 + (1 << 30)) >> 31) as i32;
         }
         let negative = ((x >> 31) as i64) << 31; // -2^31 if x < 0
         let v = x as i64 * self.m.multiplier as i64 + self.base + negative;

@@ -76,14 +76,6 @@ pub fn neg_zero_point_pair(zp: i8) -> u32 {
     h | h << 16
 }
 
-/// The 16-bit value of reduction index `r` of pixel `p` in a scratch
-/// buffer viewed as halfwords (little endian): step `r / 4`, word
-/// `2p + (r & 1)`, half `(r >> 1) & 1`.
-#[inline(always)]
-pub const fn half_index(p: usize, r: usize) -> usize {
-    ((r / 4) * STEP_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
-}
-
 /// `acc[p] += sum over r < len of x[p][r] * w[r]`, the portable form (the
 /// host, tests). `x` holds `len.div_ceil(4)` steps; a partial last step
 /// meets zero weights, as in the DSP loop.
@@ -206,6 +198,14 @@ pub(crate) use dot_tile;
 mod tests {
     use super::*;
     use crate::kernels::testutil::Rng;
+
+    /// The 16-bit value of reduction index `r` of pixel `p` in a scratch
+    /// buffer viewed as halfwords (little endian): step `r / 4`, word
+    /// `2p + (r & 1)`, half `(r >> 1) & 1`.
+    const fn half_index(p: usize, r: usize) -> usize {
+        ((r / 4) * STEP_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
+    }
+
 
     // Independent of the packing: the plain sums over r.
     #[test]

@@ -44,11 +44,6 @@ pub const fn scratch_steps(ci: usize, k: usize) -> usize {
     segment_len(ci, k).div_ceil(4)
 }
 
-/// Scratch bytes for that conv (for buffer plans).
-pub const fn scratch_bytes(ci: usize, k: usize) -> usize {
-    scratch_steps(ci, k) * size_of::<Step>()
-}
-
 /// Output pixel `i` in visiting order: row-major, or (`POOL`) window by
 /// window of the 2x2 pool, each window row-major.
 #[inline(always)]
@@ -405,7 +400,7 @@ pub fn conv2d_x2_fast<
         return;
     }
     let (qa, qb) = (channel_outs(a), channel_outs(b));
-    wide::<H, W, CI, K, PAD, HO, WO>(
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
         input,
         a.input_zero_point,
         CA + CB,
@@ -472,7 +467,7 @@ pub fn conv2d_x3_fast<
         return;
     }
     let (qa, qb, qc) = (channel_outs(a), channel_outs(b), channel_outs(c));
-    wide::<H, W, CI, K, PAD, HO, WO>(
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
         input,
         zp,
         CA + CB + CC,
@@ -497,33 +492,10 @@ pub fn conv2d_x3_fast<
 }
 
 /// Most output channels a fused wide conv may have (the accumulators of a
-/// tile live on the stack: `TILE * 4` bytes each).
+/// tile live on the stack: `TILE * 4` bytes each). The fused convs run
+/// [`conv_tiles`] with this bound and their runtime channel sum: `{ CA + CB }`
+/// is not a type-level constant on stable Rust.
 pub const WIDE_MAX: usize = 64;
-
-/// [`conv_tiles`] for a runtime channel count `co_n <= WIDE_MAX` (the sum of
-/// the fused convs' channels: `{ CA + CB }` is not a type-level constant on
-/// stable Rust).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn wide<
-    'w,
-    const H: usize,
-    const W: usize,
-    const CI: usize,
-    const K: usize,
-    const PAD: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    input: &[[[i8; CI]; W]; H],
-    zp: i8,
-    co_n: usize,
-    weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
-    scratch: &mut [Step],
-    finish: impl FnMut(&Tile, &[[i32; TILE]]),
-) {
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(input, zp, co_n, weights, scratch, finish);
-}
 
 /// Conv, then 2x2 max pool, then `range` (the networks' ReLU), in one pass:
 /// the same bytes as [`conv2d_s8_ref`](super::conv2d_s8_ref) into a full-size

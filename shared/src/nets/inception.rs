@@ -23,7 +23,7 @@ use crate::kernels::{
 };
 use crate::model::{InceptionAModel, InceptionModel};
 
-/// Im2col scratch of a conv with `CI` input channels and kernel `K`.
+/// A conv's im2col scratch: `STEPS` is `scratch_steps(CI, K)`.
 type Scratch<const STEPS: usize> = [ScratchStep; STEPS];
 
 /// The buffers of the InceptionNet plan.
