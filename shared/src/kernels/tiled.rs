@@ -86,36 +86,36 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
     (scratch, window): (&mut [Step], &mut [i8; GATHER_MAX]),
 ) {
     let neg_zp = neg_zero_point_pair(zp);
-    let word = |b: &[i8]| match b {
-        [a, b, c, d] => u32::from_le_bytes([*a as u8, *b as u8, *c as u8, *d as u8]),
-        _ => 0,
-    };
     for (p, &(oy, ox)) in tile.pixels.iter().enumerate().take(tile.n) {
-        // Input pixel of tap (ky, kx), if inside the image.
-        let tap = |ky: usize, kx: usize| {
-            let iy = (oy + ky0 + ky).checked_sub(PAD)?;
-            let ix = (ox + kx).checked_sub(PAD)?;
-            input.get(iy)?.get(ix)
-        };
+        // Kernel row `ky` of this pixel's window: its input row, if inside
+        // the image, and the whole run of K taps when it lies inside too
+        // (the common case: one contiguous copy).
+        let row = |ky: usize| (oy + ky0 + ky).checked_sub(PAD).and_then(|iy| input.get(iy));
+        let run = |r| run_of::<CI, W, K>(r, ox.checked_sub(PAD));
+        // Input pixel of tap `kx` in a row.
+        let tap = |r: &[[i8; CI]; W], kx: usize| (ox + kx).checked_sub(PAD).and_then(|ix| r.get(ix).copied());
         if CI % 4 == 0 {
-            // Steps of one tap: CI / 4 (a constant), so the inner loop is
-            // unrolled and unchecked.
+            // Whole kernel rows of steps: K * CI / 4 each (a constant, so
+            // the copies are unrolled and unchecked).
             let Some(steps) = scratch.get_mut(..rows * K * CI / 4) else { return };
-            for (t, steps) in steps.chunks_exact_mut(CI / 4).enumerate() {
-                match tap(t / K, t % K) {
-                    Some(px) => {
-                        for (step, b) in steps.iter_mut().zip(px.chunks_exact(4)) {
-                            let (lo, hi) = expand_word(word(b), neg_zp);
-                            step[2 * p] = lo;
-                            step[2 * p + 1] = hi;
+            for (ky, steps) in steps.chunks_exact_mut(K * CI / 4).enumerate() {
+                match row(ky) {
+                    Some(r) => match run(r) {
+                        Some(run) => {
+                            for (steps, px) in steps.chunks_exact_mut(CI / 4).zip(run) {
+                                expand_into(steps, p, px, neg_zp);
+                            }
                         }
-                    }
-                    None => {
-                        for step in steps {
-                            step[2 * p] = 0;
-                            step[2 * p + 1] = 0;
+                        None => {
+                            for (kx, steps) in steps.chunks_exact_mut(CI / 4).enumerate() {
+                                match tap(r, kx) {
+                                    Some(px) => expand_into(steps, p, &px, neg_zp),
+                                    None => zero_into(steps, p),
+                                }
+                            }
                         }
-                    }
+                    },
+                    None => zero_into(steps, p),
                 }
             }
         } else {
@@ -123,30 +123,77 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
             // expansion turns into 0; the bytes past the window keep the zp
             // they were filled with), then word by word.
             let len = rows * K * CI;
+            // The buffer must stay in memory: promoted to registers, its
+            // bytes are shifted in and out one at a time (4x slower).
+            let window = core::hint::black_box(&mut *window);
             let Some(bytes) = window.get_mut(..len) else { return };
             for (ky, dst) in bytes.chunks_exact_mut(K * CI).enumerate() {
-                // A kernel row inside the image is one contiguous run.
-                let run = (oy + ky0 + ky).checked_sub(PAD).and_then(|iy| input.get(iy)).and_then(|r| {
-                    let ix = ox.checked_sub(PAD)?;
-                    <&[[i8; CI]; K]>::try_from(r.get(ix..ix + K)?).ok()
-                });
-                match run {
-                    Some(run) => dst.copy_from_slice(run.as_flattened()),
-                    None => {
-                        for (kx, dst) in dst.chunks_exact_mut(CI).enumerate() {
-                            match tap(ky, kx) {
-                                Some(px) => dst.copy_from_slice(px),
-                                None => dst.fill(zp),
+                match row(ky) {
+                    Some(r) => match run(r) {
+                        Some(run) => copy_bytes(dst, run.as_flattened()),
+                        None => {
+                            for (kx, dst) in dst.chunks_exact_mut(CI).enumerate() {
+                                match tap(r, kx) {
+                                    Some(px) => dst.copy_from_slice(&px),
+                                    None => dst.fill(zp),
+                                }
                             }
                         }
-                    }
+                    },
+                    None => dst.fill(zp),
                 }
             }
-            for (step, b) in scratch.iter_mut().zip(window.chunks_exact(4)).take(len.div_ceil(4)) {
-                let (lo, hi) = expand_word(word(b), neg_zp);
-                step[2 * p] = lo;
-                step[2 * p + 1] = hi;
+            let n = len.div_ceil(4);
+            if let (Some(steps), Some(bytes)) = (scratch.get_mut(..n), window.get(..4 * n)) {
+                expand_into(steps, p, bytes, neg_zp);
             }
+        }
+    }
+}
+
+/// The `K` input pixels from column `ix` of `row`, if inside the image.
+#[inline(always)]
+fn run_of<const CI: usize, const W: usize, const K: usize>(
+    row: &[[i8; CI]; W],
+    ix: Option<usize>,
+) -> Option<&[[i8; CI]; K]> {
+    let ix = ix?;
+    row.get(ix..ix + K)?.try_into().ok()
+}
+
+/// `dst.copy_from_slice(src)` a word at a time: a short copy of constant
+/// length that stays inline (a `memcpy` call costs more than the copy).
+#[inline(always)]
+fn copy_bytes(dst: &mut [i8], src: &[i8]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(4), src.chunks_exact(4));
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
+/// Pixel `p`'s words of `steps`, one step per 4 bytes of `bytes`, as
+/// `x - zp` ([`expand_word`]).
+#[inline(always)]
+fn expand_into(steps: &mut [Step], p: usize, bytes: &[i8], neg_zp: u32) {
+    for (step, b) in steps.iter_mut().zip(bytes.chunks_exact(4)) {
+        let word = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
+        let (lo, hi) = expand_word(word, neg_zp);
+        if let Some(px) = step.get_mut(2 * p..2 * p + 2) {
+            px[0] = lo;
+            px[1] = hi;
+        }
+    }
+}
+
+/// Pixel `p`'s words of `steps` as zero (padding).
+#[inline(always)]
+fn zero_into(steps: &mut [Step], p: usize) {
+    for step in steps {
+        if let Some(px) = step.get_mut(2 * p..2 * p + 2) {
+            px.fill(0);
         }
     }
 }
