@@ -140,14 +140,14 @@ pub const fn requantize(acc: i32, m: Requant) -> i32 {
 /// `floor(A / 2^31) = 0`, where both give 0. (`m >= 0`; the tests compare
 /// with [`requantize_ref`].)
 #[derive(Clone, Copy, Debug)]
-#[repr(C)] // fields in the order `apply` reads them (paired loads)
+#[repr(C)] // fields in the order `apply` reads them (the firmware's epilogue loads them with one LDM)
 pub struct Rescale {
-    /// `2^30 + 2^(30+e)`.
+    /// High-word form: `2^30 + 2^(30+e)`. Left-shift form: 0.
     base: i64,
-    m: Requant,
-    /// `31 + e` for a right shift `e >= 1`; 0 selects [`requantize`]'s
-    /// general path (`shift >= 0`).
-    total_shift: u32,
+    multiplier: i32,
+    /// High-word form (a right shift `e >= 1`): `e - 1`, the shift of the
+    /// product's high word. Left-shift form (`shift >= 0`): `-1 - shift`.
+    high_shift: i32,
 }
 
 impl Rescale {
@@ -155,29 +155,37 @@ impl Rescale {
     #[inline(always)]
     pub const fn new(m: Requant) -> Rescale {
         if m.shift < 0 {
-            let e = (-m.shift) as u32;
+            let e = -m.shift;
             Rescale {
-                m,
-                total_shift: 31 + e,
                 base: (1 << 30) + (1i64 << (30 + e)),
+                multiplier: m.multiplier,
+                high_shift: e - 1,
             }
         } else {
             Rescale {
-                m,
-                total_shift: 0,
                 base: 0,
+                multiplier: m.multiplier,
+                high_shift: -1 - m.shift,
             }
         }
+    }
+
+    /// Whether `apply` is the folded form: the high word of
+    /// `x*multiplier + base - [x < 0] * 2^31`, shifted right by `high_shift`
+    /// (what the firmware's assembly epilogue computes).
+    #[inline(always)]
+    pub const fn is_high_word(&self) -> bool {
+        self.high_shift >= 0
     }
 
     /// [`requantize`]`(x, m)`: bit for bit [`requantize_ref`].
     #[inline(always)]
     pub const fn apply(&self, x: i32) -> i32 {
-        if self.total_shift == 0 {
+        if self.high_shift < 0 {
             // shift >= 0: saturating left shift, then the doubling high
             // multiply, whose two nudges meet for `m >= 0`: `(x*m + 2^30)
             // >> 31` (floor) is the truncating division in both signs.
-            let wide = (x as i64) << self.m.shift;
+            let wide = (x as i64) << (-1 - self.high_shift);
             let x = if wide > i32::MAX as i64 {
                 i32::MAX
             } else if wide < i32::MIN as i64 {
@@ -185,12 +193,12 @@ impl Rescale {
             } else {
                 wide as i32
             };
-            return ((x as i64 * self.m.multiplier as i64 + (1 << 30)) >> 31) as i32;
+            return ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32;
         }
         let negative = ((x >> 31) as i64) << 31; // -2^31 if x < 0
-        let v = x as i64 * self.m.multiplier as i64 + self.base + negative;
-        // The shift is at least 32: one shift of the high word.
-        ((v >> 32) as i32) >> (self.total_shift - 32)
+        let v = x as i64 * self.multiplier as i64 + self.base + negative;
+        // The total shift 31 + e is at least 32: one shift of the high word.
+        ((v >> 32) as i32) >> self.high_shift
     }
 }
 

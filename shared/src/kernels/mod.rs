@@ -28,6 +28,7 @@
 pub mod add;
 pub mod conv;
 pub mod dsp;
+mod epilogue;
 pub mod linear;
 pub mod pool;
 pub mod tiled;

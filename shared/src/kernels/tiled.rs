@@ -23,7 +23,8 @@
 
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, ADD_LEFT_SHIFT, MAX_DOT_LEN};
-use crate::quant::{Requant, Rescale};
+use super::epilogue::Epilogue;
+use crate::quant::Rescale;
 
 /// Largest reduction (`K*K*CI`) im2col'd whole per tile; longer ones go one
 /// kernel row at a time (conv2's 2,200 would need 26 KB of scratch).
@@ -277,79 +278,19 @@ fn conv_tiles<
     }
 }
 
-/// One output channel's epilogue, worked out once per tile: bias,
-/// requantisation, output zero point and clamp (as i32, ready to use).
-#[derive(Clone, Copy)]
-#[repr(C)] // fields in the order they are read (paired loads)
-struct ChannelOut {
-    rescale: Rescale,
-    bias: i32,
-    zero_point: i32,
-    min: i32,
-    max: i32,
-}
-
-impl ChannelOut {
-    #[inline(always)]
-    fn new<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-        co: usize,
-    ) -> ChannelOut {
-        ChannelOut {
-            bias: layer.bias.get(co).copied().unwrap_or(0),
-            rescale: Rescale::new(layer.requant.get(co).copied().unwrap_or(Requant::ZERO)),
-            zero_point: layer.output.zero_point as i32,
-            min: layer.output.range.min() as i32,
-            max: layer.output.range.max() as i32,
-        }
-    }
-
-    /// `acc + bias` (wrapping, as the reference).
-    #[inline(always)]
-    fn biased(&self, acc: i32) -> i32 {
-        acc.wrapping_add(self.bias)
-    }
-
-    /// A biased accumulator through requantisation and the output stage
-    /// ([`OutputQuant::apply`]).
-    #[inline(always)]
-    fn requant(&self, v: i32) -> i8 {
-        // `max` then `min`, not `clamp`: `min <= max` holds (ActRange), and
-        // `clamp` would check it again for every output.
-        self.rescale.apply(v).saturating_add(self.zero_point).max(self.min).min(self.max) as i8
-    }
-
-    /// The output of an accumulator.
-    #[inline(always)]
-    fn out(&self, acc: i32) -> i8 {
-        self.requant(self.biased(acc))
-    }
-}
-
-/// Every output channel's epilogue of a layer, worked out once per call.
+/// Writes channels `c_off..c_off + CO` of the tile's pixels: channel
+/// `c`'s accumulators `acc[c]` through its epilogue.
 #[inline(always)]
-fn channel_outs<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-) -> [ChannelOut; CO] {
-    core::array::from_fn(|co| ChannelOut::new(layer, co))
-}
-
-/// Writes channels `c_off..c_off + qs.len()` of the tile's pixels: channel
-/// `c`'s accumulators `acc[c]` through its epilogue `qs[c]`.
-#[inline(always)]
-fn store_pixels<const CT: usize>(
+fn store_pixels<const CT: usize, const CO: usize>(
     out: &mut [[i8; CT]],
     tile: &Tile,
     c_off: usize,
-    qs: &[ChannelOut],
+    e: &Epilogue<CO>,
     acc: &[[i32; TILE]],
 ) {
     for (p, &at) in tile.at.iter().enumerate().take(tile.n) {
-        let Some(dst) = out.get_mut(at).and_then(|px| px.get_mut(c_off..c_off + qs.len())) else {
-            continue;
-        };
-        for ((d, q), a) in dst.iter_mut().zip(qs).zip(acc) {
-            *d = q.out(a[p]);
+        if let Some(dst) = out.get_mut(at).and_then(|px| px.get_mut(c_off..c_off + CO)) {
+            e.store(dst, acc, p);
         }
     }
 }
@@ -399,14 +340,14 @@ fn conv_one<
     c_off: usize,
     scratch: &mut [Step],
 ) {
-    let qs = channel_outs(layer);
+    let e = Epilogue::new(layer);
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
         input,
         layer.input_zero_point,
         CO,
         |co| &layer.weights[co],
         scratch,
-        |tile, acc| store_pixels(out, tile, c_off, &qs, acc),
+        |tile, acc| store_pixels(out, tile, c_off, &e, acc),
     );
 }
 
@@ -446,7 +387,7 @@ pub fn conv2d_x2_fast<
         conv_one::<H, W, CI, K, PAD, CB, HO, WO, TB>(b, input, out_b, B_OFF, scratch);
         return;
     }
-    let (qa, qb) = (channel_outs(a), channel_outs(b));
+    let (qa, qb) = (Epilogue::new(a), Epilogue::new(b));
     conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
         input,
         a.input_zero_point,
@@ -513,7 +454,7 @@ pub fn conv2d_x3_fast<
         conv_one::<H, W, CI, K, PAD, CC, HO, WO, TC>(c, input, out_c, C_OFF, scratch);
         return;
     }
-    let (qa, qb, qc) = (channel_outs(a), channel_outs(b), channel_outs(c));
+    let (qa, qb, qc) = (Epilogue::new(a), Epilogue::new(b), Epilogue::new(c));
     conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
         input,
         zp,
@@ -569,7 +510,7 @@ pub fn conv2d_pool_fast<
 ) {
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
     let out = out.as_flattened_mut();
-    let qs = channel_outs(layer);
+    let qs = Epilogue::new(layer).qs;
     let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
@@ -645,7 +586,7 @@ pub fn conv2d_add_pool_fast<
     let shortcut = shortcut.as_flattened();
     let out = out.as_flattened_mut();
     let final_rescale = Rescale::new(add.out);
-    let qs = channel_outs(conv);
+    let qs = Epilogue::new(conv).qs;
     let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
