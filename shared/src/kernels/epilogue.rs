@@ -12,7 +12,7 @@
 //! portable loop computes the same bytes.
 
 use super::dsp::TILE;
-use super::Conv2dS8;
+use super::{ActRange, Conv2dS8, OutputQuant};
 use crate::quant::{Requant, Rescale};
 
 /// One output channel's epilogue: bias, requantisation, output zero point
@@ -69,9 +69,9 @@ impl ChannelOut {
 
 /// Every output channel's epilogue of a layer, worked out once per call.
 pub(super) struct Epilogue<const CO: usize> {
-    pub(super) qs: [ChannelOut; CO],
+    qs: [ChannelOut; CO],
     /// Every channel's multiplier in the high-word form the assembly
-    /// computes ([`Rescale::is_high_word`]; true for every conv of our
+    /// computes ([`Rescale::is_high_word`]; true for every layer of our
     /// networks).
     #[cfg_attr(not(arm_dsp), allow(dead_code))]
     high_word: bool,
@@ -79,12 +79,55 @@ pub(super) struct Epilogue<const CO: usize> {
 
 impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
+    fn from_channels(qs: [ChannelOut; CO]) -> Self {
+        let high_word = qs.iter().all(|q| q.rescale.is_high_word());
+        Epilogue { qs, high_word }
+    }
+
+    /// A conv layer's outputs.
+    #[inline(always)]
     pub(super) fn new<const CI: usize, const K: usize, const PAD: usize>(
         layer: &Conv2dS8<'_, CI, K, PAD, CO>,
     ) -> Self {
-        let qs: [ChannelOut; CO] = core::array::from_fn(|co| ChannelOut::new(layer, co));
-        let high_word = qs.iter().all(|q| q.rescale.is_high_word());
-        Epilogue { qs, high_word }
+        Self::from_channels(core::array::from_fn(|co| ChannelOut::new(layer, co)))
+    }
+
+    /// The same outputs from accumulators that already hold the bias (a
+    /// pooled maximum of [`ChannelOut::biased`] values), clamped again by
+    /// `range`.
+    #[inline(always)]
+    pub(super) fn biased_then(&self, range: ActRange) -> Self {
+        Self::from_channels(self.qs.map(|q| {
+            let clamp = ActRange::new(q.min as i8, q.max as i8).unwrap_or(ActRange::FULL).then(range);
+            ChannelOut {
+                bias: 0,
+                min: clamp.min() as i32,
+                max: clamp.max() as i32,
+                ..q
+            }
+        }))
+    }
+
+    /// One requantisation and output stage for every channel (an add's),
+    /// then `range`.
+    #[inline(always)]
+    pub(super) fn uniform(rescale: Rescale, out: OutputQuant, range: ActRange) -> Self {
+        let clamp = out.range.then(range);
+        Self::from_channels(
+            [ChannelOut {
+                rescale,
+                bias: 0,
+                zero_point: out.zero_point as i32,
+                min: clamp.min() as i32,
+                max: clamp.max() as i32,
+            }; CO],
+        )
+    }
+
+    /// The channel epilogues, for the loops that do more than store.
+    #[inline(always)]
+    pub(super) fn channels(&self) -> &[ChannelOut; CO] {
+        &self.qs
     }
 
     /// `dst[c] = out(acc[c][p])` for every channel `c`: pixel `p` of a tile
@@ -93,56 +136,86 @@ impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     pub(super) fn store(&self, dst: &mut [i8], acc: &[[i32; TILE]], p: usize) {
         #[cfg(arm_dsp)]
-        if self.high_word && CO > 0 && dst.len() >= CO && acc.len() >= CO && p < TILE {
-            // SAFETY: reads CO parameter blocks of `qs` (32 bytes each, size
-            // asserted above), CO accumulators `acc[c][p]` (stride one
-            // row of TILE words) and writes CO bytes of `dst`: all in
-            // bounds by the checks above. r6, r7 and r9 are not available
-            // as operands (see `dot_tile`), so they are saved around.
-            unsafe {
-                core::arch::asm!(
-                    "push {{r6, r7, r9}}",
-                    "2:",
-                    // r0:r1 base, r2 multiplier, r3 high shift, r4 bias,
-                    // r5 zero point, r6 min, r7 max.
-                    "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
-                    "ldr r8, [r10], #{row}",
-                    "add r8, r8, r4",
-                    // base - [x < 0] * 2^31, then + x * multiplier.
-                    "and r9, r8, #0x80000000",
-                    "adds r0, r0, r9",
-                    "adc r1, r1, r8, asr #31",
-                    "smlal r0, r1, r8, r2",
-                    "asr r1, r1, r3",
-                    "qadd r1, r1, r5",
-                    "cmp r1, r6",
-                    "it lt",
-                    "movlt r1, r6",
-                    "cmp r1, r7",
-                    "it gt",
-                    "movgt r1, r7",
-                    "strb r1, [r11], #1",
-                    "cmp r12, lr",
-                    "bne 2b",
-                    "pop {{r6, r7, r9}}",
-                    row = const 4 * TILE,
-                    inout("r12") self.qs.as_ptr() => _,
-                    in("lr") self.qs.as_ptr().wrapping_add(CO),
-                    inout("r10") acc.as_ptr().cast::<i32>().wrapping_add(p) => _,
-                    inout("r11") dst.as_mut_ptr() => _,
-                    out("r0") _,
-                    out("r1") _,
-                    out("r2") _,
-                    out("r3") _,
-                    out("r4") _,
-                    out("r5") _,
-                    out("r8") _,
-                );
-            }
+        if self.high_word && dst.len() >= CO && acc.len() >= CO && p < TILE {
+            // SAFETY: CO accumulators `acc[c][p]`, one row of TILE apart,
+            // and CO bytes of `dst`, in bounds by the checks above.
+            unsafe { self.run::<{ 4 * TILE }>(dst.as_mut_ptr(), acc.as_ptr().cast::<i32>().wrapping_add(p)) };
             return;
         }
         for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {
             *d = q.out(a[p]);
+        }
+    }
+
+    /// `dst[c] = out(values[c])` for every channel `c`.
+    #[inline(always)]
+    pub(super) fn store_values(&self, dst: &mut [i8], values: &[i32; CO]) {
+        #[cfg(arm_dsp)]
+        if self.high_word && dst.len() >= CO {
+            // SAFETY: CO consecutive values and CO bytes of `dst`.
+            unsafe { self.run::<4>(dst.as_mut_ptr(), values.as_ptr()) };
+            return;
+        }
+        for ((d, q), &v) in dst.iter_mut().zip(&self.qs).zip(values) {
+            *d = q.out(v);
+        }
+    }
+
+    /// The assembly loop: `dst[c] = out(*src)` for each channel, `src`
+    /// advancing `STRIDE` bytes per channel.
+    ///
+    /// # Safety
+    ///
+    /// `src` must be readable at `STRIDE * c` and `dst` writable at `c` for
+    /// every `c < CO`; every channel must be in high-word form.
+    #[cfg(arm_dsp)]
+    #[inline(always)]
+    unsafe fn run<const STRIDE: usize>(&self, dst: *mut i8, src: *const i32) {
+        if CO == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`
+        // (32 bytes each, size asserted above). r6, r7 and r9 are not
+        // available as operands (see `dot_tile`), so they are saved around.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7, r9}}",
+                "2:",
+                // r0:r1 base, r2 multiplier, r3 high shift, r4 bias,
+                // r5 zero point, r6 min, r7 max.
+                "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
+                "ldr r8, [r10], #{stride}",
+                "add r8, r8, r4",
+                // base - [x < 0] * 2^31, then + x * multiplier.
+                "and r9, r8, #0x80000000",
+                "adds r0, r0, r9",
+                "adc r1, r1, r8, asr #31",
+                "smlal r0, r1, r8, r2",
+                "asr r1, r1, r3",
+                "qadd r1, r1, r5",
+                "cmp r1, r6",
+                "it lt",
+                "movlt r1, r6",
+                "cmp r1, r7",
+                "it gt",
+                "movgt r1, r7",
+                "strb r1, [r11], #1",
+                "cmp r12, lr",
+                "bne 2b",
+                "pop {{r6, r7, r9}}",
+                stride = const STRIDE,
+                inout("r12") self.qs.as_ptr() => _,
+                in("lr") self.qs.as_ptr().wrapping_add(CO),
+                inout("r10") src => _,
+                inout("r11") dst => _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                out("r8") _,
+            );
         }
     }
 }

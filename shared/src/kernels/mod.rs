@@ -89,6 +89,16 @@ impl ActRange {
         self.max
     }
 
+    /// This clamp followed by `next`, as one clamp: `next.clamp(self.clamp(v))
+    /// == self.then(next).clamp(v)` (both are non-decreasing, so the
+    /// composite is the clamp between the images of the bounds).
+    pub const fn then(self, next: ActRange) -> ActRange {
+        ActRange {
+            min: next.clamp(self.min),
+            max: next.clamp(self.max),
+        }
+    }
+
     /// Clamps an int8 value.
     #[inline(always)]
     pub const fn clamp(self, v: i8) -> i8 {
@@ -187,4 +197,27 @@ pub(crate) fn dot_s8(w: &[i8], x: &[i8], zp: i32) -> i32 {
         .zip(x)
         .map(|(&w, &x)| w as i16 as i32 * (x as i16 - zp) as i32)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ActRange;
+
+    // Against the two clamps applied in turn, over every range pair on a
+    // grid of bounds (disjoint, nested and overlapping ones) and every value.
+    #[test]
+    fn then_is_the_two_clamps_in_turn() {
+        let bounds = [-128i8, -100, -3, 0, 1, 50, 126, 127];
+        let ranges = || {
+            bounds.iter().flat_map(|&a| bounds.iter().filter_map(move |&b| ActRange::new(a, b)))
+        };
+        for first in ranges() {
+            for next in ranges() {
+                let both = first.then(next);
+                for v in i8::MIN..=i8::MAX {
+                    assert_eq!(both.clamp(v), next.clamp(first.clamp(v)), "{first:?} then {next:?} at {v}");
+                }
+            }
+        }
+    }
 }

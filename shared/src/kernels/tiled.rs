@@ -510,7 +510,8 @@ pub fn conv2d_pool_fast<
 ) {
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
     let out = out.as_flattened_mut();
-    let qs = Epilogue::new(layer).qs;
+    let e = Epilogue::new(layer);
+    let pooled = e.biased_then(range);
     let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
@@ -521,15 +522,13 @@ pub fn conv2d_pool_fast<
         |tile, acc| {
             for p in 0..tile.n {
                 let i = tile.first + p;
-                for ((b, q), a) in best.iter_mut().zip(&qs).zip(acc) {
+                for ((b, q), a) in best.iter_mut().zip(e.channels()).zip(acc) {
                     let v = q.biased(a[p]);
                     *b = if i % 4 == 0 { v } else { v.max(*b) };
                 }
                 if i % 4 == 3 {
                     if let Some(dst) = out.get_mut(i / 4) {
-                        for ((d, q), &b) in dst.iter_mut().zip(&qs).zip(&best) {
-                            *d = range.clamp(q.requant(b));
-                        }
+                        pooled.store_values(dst, &best);
                     }
                 }
             }
@@ -582,11 +581,13 @@ pub fn conv2d_add_pool_fast<
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
     fill_add_lut(add, lut);
     let [lut_a, lut_b] = &*lut;
-    let at = |t: &[i32; 256], v: i8| t[(v as i32 + 128) as usize];
+    // Index of an int8 value in a table: v + 128, as the byte v ^ 0x80.
+    let at = |t: &[i32; 256], v: i8| t[(v as u8 ^ 0x80) as usize];
     let shortcut = shortcut.as_flattened();
     let out = out.as_flattened_mut();
-    let final_rescale = Rescale::new(add.out);
-    let qs = Epilogue::new(conv).qs;
+    let e = Epilogue::new(conv);
+    let pooled = Epilogue::<CO>::uniform(Rescale::new(add.out), add.output, range);
+    let mut conv_out = [0i8; CO];
     let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
@@ -598,15 +599,14 @@ pub fn conv2d_add_pool_fast<
             for (p, &px) in tile.at.iter().enumerate().take(tile.n) {
                 let i = tile.first + p;
                 let Some(s) = shortcut.get(px) else { continue };
-                for (((b, q), a), &s) in best.iter_mut().zip(&qs).zip(acc).zip(s) {
-                    let v = at(lut_a, q.out(a[p])).saturating_add(at(lut_b, s));
+                e.store(&mut conv_out, acc, p);
+                for ((b, &o), &s) in best.iter_mut().zip(&conv_out).zip(s) {
+                    let v = at(lut_a, o).saturating_add(at(lut_b, s));
                     *b = if i % 4 == 0 { v } else { v.max(*b) };
                 }
                 if i % 4 == 3 {
                     if let Some(dst) = out.get_mut(i / 4) {
-                        for (d, &b) in dst.iter_mut().zip(&best) {
-                            *d = range.clamp(add.output.apply(final_rescale.apply(b)));
-                        }
+                        pooled.store_values(dst, &best);
                     }
                 }
             }
