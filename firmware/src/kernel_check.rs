@@ -33,18 +33,24 @@ impl Rng {
             *x = self.i8();
         }
     }
-    /// Mostly right shifts (the fast path), sometimes a left shift.
-    fn requant(&mut self) -> Requant {
+    /// A right shift (the assembly epilogue's form), or with `mixed`
+    /// sometimes a left shift (which sends the layer to the portable one).
+    fn requant(&mut self, mixed: bool) -> Requant {
         let m = (1 << 30) | (self.next() as i32 & 0x3fff_ffff);
-        let shift = (self.next() % 16) as i32 - 13;
+        let shift = (self.next() % if mixed { 16 } else { 13 }) as i32 - 13;
         Requant::new(m, shift).unwrap_or(Requant::ONE)
     }
+    /// ReLU or none (the assembly epilogue's clamps), sometimes a clamp
+    /// below 127 (the portable one's).
     fn output(&mut self) -> OutputQuant {
         let zp = self.i8();
-        if self.next() % 2 == 0 {
-            OutputQuant::relu(zp)
-        } else {
-            OutputQuant::linear(zp)
+        match self.next() % 5 {
+            0 | 1 => OutputQuant::relu(zp),
+            2 | 3 => OutputQuant::linear(zp),
+            _ => OutputQuant {
+                zero_point: zp,
+                range: ActRange::new(zp.min(0), 100).unwrap_or(ActRange::FULL),
+            },
         }
     }
 }
@@ -67,7 +73,10 @@ impl<const CI: usize, const K: usize, const CO: usize> Layer<CI, K, CO> {
         Layer {
             weights,
             bias: core::array::from_fn(|_| (rng.next() as i32) >> 14),
-            requant: core::array::from_fn(|_| rng.requant()),
+            requant: {
+                let mixed = rng.next() % 4 == 0;
+                core::array::from_fn(|_| rng.requant(mixed))
+            },
             zp: rng.i8(),
             output: rng.output(),
         }
@@ -136,7 +145,7 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 2] {
         a: Requant::new((1 << 30) | (rng.next() as i32 & 0xfff_ffff), -1).unwrap_or(Requant::ONE),
         b_zero_point: rng.i8(),
         b: Requant::new((1 << 30) | (rng.next() as i32 & 0xfff_ffff), -1).unwrap_or(Requant::ONE),
-        out: rng.requant(),
+        out: rng.requant(true),
         output: rng.output(),
     };
     let mut shortcut = [[[0i8; CO]; 6]; 6];

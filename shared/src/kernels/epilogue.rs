@@ -2,13 +2,13 @@
 //! requantisation, output zero point and clamp, per output channel.
 //!
 //! The per-channel parameters are worked out once per layer
-//! ([`Epilogue::new`]). On the Cortex-M4 the common store (one pixel, a run
-//! of channels) is an assembly loop of 19 instructions per output: one
+//! ([`Epilogue::new`]). On the Cortex-M4 the store (one pixel, a run of
+//! channels) is an assembly loop of about 16 instructions per output: one
 //! `LDM` of the channel's eight parameter words, the accumulator, the bias,
 //! three instructions for the sign nudge of [`Rescale`], one `SMLAL`, the
-//! high word's shift, the saturating zero point add, the clamp and the
-//! store. Compiled from Rust the same work spills registers and costs about
-//! 28. Elsewhere (the host, the tests, the rare left-shift multiplier) the
+//! high word's shift, the saturating zero point add, `SSAT` for the upper
+//! clamp (127), three for the lower one, and the store. Compiled from Rust
+//! the same work spills registers and costs about 28. Elsewhere (the host, the tests, the rare left-shift multiplier) the
 //! portable loop computes the same bytes.
 
 use super::dsp::TILE;
@@ -70,18 +70,19 @@ impl ChannelOut {
 /// Every output channel's epilogue of a layer, worked out once per call.
 pub(super) struct Epilogue<const CO: usize> {
     qs: [ChannelOut; CO],
-    /// Every channel's multiplier in the high-word form the assembly
-    /// computes ([`Rescale::is_high_word`]; true for every layer of our
-    /// networks).
+    /// The assembly computes these outputs: every multiplier is in
+    /// high-word form ([`Rescale::is_high_word`]) and every clamp ends at
+    /// 127 (a saturation to int8 then does the upper clamp). True for every
+    /// layer of our networks; the portable loop serves the others.
     #[cfg_attr(not(arm_dsp), allow(dead_code))]
-    high_word: bool,
+    assembly: bool,
 }
 
 impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     fn from_channels(qs: [ChannelOut; CO]) -> Self {
-        let high_word = qs.iter().all(|q| q.rescale.is_high_word());
-        Epilogue { qs, high_word }
+        let assembly = qs.iter().all(|q| q.rescale.is_high_word() && q.max == i8::MAX as i32);
+        Epilogue { qs, assembly }
     }
 
     /// A conv layer's outputs.
@@ -136,7 +137,7 @@ impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     pub(super) fn store(&self, dst: &mut [i8], acc: &[[i32; TILE]], p: usize) {
         #[cfg(arm_dsp)]
-        if self.high_word && dst.len() >= CO && acc.len() >= CO && p < TILE {
+        if self.assembly && dst.len() >= CO && acc.len() >= CO && p < TILE {
             // SAFETY: CO accumulators `acc[c][p]`, one row of TILE apart,
             // and CO bytes of `dst`, in bounds by the checks above.
             unsafe { self.run::<{ 4 * TILE }>(dst.as_mut_ptr(), acc.as_ptr().cast::<i32>().wrapping_add(p)) };
@@ -151,7 +152,7 @@ impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     pub(super) fn store_values(&self, dst: &mut [i8], values: &[i32; CO]) {
         #[cfg(arm_dsp)]
-        if self.high_word && dst.len() >= CO {
+        if self.assembly && dst.len() >= CO {
             // SAFETY: CO consecutive values and CO bytes of `dst`.
             unsafe { self.run::<4>(dst.as_mut_ptr(), values.as_ptr()) };
             return;
@@ -167,7 +168,7 @@ impl<const CO: usize> Epilogue<CO> {
     /// # Safety
     ///
     /// `src` must be readable at `STRIDE * c` and `dst` writable at `c` for
-    /// every `c < CO`; every channel must be in high-word form.
+    /// every `c < CO`; `self.assembly` must hold.
     #[cfg(arm_dsp)]
     #[inline(always)]
     unsafe fn run<const STRIDE: usize>(&self, dst: *mut i8, src: *const i32) {
@@ -181,8 +182,10 @@ impl<const CO: usize> Epilogue<CO> {
             core::arch::asm!(
                 "push {{r6, r7, r9}}",
                 "2:",
+                // Two channels per pass when CO is even.
+                ".rept {unroll}",
                 // r0:r1 base, r2 multiplier, r3 high shift, r4 bias,
-                // r5 zero point, r6 min, r7 max.
+                // r5 zero point, r6 min, r7 max (127, not needed).
                 "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
                 "ldr r8, [r10], #{stride}",
                 "add r8, r8, r4",
@@ -193,17 +196,17 @@ impl<const CO: usize> Epilogue<CO> {
                 "smlal r0, r1, r8, r2",
                 "asr r1, r1, r3",
                 "qadd r1, r1, r5",
+                "ssat r1, #8, r1",
                 "cmp r1, r6",
                 "it lt",
                 "movlt r1, r6",
-                "cmp r1, r7",
-                "it gt",
-                "movgt r1, r7",
                 "strb r1, [r11], #1",
+                ".endr",
                 "cmp r12, lr",
                 "bne 2b",
                 "pop {{r6, r7, r9}}",
                 stride = const STRIDE,
+                unroll = const 2 - CO % 2,
                 inout("r12") self.qs.as_ptr() => _,
                 in("lr") self.qs.as_ptr().wrapping_add(CO),
                 inout("r10") src => _,
