@@ -11,7 +11,8 @@ use shared::kernels::dsp::{Step, STEP_WORDS};
 use shared::kernels::tiled::scratch_steps;
 use shared::kernels::{
     add_requant_s8_ref, conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast, conv2d_s8_ref,
-    maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, OutputQuant,
+    linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, LinearS8,
+    OutputQuant,
 };
 use shared::quant::Requant;
 
@@ -161,6 +162,31 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 2] {
     [pooled, fast == slow]
 }
 
+/// `linear_s8` (SMLAD blocks of eight, then a plain tail) against
+/// `linear_s8_ref`.
+#[inline(never)]
+fn linear<const H: usize, const W: usize, const C: usize, const O: usize>(rng: &mut Rng) -> bool {
+    let mut weights = [[[[0i8; C]; W]; H]; O];
+    for w in weights.iter_mut() {
+        rng.fill(w.as_flattened_mut().as_flattened_mut());
+    }
+    let bias: [i32; O] = core::array::from_fn(|_| (rng.next() as i32) >> 14);
+    let requant: [Requant; O] = core::array::from_fn(|_| rng.requant(true));
+    let layer = LinearS8 {
+        weights: &weights,
+        bias: &bias,
+        requant: &requant,
+        input_zero_point: rng.i8(),
+        output: rng.output(),
+    };
+    let mut x = [[[0i8; C]; W]; H];
+    rng.fill(x.as_flattened_mut().as_flattened_mut());
+    let (mut fast, mut slow) = ([0i8; O], [0i8; O]);
+    linear_s8(&layer, &x, &mut fast);
+    linear_s8_ref(&layer, &x, &mut slow);
+    fast == slow
+}
+
 /// Runs the check and logs its outcome (an error if any case differs).
 pub fn log() {
     let (cases, equal) = run();
@@ -191,6 +217,8 @@ fn run() -> (u32, u32) {
         for ok in fused::<5, { scratch_steps(5, 3) }>(&mut rng) {
             count(ok);
         }
+        // 63 values: seven SMLAD blocks of eight and a tail of seven.
+        count(linear::<3, 3, 7, 5>(&mut rng));
     }
     (cases, equal)
 }

@@ -93,7 +93,7 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
     }
     // The firmware's own check of its assembly kernels against the
     // references (firmware/src/kernel_check.rs: 8 cases, 3 rounds).
-    assert_eq!(lines[next], "kernel check: 24 cases, fast kernels equal to the references");
+    assert_eq!(lines[next], "kernel check: 27 cases, fast kernels equal to the references");
     next += 1;
     let stack = lines[next]
         .strip_prefix("stack high-water mark after the self-test: ")

@@ -187,16 +187,60 @@ pub(crate) fn opaque_zero_point(zp: i8) -> i32 {
 }
 
 /// `sum w * (x - zp)` over two equally long slices; the caller guarantees
-/// `w.len() <= MAX_DOT_LEN`, so the i32 sum cannot overflow.
+/// `w.len() <= MAX_DOT_LEN`, so the i32 sum cannot overflow. On the
+/// Cortex-M4 eight values at a time take 18 instructions (two `SMLAD`s per
+/// four), instead of about 5 per value.
 #[inline(always)]
 pub(crate) fn dot_s8(w: &[i8], x: &[i8], zp: i32) -> i32 {
+    #[allow(unused_mut)] // assigned on the Cortex-M4 only
+    let (mut acc, mut done) = (0i32, 0usize);
+    #[cfg(arm_dsp)]
+    {
+        let blocks = w.len().min(x.len()) / 8;
+        if blocks > 0 {
+            let neg_zp = dsp::neg_zero_point_pair(zp as i8);
+            // SAFETY: reads 8 * blocks bytes of `w` and of `x` (LDR may be
+            // unaligned on the M4).
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    ".rept 2",
+                    "ldr {a}, [{w}], #4",
+                    "ldr {b}, [{x}], #4",
+                    // (w0, w2), (w1, w3) and (x0 - zp, x2 - zp), (x1 - zp, x3 - zp).
+                    "sxtb16 {c}, {a}",
+                    "sxtb16 {a}, {a}, ror #8",
+                    "sxtab16 {d}, {z}, {b}",
+                    "sxtab16 {b}, {z}, {b}, ror #8",
+                    "smlad {acc}, {c}, {d}, {acc}",
+                    "smlad {acc}, {a}, {b}, {acc}",
+                    ".endr",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    acc = inout(reg) acc,
+                    w = inout(reg) w.as_ptr() => _,
+                    x = inout(reg) x.as_ptr() => _,
+                    n = inout(reg) blocks => _,
+                    z = in(reg) neg_zp,
+                    a = out(reg) _,
+                    b = out(reg) _,
+                    c = out(reg) _,
+                    d = out(reg) _,
+                    options(readonly, nostack),
+                );
+            }
+            done = 8 * blocks;
+        }
+    }
     // x - zp fits an i16 (-255..=255): written this way LLVM vectorises the
     // loop with widening 16-bit multiply-adds on the host.
     let zp = zp as i16;
-    w.iter()
+    let (w, x) = (w.get(done..).unwrap_or(&[]), x.get(done..).unwrap_or(&[]));
+    acc + w
+        .iter()
         .zip(x)
         .map(|(&w, &x)| w as i16 as i32 * (x as i16 - zp) as i32)
-        .sum()
+        .sum::<i32>()
 }
 
 #[cfg(test)]
