@@ -381,25 +381,24 @@ pub fn conv2d_x2_fast<
         assert!(CA + CB <= WIDE_MAX, "too many fused channels");
     };
     let (out_a, out_b) = (out_a.as_flattened_mut(), out_b.as_flattened_mut());
-    if a.input_zero_point != b.input_zero_point {
-        // Not one input tensor after all: no sharing possible.
-        conv_one::<H, W, CI, K, PAD, CA, HO, WO, TA>(a, input, out_a, A_OFF, scratch);
-        conv_one::<H, W, CI, K, PAD, CB, HO, WO, TB>(b, input, out_b, B_OFF, scratch);
-        return;
-    }
     let (qa, qb) = (Epilogue::new(a), Epilogue::new(b));
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
-        input,
-        a.input_zero_point,
-        CA + CB,
-        |co| if co < CA { &a.weights[co] } else { &b.weights[co - CA] },
-        scratch,
-        |tile, acc| {
-            let (acc_a, acc_b) = acc.split_at(CA.min(acc.len()));
-            store_pixels(out_a, tile, A_OFF, &qa, acc_a);
-            store_pixels(out_b, tile, B_OFF, &qb, acc_b);
-        },
-    );
+    for (lo, hi, zp) in passes([CA, CB], [a.input_zero_point, b.input_zero_point]) {
+        conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
+            input,
+            zp,
+            hi - lo,
+            |co| if lo + co < CA { &a.weights[lo + co] } else { &b.weights[lo + co - CA] },
+            scratch,
+            |tile, acc| {
+                if let Some(acc) = pass_part(acc, (lo, hi), (0, CA)) {
+                    store_pixels(out_a, tile, A_OFF, &qa, acc);
+                }
+                if let Some(acc) = pass_part(acc, (lo, hi), (CA, CB)) {
+                    store_pixels(out_b, tile, B_OFF, &qb, acc);
+                }
+            },
+        );
+    }
 }
 
 /// Three convs on the same input as one wider conv (the Inception module's
@@ -444,39 +443,74 @@ pub fn conv2d_x3_fast<
         );
         assert!(CA + CB + CC <= WIDE_MAX, "too many fused channels");
     };
-    let zp = a.input_zero_point;
     let out_a = out_a.as_flattened_mut();
     let out_b = out_b.as_flattened_mut();
     let out_c = out_c.as_flattened_mut();
-    if b.input_zero_point != zp || c.input_zero_point != zp {
-        conv_one::<H, W, CI, K, PAD, CA, HO, WO, TA>(a, input, out_a, A_OFF, scratch);
-        conv_one::<H, W, CI, K, PAD, CB, HO, WO, TB>(b, input, out_b, B_OFF, scratch);
-        conv_one::<H, W, CI, K, PAD, CC, HO, WO, TC>(c, input, out_c, C_OFF, scratch);
-        return;
-    }
     let (qa, qb, qc) = (Epilogue::new(a), Epilogue::new(b), Epilogue::new(c));
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
-        input,
-        zp,
-        CA + CB + CC,
-        |co| {
-            if co < CA {
-                &a.weights[co]
-            } else if co < CA + CB {
-                &b.weights[co - CA]
-            } else {
-                &c.weights[co - CA - CB]
+    let zps = [a.input_zero_point, b.input_zero_point, c.input_zero_point];
+    for (lo, hi, zp) in passes([CA, CB, CC], zps) {
+        conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
+            input,
+            zp,
+            hi - lo,
+            |co| {
+                let co = lo + co;
+                if co < CA {
+                    &a.weights[co]
+                } else if co < CA + CB {
+                    &b.weights[co - CA]
+                } else {
+                    &c.weights[co - CA - CB]
+                }
+            },
+            scratch,
+            |tile, acc| {
+                if let Some(acc) = pass_part(acc, (lo, hi), (0, CA)) {
+                    store_pixels(out_a, tile, A_OFF, &qa, acc);
+                }
+                if let Some(acc) = pass_part(acc, (lo, hi), (CA, CB)) {
+                    store_pixels(out_b, tile, B_OFF, &qb, acc);
+                }
+                if let Some(acc) = pass_part(acc, (lo, hi), (CA + CB, CC)) {
+                    store_pixels(out_c, tile, C_OFF, &qc, acc);
+                }
+            },
+        );
+    }
+}
+
+/// The passes of a fused conv over `N` convs of `sizes` output channels:
+/// runs of consecutive convs that share an input zero point, as channel
+/// ranges `(lo, hi)` with their zero point. The networks' fused convs read
+/// one tensor, so they take one pass; convs with different zero points are
+/// computed apart but by the same code (a separate instantiation per conv
+/// would cost flash for a case that does not occur).
+fn passes<const N: usize>(sizes: [usize; N], zps: [i8; N]) -> impl Iterator<Item = (usize, usize, i8)> {
+    let mut lo = 0;
+    let mut k = 0;
+    core::iter::from_fn(move || {
+        let zp = *zps.get(k)?;
+        let start = lo;
+        while let (Some(&n), Some(&z)) = (sizes.get(k), zps.get(k)) {
+            if z != zp {
+                break;
             }
-        },
-        scratch,
-        |tile, acc| {
-            let (acc_a, rest) = acc.split_at(CA.min(acc.len()));
-            let (acc_b, acc_c) = rest.split_at(CB.min(rest.len()));
-            store_pixels(out_a, tile, A_OFF, &qa, acc_a);
-            store_pixels(out_b, tile, B_OFF, &qb, acc_b);
-            store_pixels(out_c, tile, C_OFF, &qc, acc_c);
-        },
-    );
+            lo += n;
+            k += 1;
+        }
+        Some((start, lo, zp))
+    })
+}
+
+/// The accumulators of the conv with channels `from..from + n` of the
+/// fused conv, if the pass `lo..hi` (whose accumulators `acc` are) computed
+/// them.
+#[inline(always)]
+fn pass_part(acc: &[[i32; TILE]], (lo, hi): (usize, usize), (from, n): (usize, usize)) -> Option<&[[i32; TILE]]> {
+    if from < lo || from + n > hi {
+        return None;
+    }
+    acc.get(from - lo..from + n - lo)
 }
 
 /// Most output channels a fused wide conv may have (the accumulators of a
