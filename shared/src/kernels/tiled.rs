@@ -45,22 +45,53 @@ pub const fn scratch_steps(ci: usize, k: usize) -> usize {
     segment_len(ci, k).div_ceil(4)
 }
 
-/// Output pixel `i` in visiting order: row-major, or (`POOL`) window by
-/// window of the 2x2 pool, each window row-major.
-#[inline(always)]
-const fn pixel_at<const WO: usize, const POOL: bool>(i: usize) -> (usize, usize) {
-    if POOL {
-        let (w, j) = (i / 4, i % 4);
-        let half = WO / 2;
-        (2 * (w / half) + j / 2, 2 * (w % half) + j % 2)
-    } else {
-        (i / WO, i % WO)
+/// The output pixels `(oy, ox)` in visiting order: row-major, or (`POOL`)
+/// window by window of the 2x2 pool, each window row-major. Stepped one
+/// pixel at a time (no division per pixel).
+struct VisitOrder<const WO: usize, const POOL: bool> {
+    /// The current pixel; in pool order, the top left of its window.
+    y: usize,
+    x: usize,
+    /// Position inside the pool window (0..4; 0 in raster order).
+    j: usize,
+}
+
+impl<const WO: usize, const POOL: bool> VisitOrder<WO, POOL> {
+    const fn new() -> Self {
+        VisitOrder { y: 0, x: 0, j: 0 }
+    }
+
+    /// The next pixel (past the last one it keeps counting rows; the tiles
+    /// ask for exactly `HO * WO`).
+    #[inline(always)]
+    fn next_pixel(&mut self) -> (usize, usize) {
+        if POOL {
+            let at = (self.y + self.j / 2, self.x + self.j % 2);
+            self.j += 1;
+            if self.j == 4 {
+                self.j = 0;
+                self.x += 2;
+                if self.x == WO {
+                    self.x = 0;
+                    self.y += 2;
+                }
+            }
+            at
+        } else {
+            let at = (self.y, self.x);
+            self.x += 1;
+            if self.x == WO {
+                self.x = 0;
+                self.y += 1;
+            }
+            at
+        }
     }
 }
 
 /// The output pixels of one tile.
 struct Tile {
-    /// Visiting index of the first pixel (see [`pixel_at`]).
+    /// Visiting index of the first pixel (see [`VisitOrder`]).
     first: usize,
     /// Pixels in this tile (`TILE`, fewer in the last).
     n: usize,
@@ -246,10 +277,11 @@ fn conv_tiles<
         pixels: [(0, 0); TILE],
         at: [0; TILE],
     };
+    let mut order = VisitOrder::<WO, POOL>::new();
     while tile.first < n_pixels {
         tile.n = TILE.min(n_pixels - tile.first);
         for p in 0..tile.n {
-            let (oy, ox) = pixel_at::<WO, POOL>(tile.first + p);
+            let (oy, ox) = order.next_pixel();
             tile.pixels[p] = (oy, ox);
             tile.at[p] = oy * WO + ox;
         }
