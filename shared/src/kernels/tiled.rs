@@ -385,7 +385,8 @@ fn conv_one<
 
 /// Two convs on the same input (same zero point), as one conv with
 /// `CA + CB` output channels: `a` into `out_a` at channel `A_OFF`, `b` into
-/// `out_b` at `B_OFF`. Same bytes as two [`conv2d_fast`] calls.
+/// `out_b` at `B_OFF`. Same bytes as two [`conv2d_fast`] calls. Runs as
+/// [`conv2d_x3_fast`] with a third conv of no channels.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn conv2d_x2_fast<
     const H: usize,
@@ -412,25 +413,21 @@ pub fn conv2d_x2_fast<
         assert!(A_OFF + CA <= TA && B_OFF + CB <= TB, "channel slice outside the output");
         assert!(CA + CB <= WIDE_MAX, "too many fused channels");
     };
-    let (out_a, out_b) = (out_a.as_flattened_mut(), out_b.as_flattened_mut());
-    let (qa, qb) = (Epilogue::new(a), Epilogue::new(b));
-    for (lo, hi, zp) in passes([CA, CB], [a.input_zero_point, b.input_zero_point]) {
-        conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
-            input,
-            zp,
-            hi - lo,
-            |co| if lo + co < CA { &a.weights[lo + co] } else { &b.weights[lo + co - CA] },
-            scratch,
-            |tile, acc| {
-                if let Some(acc) = pass_part(acc, (lo, hi), (0, CA)) {
-                    store_pixels(out_a, tile, A_OFF, &qa, acc);
-                }
-                if let Some(acc) = pass_part(acc, (lo, hi), (CA, CB)) {
-                    store_pixels(out_b, tile, B_OFF, &qb, acc);
-                }
-            },
-        );
-    }
+    // Three convs, the third without channels (in b's pass).
+    let none = Conv2dS8::<CI, K, PAD, 0> {
+        weights: &[],
+        bias: &[],
+        requant: &[],
+        input_zero_point: b.input_zero_point,
+        output: b.output,
+    };
+    conv2d_x3_fast(
+        (a, b, &none),
+        input,
+        (out_a, out_b, &mut [[[0i8; 0]; WO]; HO]),
+        (ChannelOffset::<A_OFF>, ChannelOffset::<B_OFF>, ChannelOffset::<0>),
+        scratch,
+    );
 }
 
 /// Three convs on the same input as one wider conv (the Inception module's
