@@ -67,6 +67,9 @@ pub fn build(build: Build) -> Result<PathBuf> {
     }
     let out = target_dir.join(TARGET).join("release");
     let elf = out.join(format!("firmware-{features}"));
-    std::fs::copy(out.join("firmware"), &elf).map_err(|source| Error::Io { path: elf.clone(), source })?;
+    // Atomically: a QEMU started meanwhile (another test, `host profile`)
+    // must find the old ELF or the new one, never a half-copied file.
+    let built = out.join("firmware");
+    crate::atomic::write_atomic_with(&elf, |w| std::io::copy(&mut std::fs::File::open(&built)?, w).map(drop))?;
     Ok(elf)
 }

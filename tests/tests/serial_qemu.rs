@@ -27,14 +27,14 @@ fn resnet_agrees_with_the_host_on_1000_test_images() {
 }
 
 #[test]
-#[ignore = "all 10,000 test images: about 25 minutes under QEMU"]
+#[ignore = "all 10,000 test images: about 11 minutes under QEMU"]
 fn inception_agrees_with_the_host_on_all_10000_test_images() {
     let mut session = start(qemu_elf());
     agree_on_test_images(&mut session, NetId::Inception, test_set().len());
 }
 
 #[test]
-#[ignore = "all 10,000 test images: about 15 minutes under QEMU"]
+#[ignore = "all 10,000 test images: about 8 minutes under QEMU"]
 fn resnet_agrees_with_the_host_on_all_10000_test_images() {
     let mut session = start(qemu_elf());
     agree_on_test_images(&mut session, NetId::ResNet, test_set().len());
