@@ -185,20 +185,25 @@ impl Rescale {
             // shift >= 0: saturating left shift, then the doubling high
             // multiply, whose two nudges meet for `m >= 0`: `(x*m + 2^30)
             // >> 31` (floor) is the truncating division in both signs.
-            let wide = (x as i64) << (-1 - self.high_shift);
-            let x = if wide > i32::MAX as i64 {
-                i32::MAX
-            } else if wide < i32::MIN as i64 {
-                i32::MIN
-            } else {
-                wide as i32
-            };
+            let x = saturate_i32((x as i64) << (-1 - self.high_shift));
             return ((x as i64 * self.multiplier as i64 + (1 << 30)) >> 31) as i32;
         }
         let negative = ((x >> 31) as i64) << 31; // -2^31 if x < 0
         let v = x as i64 * self.multiplier as i64 + self.base + negative;
         // The total shift 31 + e is at least 32: one shift of the high word.
         ((v >> 32) as i32) >> self.high_shift
+    }
+}
+
+/// `v` saturated to the i32 range (`Ord::clamp` is not `const`).
+#[inline(always)]
+const fn saturate_i32(v: i64) -> i32 {
+    if v > i32::MAX as i64 {
+        i32::MAX
+    } else if v < i32::MIN as i64 {
+        i32::MIN
+    } else {
+        v as i32
     }
 }
 
@@ -212,14 +217,7 @@ pub const fn requantize_ref(acc: i32, m: Requant) -> i32 {
     } else {
         (0, -m.shift)
     };
-    let shifted = (acc as i64) << left;
-    let shifted = if shifted > i32::MAX as i64 {
-        i32::MAX
-    } else if shifted < i32::MIN as i64 {
-        i32::MIN
-    } else {
-        shifted as i32
-    };
+    let shifted = saturate_i32((acc as i64) << left);
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(shifted, m.multiplier),
         right,

@@ -206,7 +206,6 @@ mod tests {
         ((r / 4) * STEP_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
     }
 
-
     // Independent of the packing: the plain sums over r.
     #[test]
     fn portable_dot_is_the_plain_sum_over_the_reduction() {

@@ -8,8 +8,9 @@
 //! three instructions for the sign nudge of [`Rescale`], one `SMLAL`, the
 //! high word's shift, the saturating zero point add, `SSAT` for the upper
 //! clamp (127), three for the lower one, and the store. Compiled from Rust
-//! the same work spills registers and costs about 28. Elsewhere (the host, the tests, the rare left-shift multiplier) the
-//! portable loop computes the same bytes.
+//! the same work spills registers and costs about 28. Elsewhere (the host,
+//! the tests, a left-shift multiplier, a clamp below 127) the portable loop
+//! computes the same bytes.
 
 use super::dsp::TILE;
 use super::{ActRange, Conv2dS8, OutputQuant};
@@ -93,19 +94,20 @@ impl<const CO: usize> Epilogue<CO> {
         Self::from_channels(core::array::from_fn(|co| ChannelOut::new(layer, co)))
     }
 
-    /// The same outputs from accumulators that already hold the bias (a
-    /// pooled maximum of [`ChannelOut::biased`] values), clamped again by
+    /// A conv layer's outputs from accumulators that already hold the bias
+    /// (a pooled maximum of [`ChannelOut::biased`] values), clamped again by
     /// `range`.
     #[inline(always)]
-    pub(super) fn biased_then(&self, range: ActRange) -> Self {
-        Self::from_channels(self.qs.map(|q| {
-            let clamp = ActRange::new(q.min as i8, q.max as i8).unwrap_or(ActRange::FULL).then(range);
-            ChannelOut {
-                bias: 0,
-                min: clamp.min() as i32,
-                max: clamp.max() as i32,
-                ..q
-            }
+    pub(super) fn pooled<const CI: usize, const K: usize, const PAD: usize>(
+        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+        range: ActRange,
+    ) -> Self {
+        let clamp = layer.output.range.then(range);
+        Self::from_channels(core::array::from_fn(|co| ChannelOut {
+            bias: 0,
+            min: clamp.min() as i32,
+            max: clamp.max() as i32,
+            ..ChannelOut::new(layer, co)
         }))
     }
 

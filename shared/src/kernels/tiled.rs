@@ -350,29 +350,7 @@ pub fn conv2d_fast<
     scratch: &mut [Step],
 ) {
     const { assert!(C_OFF + CO <= CT, "channel slice outside the output") };
-    conv_one::<H, W, CI, K, PAD, CO, HO, WO, CT>(layer, input, out.as_flattened_mut(), C_OFF, scratch);
-}
-
-/// One conv into a pixel-major HWC output with `CT` channels, at channel
-/// `c_off`.
-#[allow(clippy::too_many_arguments)]
-fn conv_one<
-    const H: usize,
-    const W: usize,
-    const CI: usize,
-    const K: usize,
-    const PAD: usize,
-    const CO: usize,
-    const HO: usize,
-    const WO: usize,
-    const CT: usize,
->(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
-    input: &[[[i8; CI]; W]; H],
-    out: &mut [[i8; CT]],
-    c_off: usize,
-    scratch: &mut [Step],
-) {
+    let out = out.as_flattened_mut();
     let e = Epilogue::new(layer);
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
         input,
@@ -380,7 +358,7 @@ fn conv_one<
         CO,
         |co| &layer.weights[co],
         scratch,
-        |tile, acc| store_pixels(out, tile, c_off, &e, acc),
+        |tile, acc| store_pixels(out, tile, C_OFF, &e, acc),
     );
 }
 
@@ -575,7 +553,7 @@ pub fn conv2d_pool_fast<
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
     let out = out.as_flattened_mut();
     let e = Epilogue::new(layer);
-    let pooled = e.biased_then(range);
+    let pooled = Epilogue::pooled(layer, range);
     let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
         input,
