@@ -10,7 +10,8 @@
 use shared::kernels::dsp::{Step, STEP_WORDS};
 use shared::kernels::tiled::scratch_steps;
 use shared::kernels::{
-    add_requant_s8_ref, conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast, conv2d_s8_ref,
+    add_requant_s8, add_requant_s8_ref, conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast,
+    conv2d_s8_ref,
     linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, LinearS8,
     OutputQuant,
 };
@@ -120,10 +121,11 @@ fn conv<
     fast == slow
 }
 
-/// `conv2d_pool_fast` and `conv2d_add_pool_fast` against the references
-/// composed, on a 6x6 map with 3x3 kernels (CI input channels).
+/// `conv2d_pool_fast`, `conv2d_add_pool_fast` and `add_requant_s8` against
+/// the references composed, on a 6x6 map with 3x3 kernels (CI input
+/// channels).
 #[inline(never)]
-fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 2] {
+fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 3] {
     const CO: usize = 3;
     let layer = Layer::<CI, 3, CO>::random(rng);
     let k = layer.kernel::<1>();
@@ -159,7 +161,12 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 2] {
     fast[2][2][2] = fast[2][2][2].wrapping_add(1);
     let mut lut = [[0i32; 256]; 2];
     conv2d_add_pool_fast((&k, &add), range, &x, &shortcut, &mut fast, (&mut scratch, &mut lut));
-    [pooled, fast == slow]
+    let add_pooled = fast == slow;
+
+    let mut fast = sum;
+    fast[1][1][1] = fast[1][1][1].wrapping_add(1);
+    add_requant_s8(&add, &full, &shortcut, &mut fast, &mut lut);
+    [pooled, add_pooled, fast == sum]
 }
 
 /// `linear_s8` (SMLAD blocks of eight, then a plain tail) against

@@ -22,12 +22,12 @@ use shared::arch;
 use shared::nets::{Arena, ARENA_BYTES};
 use static_cell::{ConstStaticCell, StaticCell};
 
-/// The activations of one inference, for either network (17.5 KB: a
-/// static, not on the stack).
+/// The activations of one inference, for any network (the largest plan's
+/// arena, which `host size` reports: a static, not on the stack).
 static ARENA: ConstStaticCell<Arena<ARENA_BYTES>> = ConstStaticCell::new(Arena::new());
 
-/// The decoded networks (about 5 KB of per-channel arrays; the weights stay
-/// in flash).
+/// The decoded networks (their per-channel arrays; the weights stay in
+/// flash).
 static MODELS: StaticCell<Models> = StaticCell::new();
 
 #[entry]
@@ -41,7 +41,10 @@ fn main() -> ! {
         arch::IMAGE_SIDE,
         arch::CLASSES
     );
-    let models: &'static Models = MODELS.init_with(Models::load);
+    // Written in place: no decoded model is copied through the stack.
+    let models: &'static mut Models = MODELS.uninit().write(Models::none());
+    models.load();
+    let models: &'static Models = models;
     let arena = ARENA.take();
     selftest::run(models, arena, &board.counter);
     // The test build checks its assembly kernels; the board build leaves

@@ -1,55 +1,47 @@
-//! The two model files, embedded in flash and decoded there at boot: the
+//! The model files, embedded in flash and decoded there at boot: the
 //! weights stay in flash, only the per-channel arrays are copied to RAM. A
 //! file that does not decode (bad CRC, wrong architecture, ...) is logged
-//! and refused; the other network is still served.
+//! and refused; the other networks are still served.
 
 use shared::arch::{CLASSES, IMAGE_PIXELS};
-use shared::model::{InceptionModel, NetId, ResNetModel};
-use shared::nets::{inception, resnet, Arena, Probe, ARENA_BYTES};
+use shared::nets::{forward, Arena, Model, Probe, ARENA_BYTES};
 use shared::protocol::{ErrorCode, ModelStatus};
+use shared::NetId;
 
-/// The model files the host exported (`artifacts/`, see the README).
-static INCEPTION_FILE: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../artifacts/inception.postcard"
-));
-static RESNET_FILE: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../artifacts/resnet.postcard"
-));
+/// The model files the host exported (`artifacts/`, see the README), one
+/// per network, in [`NetId`] order.
+static FILES: [&[u8]; NetId::COUNT] = [
+    include_bytes!("../../artifacts/inception.postcard"),
+    include_bytes!("../../artifacts/resnet.postcard"),
+    include_bytes!("../../artifacts/resnet-identity.postcard"),
+];
 
-/// The decoded networks; `None` for a refused file.
-pub struct Models {
-    inception: Option<InceptionModel<'static>>,
-    resnet: Option<ResNetModel<'static>>,
-}
+/// The decoded networks, in [`NetId`] order; `None` for a refused file.
+pub struct Models([Option<Model<'static>>; NetId::COUNT]);
 
 impl Models {
-    /// Decode both files, logging each outcome.
-    pub fn load() -> Models {
-        Models {
-            inception: logged(
-                NetId::Inception,
-                INCEPTION_FILE,
-                InceptionModel::decode(INCEPTION_FILE),
-            ),
-            resnet: logged(NetId::ResNet, RESNET_FILE, ResNetModel::decode(RESNET_FILE)),
+    /// No network served.
+    pub const fn none() -> Models {
+        Models([None; NetId::COUNT])
+    }
+
+    /// Decode every file into its slot, logging each outcome (one network
+    /// at a time, so that only one decoded model is on the stack).
+    pub fn load(&mut self) {
+        for net in NetId::ALL {
+            self.0[net as usize] = logged(net, FILES[net as usize]);
         }
     }
 
     /// Whether `net` is served.
     pub fn status(&self, net: NetId) -> ModelStatus {
-        let (loaded, file) = match net {
-            NetId::Inception => (self.inception.is_some(), INCEPTION_FILE),
-            NetId::ResNet => (self.resnet.is_some(), RESNET_FILE),
-        };
-        if loaded {
-            ModelStatus::Loaded {
+        let file = FILES[net as usize];
+        match self.0[net as usize] {
+            Some(_) => ModelStatus::Loaded {
                 bytes: file.len() as u32,
                 crc: crc_trailer(file),
-            }
-        } else {
-            ModelStatus::Refused
+            },
+            None => ModelStatus::Refused,
         }
     }
 
@@ -62,21 +54,25 @@ impl Models {
         arena: &mut Arena<ARENA_BYTES>,
         probe: &mut impl Probe,
     ) -> Result<[i8; CLASSES], ErrorCode> {
-        match net {
-            NetId::Inception => self
-                .inception
-                .as_ref()
-                .map(|m| inception::forward(m, pixels, arena, probe)),
-            NetId::ResNet => self
-                .resnet
-                .as_ref()
-                .map(|m| resnet::forward(m, pixels, arena, probe)),
-        }
-        .ok_or(ErrorCode::ModelUnavailable)
+        let model = self.0[net as usize].as_ref();
+        model
+            .map(|m| forward(m, pixels, arena, probe))
+            .ok_or(ErrorCode::ModelUnavailable)
     }
 }
 
-fn logged<M>(net: NetId, file: &[u8], decoded: Result<M, shared::Error>) -> Option<M> {
+/// `file` decoded as `net`'s model, or `None` (logged) if it is refused.
+fn logged(net: NetId, file: &'static [u8]) -> Option<Model<'static>> {
+    let decoded = Model::decode(file).and_then(|m| {
+        if m.net() == net {
+            Ok(m)
+        } else {
+            Err(shared::Error::WrongNetwork {
+                expected: net,
+                found: m.net(),
+            })
+        }
+    });
     match decoded {
         Ok(model) => {
             defmt::info!(

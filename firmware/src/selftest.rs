@@ -6,7 +6,7 @@ use crate::cost::CostCounter;
 use crate::models::Models;
 use crate::selftest_digits::DIGITS;
 use shared::arch::IMAGE_PIXELS;
-use shared::model::NetId;
+use shared::NetId;
 use shared::nets::{Arena, Prediction, ARENA_BYTES};
 
 /// One embedded test image.

@@ -7,7 +7,7 @@ use crate::models::Models;
 use crate::stack;
 use embedded_io::{Read, Write};
 use shared::arch::IMAGE_PIXELS;
-use shared::model::NetId;
+use shared::NetId;
 use shared::nets::{Arena, Prediction, ARENA_BYTES};
 use shared::protocol::{
     decode, encode, Classification, Deframer, ErrorCode, Info, Profile, Request, Response,

@@ -49,7 +49,7 @@ pub fn measure<M: Net, const B: usize>(train: &Split, warmup: usize, steps: usiz
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     Measurement {
-        net: M::NAME,
+        net: M::ID.name(),
         batch: B,
         threads: rayon::current_num_threads(),
         ms_per_batch_median: median,

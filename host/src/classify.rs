@@ -4,7 +4,7 @@
 use crate::data::Split;
 use crate::error::Result;
 use crate::serial::Client;
-use shared::model::NetId;
+use shared::NetId;
 use shared::nets::Prediction;
 use shared::protocol::{Classification, CostUnit};
 use std::fmt;

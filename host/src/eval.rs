@@ -6,16 +6,14 @@ use crate::checkpoint::Checkpoint;
 use crate::data::Split;
 use crate::error::Result;
 use crate::export::net_id;
-use crate::nets::{load_checkpoint, InceptionNet, Net, ResNet};
+use crate::nets::{load_checkpoint, Net};
 use dfdx::nn::BuildModule;
-use serde::Serialize;
-use shared::NetId;
-use std::time::Instant;
 use dfdx::prelude::*;
 use rayon::prelude::*;
+use serde::Serialize;
 use shared::arch::{normalize_pixel, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
-use shared::model::Model;
-use shared::nets::{Arena, Prediction, ARENA_BYTES};
+use shared::nets::{Arena, Model, Prediction, ARENA_BYTES};
+use std::time::Instant;
 
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 250;
@@ -79,10 +77,7 @@ pub fn float_logits(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Ve
     }
     let count = count.min(split.len());
     let pixels: Vec<f32> = split.images[..count * IMAGE_PIXELS].iter().map(|&p| normalize_pixel(p)).collect();
-    match net_id(&ckpt.net)? {
-        NetId::Inception => run::<InceptionNet>(ckpt, &pixels),
-        NetId::ResNet => run::<ResNet>(ckpt, &pixels),
-    }
+    crate::with_net!(net_id(&ckpt.net)?, M => run::<M>(ckpt, &pixels))
 }
 
 /// The trained f32 network's predicted class for each of the first `count`

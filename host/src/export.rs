@@ -21,81 +21,45 @@ use crate::checkpoint::Checkpoint;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
-use shared::arch::{CLASSES, IMAGE_PIXELS};
+use shared::graph::{NodeId, Source};
 use shared::kernels::{AddS8, OutputQuant};
-use shared::model::{layers, Activation, InputSpec, LayerKind, ModelSpec, NetId};
-use shared::nets::float::{normalize, InceptionF32, ResNetF32};
+use shared::model::{layers, Activation, InputSpec, LayerKind, ModelSpec};
+use shared::nets::float::FloatNet;
 use shared::quant::quantize_multiplier;
-use std::collections::HashMap;
+use shared::NetId;
 
 /// Training images calibrated on by default: every 30th of the 60,000, so
 /// all classes and writers are represented.
 pub const CALIBRATION_IMAGES: usize = 2000;
 
-/// A trained network in f32, run by `shared`'s float forward pass (the
-/// calibration engine, and the reference the int8 network is held to).
-pub enum FloatNet {
-    /// InceptionNet.
-    Inception(Box<InceptionF32>),
-    /// The ResNet.
-    ResNet(Box<ResNetF32>),
-}
-
 /// The network a checkpoint's `net` tag names.
 pub fn net_id(name: &str) -> Result<NetId> {
-    NetId::ALL.into_iter().find(|n| n.name() == name).ok_or_else(|| Error::WrongNet {
+    NetId::from_name(name).ok_or_else(|| Error::WrongNet {
         expected: NetId::ALL.map(NetId::name).join(" or "),
         found: name.to_owned(),
     })
 }
 
-impl FloatNet {
-    /// The network a checkpoint holds, with its tensors copied in.
-    pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<FloatNet> {
-        let get = |key: &str| ckpt.get(key).map(|t| t.data.clone());
-        let mismatch = |e: shared::Error| Error::TensorMismatch { net: ckpt.net.clone(), problem: e.to_string() };
-        Ok(match net_id(&ckpt.net)? {
-            NetId::Inception => FloatNet::Inception(Box::new(InceptionF32::from_tensors(get).map_err(mismatch)?)),
-            NetId::ResNet => FloatNet::ResNet(Box::new(ResNetF32::from_tensors(get).map_err(mismatch)?)),
-        })
-    }
-
-    /// Which network this is.
-    pub fn net(&self) -> NetId {
-        match self {
-            FloatNet::Inception(_) => NetId::Inception,
-            FloatNet::ResNet(_) => NetId::ResNet,
-        }
-    }
-
-    /// Logits for raw pixels, handing every intermediate tensor to `observe`
-    /// (names as in `shared::nets::float`).
-    pub fn forward_observed(
-        &self,
-        pixels: &[u8; IMAGE_PIXELS],
-        observe: &mut dyn FnMut(&'static str, &[f32]),
-    ) -> [f32; CLASSES] {
-        let x = normalize(pixels);
-        match self {
-            FloatNet::Inception(n) => n.forward_observed(&x, observe),
-            FloatNet::ResNet(n) => n.forward_observed(&x, observe),
-        }
-    }
-
-    /// Logits for raw pixels.
-    pub fn logits(&self, pixels: &[u8; IMAGE_PIXELS]) -> [f32; CLASSES] {
-        self.forward_observed(pixels, &mut |_, _| {})
-    }
+/// The network a checkpoint holds in f32, run by `shared`'s interpreter of
+/// its graph (the calibration engine, and the reference the int8 network is
+/// held to), with the checkpoint's tensors copied in.
+pub fn float_net(ckpt: &Checkpoint) -> Result<FloatNet> {
+    let get = |key: &str| ckpt.get(key).map(|t| t.data.clone());
+    FloatNet::from_tensors(net_id(&ckpt.net)?, get)
+        .map_err(|e| Error::TensorMismatch { net: ckpt.net.clone(), problem: e.to_string() })
 }
 
-/// The observed value range of every named intermediate tensor.
+/// The observed value range of every node's output.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Ranges(HashMap<&'static str, (f32, f32)>);
+pub struct Ranges(Vec<Option<(f32, f32)>>);
 
 impl Ranges {
-    /// Widen `name`'s range to cover `values`.
-    pub fn observe(&mut self, name: &'static str, values: &[f32]) {
-        let r = self.0.entry(name).or_insert((f32::INFINITY, f32::NEG_INFINITY));
+    /// Widen `node`'s range to cover `values`.
+    pub fn observe(&mut self, node: NodeId, values: &[f32]) {
+        if self.0.len() <= node.index() {
+            self.0.resize(node.index() + 1, None);
+        }
+        let r = self.0[node.index()].get_or_insert((f32::INFINITY, f32::NEG_INFINITY));
         for &v in values {
             r.0 = r.0.min(v);
             r.1 = r.1.max(v);
@@ -104,27 +68,30 @@ impl Ranges {
 
     /// The union of two sets of ranges.
     pub fn merge(mut self, other: Ranges) -> Ranges {
-        for (name, (lo, hi)) in other.0 {
-            self.observe(name, &[lo, hi]);
+        for (i, r) in other.0.into_iter().enumerate() {
+            if let Some((lo, hi)) = r {
+                self.observe(NodeId(i as u8), &[lo, hi]);
+            }
         }
         self
     }
 
-    /// `name`'s range, if it was observed.
-    pub fn get(&self, name: &str) -> Option<(f32, f32)> {
-        self.0.get(name).copied()
+    /// `node`'s range, if it was observed.
+    pub fn get(&self, node: NodeId) -> Option<(f32, f32)> {
+        self.0.get(node.index()).copied().flatten()
     }
 }
 
-/// The ranges of every intermediate tensor over `count` images of `split`
-/// spread evenly over it (all of them if it has fewer).
+/// The ranges of every node's output over `count` images of `split` spread
+/// evenly over it (all of them if it has fewer).
 pub fn calibrate(net: &FloatNet, split: &Split, count: usize) -> Ranges {
     let n = split.len();
     let count = count.clamp(1, n.max(1)).min(n);
     (0..count)
         .into_par_iter()
         .fold(Ranges::default, |mut ranges, i| {
-            net.forward_observed(split.image(i * n / count), &mut |name, t| ranges.observe(name, t));
+            let x = shared::nets::float::normalize(split.image(i * n / count));
+            net.forward_observed(&x, &mut |node, t| ranges.observe(node, t));
             ranges
         })
         .reduce(Ranges::default, Ranges::merge)
@@ -140,91 +107,49 @@ pub fn activation_quant(lo: f32, hi: f32) -> (f32, i8) {
     (scale as f32, zero_point as i8)
 }
 
-/// How one layer is wired, for quantisation: the calibrated tensor whose
-/// range is its output's, and the layer whose output is its input (`None`:
-/// the image). Pools keep their input's quantisation, so a layer after a
-/// pool reads its quantisation from the layer before the pool.
-struct Wiring {
-    output_tensor: String,
-    input_layer: Option<String>,
-}
-
-fn wiring(net: NetId, name: &str) -> Wiring {
-    let (prefix, part) = name.split_once('.').unwrap_or((name, ""));
-    let (output_tensor, input_layer) = match net {
-        NetId::Inception => {
-            // Every branch's last conv writes its slice of the concat.
-            let out = match part {
-                "b1" | "b5_2" | "b3_3" | "bp" => prefix.to_owned(),
-                _ => name.to_owned(),
-            };
-            let input = match (prefix, part) {
-                ("conv1", _) => None,
-                ("conv2", _) => Some("incep1.b1".to_owned()),
-                ("fc", _) => Some("incep2.b1".to_owned()),
-                (p, "b5_2") => Some(format!("{p}.b5_1")),
-                (p, "b3_2") => Some(format!("{p}.b3_1")),
-                (p, "b3_3") => Some(format!("{p}.b3_2")),
-                ("incep1", _) => Some("conv1".to_owned()),
-                (_, _) => Some("conv2".to_owned()),
-            };
-            (out, input)
-        }
-        NetId::ResNet => {
-            let input = match (prefix, part) {
-                ("r1", "conv1" | "conv") => None,
-                ("r2", "conv1" | "conv") => Some("r1.add".to_owned()),
-                (p, "conv2") => Some(format!("{p}.conv1")),
-                ("fc", _) => Some("r2.add".to_owned()),
-                // Adds read their block's conv2 and conv (see `quantize`).
-                _ => None,
-            };
-            (name.to_owned(), input)
-        }
-    };
-    Wiring { output_tensor, input_layer }
-}
-
-/// Quantise the network in `ckpt` with the calibrated `ranges`.
+/// Quantise the network in `ckpt` with the calibrated `ranges`, wired by
+/// its graph: a layer's output range is its own output's (a concat's part:
+/// the concat's, so the parts share it), its input scale that of the
+/// tensor the graph wires to it ([`shared::model::LayerSpec::input`]), an
+/// add's operands those of its two inputs.
 pub fn quantize(ckpt: &Checkpoint, ranges: &Ranges) -> Result<ModelSpec> {
     let net = net_id(&ckpt.net)?;
+    let g = net.graph();
     let bad = |problem: String| Error::Quantize { net: net.name(), problem };
     let mut spec = ModelSpec::template(net);
     spec.input = InputSpec::full_range();
-    for i in 0..spec.layers.len() {
-        let table = &layers(net)[i];
-        let w = wiring(net, table.name);
+    for (i, table) in layers(net).iter().enumerate() {
+        let name = table.name.as_str();
+        let tensor = g.concat_of(table.node).unwrap_or(table.node);
         let (lo, hi) = ranges
-            .get(&w.output_tensor)
-            .ok_or_else(|| bad(format!("no calibrated range for `{}`", w.output_tensor)))?;
+            .get(tensor)
+            .ok_or_else(|| bad(format!("no calibrated range for `{}`", g.node(tensor).name)))?;
         let relu = matches!(table.activation, Activation::Relu | Activation::ReluAfterPool);
         // A fused ReLU spends all 256 codes on 0..=hi.
         let (out_scale, out_zp) = activation_quant(if relu { 0.0 } else { lo }, hi);
         let output = if relu { OutputQuant::relu(out_zp) } else { OutputQuant::linear(out_zp) };
-        let in_scale = match &w.input_layer {
-            None => spec.input.scale,
-            Some(l) => spec.layer(l).map(|l| l.output_scale).ok_or_else(|| bad(format!("layer `{l}` missing")))?,
-        };
-        let scale_of = |name: String| spec.layer(&name).map(|l| (f64::from(l.output_scale), l.output.zero_point));
-        let add = match table.kind {
-            LayerKind::Add => {
-                let block = table.name.split('.').next().unwrap_or_default();
-                let (a, b) = (scale_of(format!("{block}.conv2")), scale_of(format!("{block}.conv")));
-                let (a, b) = a.zip(b).ok_or_else(|| bad(format!("`{}`: its inputs are missing", table.name)))?;
-                Some(
-                    AddS8::from_scales(a, b, f64::from(out_scale), output)
-                        .ok_or_else(|| bad(format!("`{}`: scales out of range", table.name)))?,
-                )
+        // Layers come in graph order, so every source is quantised already.
+        let quant = |source: Source| match source {
+            Source::Image => (f64::from(spec.input.scale), spec.input.zero_point),
+            Source::Layer(j) => {
+                let l = &spec.layers[usize::from(j)];
+                (f64::from(l.output_scale), l.output.zero_point)
             }
+        };
+        let add = match table.kind {
+            LayerKind::Add => Some(
+                AddS8::from_scales(quant(table.input), quant(table.input_b), f64::from(out_scale), output)
+                    .ok_or_else(|| bad(format!("`{name}`: scales out of range")))?,
+            ),
             LayerKind::Conv | LayerKind::Linear => None,
         };
+        let in_scale = quant(table.input).0;
         let layer = &mut spec.layers[i];
         layer.output = output;
         layer.output_scale = out_scale;
         match add {
             Some(add) => layer.requant = vec![add.a, add.b, add.out],
-            None => quantize_weights(ckpt, table.name, table.dims, f64::from(in_scale), f64::from(out_scale), layer)
-                .map_err(bad)?,
+            None => quantize_weights(ckpt, name, table.dims, in_scale, f64::from(out_scale), layer).map_err(bad)?,
         }
     }
     Ok(spec)
@@ -278,7 +203,7 @@ fn quantize_weights(
 /// Calibrate on `count` images of `train` and quantise: the model file's
 /// bytes.
 pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>> {
-    let net = FloatNet::from_checkpoint(ckpt)?;
+    let net = float_net(ckpt)?;
     let ranges = calibrate(&net, train, count);
     let spec = quantize(ckpt, &ranges)?;
     spec.encode().map_err(|e| Error::Quantize { net: net.net().name(), problem: format!("the encoder refused the result: {e}") })
@@ -288,11 +213,11 @@ pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>>
 mod tests {
     use super::*;
     use crate::data::{Dataset, Verify, DEFAULT_DATA_DIR};
-    use crate::nets::{to_checkpoint, InceptionNet, Net, ResNet};
+    use crate::nets::{to_checkpoint, Net, ResNet};
+    use shared::arch::CLASSES;
     use dfdx::nn::BuildModule;
     use dfdx::prelude::*;
-    use shared::model::Model;
-    use shared::nets::{Arena, ARENA_BYTES};
+    use shared::nets::{Arena, Model, ARENA_BYTES};
 
     /// An untrained network (dfdx's initialisation, seeded) quantised on
     /// real images: its dequantised int8 logits track its f32 logits. This
@@ -302,7 +227,7 @@ mod tests {
     fn untrained_network_tracks_f32<M: Net>() {
         let ds = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly).unwrap();
         let ckpt = to_checkpoint(&M::build(&Cpu::seed_from_u64(7)));
-        let float = FloatNet::from_checkpoint(&ckpt).unwrap();
+        let float = float_net(&ckpt).unwrap();
         let spec = quantize(&ckpt, &calibrate(&float, &ds.train, 200)).unwrap();
         let bytes = spec.encode().unwrap();
         let model = Model::decode(&bytes).unwrap();
@@ -311,7 +236,7 @@ mod tests {
         let (mut worst, mut spread, mut agree) = (0f64, 0f64, 0);
         let n = 100;
         for i in 0..n {
-            let f = float.logits(ds.test.image(i));
+            let f = float.forward_pixels(ds.test.image(i));
             let q = shared::nets::classify(&model, ds.test.image(i), &mut arena, &mut ());
             let mean = f.iter().sum::<f32>() / CLASSES as f32;
             spread = spread.max(f.iter().map(|v| f64::from((v - mean).abs())).fold(0.0, f64::max));
@@ -321,19 +246,16 @@ mod tests {
             }
             agree += usize::from(crate::eval::argmax(&f) == usize::from(q.class));
         }
-        println!("{}: worst logit error {worst:.4}, logit spread {spread:.4}, {agree}/{n} agree", M::NAME);
-        assert!(worst < 0.1 * spread, "{}: int8 logits off by {worst}, spread {spread}", M::NAME);
-        assert!(agree >= 90, "{}: {agree} of {n} predictions agree", M::NAME);
+        println!("{}: worst logit error {worst:.4}, logit spread {spread:.4}, {agree}/{n} agree", M::ID.name());
+        assert!(worst < 0.1 * spread, "{}: int8 logits off by {worst}, spread {spread}", M::ID.name());
+        assert!(agree >= 90, "{}: {agree} of {n} predictions agree", M::ID.name());
     }
 
     #[test]
-    fn untrained_inception_tracks_f32() {
-        untrained_network_tracks_f32::<InceptionNet>();
-    }
-
-    #[test]
-    fn untrained_resnet_tracks_f32() {
-        untrained_network_tracks_f32::<ResNet>();
+    fn untrained_networks_track_f32() {
+        for net in NetId::ALL {
+            crate::with_net!(net, M => untrained_network_tracks_f32::<M>());
+        }
     }
 
     #[test]
@@ -351,7 +273,7 @@ mod tests {
     fn a_checkpoint_of_an_unknown_network_is_refused() {
         let mut ckpt = to_checkpoint(&ResNet::build(&Cpu::default()));
         ckpt.net = "lenet".into();
-        let err = FloatNet::from_checkpoint(&ckpt).err().unwrap().to_string();
+        let err = float_net(&ckpt).err().unwrap().to_string();
         assert!(err.contains("lenet"), "{err}");
     }
 }

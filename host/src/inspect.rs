@@ -4,8 +4,9 @@
 //! prints too).
 
 use serde::Serialize;
-use shared::model::{layers, File, LayerKind, ModelSpec, NetId, FORMAT_VERSION};
-use shared::nets::{inception, resnet, Plan, Region};
+use shared::model::{layers, File, LayerKind, ModelSpec, FORMAT_VERSION};
+use shared::nets::{plan, Plan, Region};
+use shared::NetId;
 use std::fmt::{self, Write as _};
 
 /// One layer record, summarised.
@@ -68,19 +69,11 @@ pub struct BufferPlan {
     pub buffers: Vec<(&'static str, usize, usize)>,
 }
 
-/// The plan of `net`'s forward pass.
-pub fn plan(net: NetId) -> Plan {
-    match net {
-        NetId::Inception => inception::PLAN,
-        NetId::ResNet => resnet::PLAN,
-    }
-}
-
 impl BufferPlan {
     /// The arena and the buffers of `net`'s plan.
     pub fn of(net: NetId) -> BufferPlan {
         let plan = plan(net);
-        BufferPlan { arena_bytes: plan.arena_bytes(), buffers: buffers(&plan) }
+        BufferPlan { arena_bytes: plan.arena_bytes(), buffers: buffers(plan) }
     }
 }
 

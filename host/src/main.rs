@@ -12,11 +12,12 @@ use host::qemu;
 use host::reference::Reference;
 use host::serial::Client;
 use host::size::SizeReport;
-use shared::model::Model;
+use host::with_net;
+use shared::nets::Model;
 use shared::protocol::ModelStatus;
 use shared::NetId;
 use std::time::Duration;
-use host::nets::{InceptionNet, Net, ResNet};
+use host::nets::Net;
 use host::report::{self, TrainLog};
 use host::schedule::Schedule;
 use host::train::{self, Start};
@@ -217,21 +218,55 @@ impl DataArgs {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+/// `--net`: one network by its name, or all of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum NetChoice {
-    Inception,
-    Resnet,
+    One(NetId),
     All,
 }
 
 impl NetChoice {
-    fn includes(self, net: NetId) -> bool {
-        match self {
-            NetChoice::Inception => net == NetId::Inception,
-            NetChoice::Resnet => net == NetId::ResNet,
-            NetChoice::All => true,
+    /// Every network, then `all`: what `--net` accepts.
+    const VARIANTS: [NetChoice; NetId::COUNT + 1] = {
+        let mut v = [NetChoice::All; NetId::COUNT + 1];
+        let mut i = 0;
+        while i < NetId::COUNT {
+            v[i] = NetChoice::One(NetId::ALL[i]);
+            i += 1;
         }
+        v
+    };
+
+    fn name(self) -> &'static str {
+        match self {
+            NetChoice::One(net) => net.name(),
+            NetChoice::All => "all",
+        }
+    }
+
+    fn includes(self, net: NetId) -> bool {
+        self == NetChoice::All || self == NetChoice::One(net)
+    }
+
+    /// The networks chosen, in id order.
+    fn nets(self) -> Vec<NetId> {
+        NetId::ALL.into_iter().filter(|&n| self.includes(n)).collect()
+    }
+}
+
+impl ValueEnum for NetChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+impl serde::Serialize for NetChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -240,13 +275,15 @@ struct TrainArgs {
     /// Which network to train.
     #[arg(long, value_enum, default_value_t = NetChoice::All)]
     net: NetChoice,
-    /// Epochs per network [default: 6 for inception, 8 for resnet].
+    /// Epochs per network [default: 6 for inception, 8 for resnet, 5 for
+    /// resnet-identity].
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per batch (a compile-time shape: one of 16, 32, 64, 128, 256).
     #[arg(long, default_value_t = 128, value_parser = parse_batch)]
     batch: usize,
-    /// Base learning rate [default: 1e-3 for inception, 1e-2 for resnet].
+    /// Base learning rate [default: 1e-3 for inception, 1e-2 for resnet,
+    /// 2e-3 for resnet-identity].
     #[arg(long)]
     lr: Option<f64>,
     /// Learning-rate schedule (`constant` with `--lr 0.01 --epochs 10` is the seed's recipe).
@@ -279,15 +316,6 @@ fn parse_batch(s: &str) -> Result<usize, String> {
         Ok(b)
     } else {
         Err(format!("batch sizes are compile-time shapes; choose one of {BATCHES:?}"))
-    }
-}
-
-/// Default epochs per network: enough, with the cosine schedule, to pass
-/// 99.0% (inception) and 98.8% (resnet) in a few minutes each.
-fn default_epochs(net: &str) -> usize {
-    match net {
-        "inception" => 6,
-        _ => 8,
     }
 }
 
@@ -420,11 +448,8 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     let ds = args.data.load()?;
     set_threads(args.threads)?;
     let mut results = Vec::new();
-    if args.net != NetChoice::Resnet {
-        results.push(with_batch!(args.batch, host::bench::measure, InceptionNet, (&ds.train, 3, args.steps)));
-    }
-    if args.net != NetChoice::Inception {
-        results.push(with_batch!(args.batch, host::bench::measure, ResNet, (&ds.train, 3, args.steps)));
+    for net in args.net.nets() {
+        results.push(with_net!(net, M => with_batch!(args.batch, host::bench::measure, M, (&ds.train, 3, args.steps))));
     }
     let peak = host::bench::peak_rss_mib();
     if args.json {
@@ -552,8 +577,10 @@ fn train_command(args: TrainArgs) -> Result<()> {
         ds.train = ds.train.truncated(n);
     }
     host::atomic::check_writable_dir(&args.out)?;
-    let inception = start::<InceptionNet>(&args, NetChoice::Inception)?;
-    let resnet = start::<ResNet>(&args, NetChoice::Resnet)?;
+    let nets = args.net.nets();
+    for &net in &nets {
+        with_net!(net, M => start::<M>(&args).map(drop))?;
+    }
     set_threads(args.threads)?;
     println!(
         "data: {} training and {} test images from {}; {} threads; output in {}",
@@ -570,11 +597,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
         serde_json::Value::Object(map) => map,
         _ => unreachable!("TrainArgs serialises to an object"),
     };
-    if let Some(s) = inception {
-        run(s, &ds, &args, &mut log)?;
-    }
-    if let Some(s) = resnet {
-        run(s, &ds, &args, &mut log)?;
+    for net in nets {
+        with_net!(net, M => run(start::<M>(&args)?, &ds, &args, &mut log))?;
     }
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
@@ -585,17 +609,14 @@ fn train_command(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// The starting point for `net` if the run includes it.
-fn start<M: Net>(args: &TrainArgs, net: NetChoice) -> Result<Option<Start<M>>> {
-    if args.net != net && args.net != NetChoice::All {
-        return Ok(None);
-    }
-    Ok(Some(if args.resume { Start::resume(&args.out)? } else { Start::fresh(args.seed) }))
+/// The starting point for `M`: fresh, or its checkpoint in `--out`.
+fn start<M: Net>(args: &TrainArgs) -> Result<Start<M>> {
+    Ok(if args.resume { Start::resume(&args.out)? } else { Start::fresh(args.seed) })
 }
 
 fn run<M: Net>(start: Start<M>, ds: &Dataset, args: &TrainArgs, log: &mut TrainLog) -> Result<()> {
     let cfg = train::Config {
-        epochs: args.epochs.unwrap_or_else(|| default_epochs(M::NAME)),
+        epochs: args.epochs.unwrap_or(M::DEFAULT_EPOCHS),
         lr: args.lr.unwrap_or(M::DEFAULT_LR),
         schedule: args.schedule,
         seed: args.seed,
@@ -603,16 +624,16 @@ fn run<M: Net>(start: Start<M>, ds: &Dataset, args: &TrainArgs, log: &mut TrainL
         progress: true,
     };
     let log_path = args.out.join(report::LOG_FILE);
-    let mut net_log = log.net_mut(M::NAME, M::PARAMS).clone();
+    let mut net_log = log.net_mut(M::ID.name(), M::ID.graph().params()).clone();
     let settings = log.settings.clone();
     let save = |net_log: &report::NetLog| -> host::Result<()> {
         let mut snapshot = TrainLog { settings: settings.clone(), nets: log.nets.clone() };
-        *snapshot.net_mut(M::NAME, M::PARAMS) = net_log.clone();
+        *snapshot.net_mut(M::ID.name(), M::ID.graph().params()) = net_log.clone();
         snapshot.save(&log_path)
     };
     let model = with_batch!(args.batch, train::train, M, (start, ds, &cfg, &mut net_log, save))?;
     net_log.int8 = Some(export_one(&host::nets::to_checkpoint(&model), ds, &args.out, export::CALIBRATION_IMAGES)?);
     save(&net_log)?;
-    *log.net_mut(M::NAME, M::PARAMS) = net_log;
+    *log.net_mut(M::ID.name(), M::ID.graph().params()) = net_log;
     Ok(())
 }

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::serial::Client;
 use serde::Serialize;
 use shared::arch::IMAGE_PIXELS;
-use shared::model::{layers, NetId};
+use shared::model::layers;
+use shared::NetId;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
@@ -80,12 +81,9 @@ pub fn profile<L: Read + Write>(
 /// MACs of the plan step `name`: the sum over the model layers it computes
 /// (`None` for steps without any, such as the input and the pools).
 fn step_macs(net: NetId, name: &str) -> Option<usize> {
-    let plan = match net {
-        NetId::Inception => shared::nets::inception::PLAN,
-        NetId::ResNet => shared::nets::resnet::PLAN,
-    };
-    let step = plan.steps.iter().find(|s| s.name == name)?;
-    let macs = step.layers.iter().filter_map(|l| layers::find(net, l)).map(|l| l.macs());
+    let step = shared::nets::plan(net).steps.iter().find(|s| s.name() == name)?;
+    let g = net.graph();
+    let macs = step.graph.nodes().iter().filter_map(|&n| g.layer_index(n)).map(|i| layers(net)[i].macs());
     Some(macs.sum()).filter(|&m| m > 0)
 }
 

@@ -6,14 +6,15 @@
 use crate::data::Split;
 use crate::error::{Error, Result};
 use shared::arch::IMAGE_PIXELS;
-use shared::model::{Model, NetId};
-use shared::nets::{Arena, Prediction, ARENA_BYTES};
+use shared::nets::{Arena, Model, Prediction, ARENA_BYTES};
+use shared::NetId;
 use std::path::{Path, PathBuf};
 
 /// Where the exporter writes the model files and the firmware embeds them from.
 pub const MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../artifacts");
 
-/// The model file of `net` in `dir` (`inception.postcard`, `resnet.postcard`).
+/// The model file of `net` in `dir` (`inception.postcard`, `resnet.postcard`,
+/// `resnet-identity.postcard`).
 pub fn model_path(dir: &Path, net: NetId) -> PathBuf {
     dir.join(format!("{}.postcard", net.name()))
 }

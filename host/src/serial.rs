@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use shared::arch::IMAGE_PIXELS;
-use shared::model::NetId;
+use shared::NetId;
 use shared::protocol::{
     decode, encode, Classification, Deframer, Info, Profile, Request, Response, MAX_ENCODED, MAX_FRAME,
     PROTOCOL_VERSION,

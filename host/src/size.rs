@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::qemu;
 use object::{Object, ObjectSection, SectionFlags, SectionKind};
 use shared::arch::IMAGE_PIXELS;
-use shared::model::NetId;
+use shared::NetId;
 use std::fmt;
 use std::path::Path;
 

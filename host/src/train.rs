@@ -57,7 +57,7 @@ impl<M: Net> Start<M> {
     /// The weights and epoch count of `OUT/NET.safetensors`. Fails, before
     /// any training, if the file is missing, corrupt or of another network.
     pub fn resume(out: &Path) -> Result<Self> {
-        let path = checkpoint_path(out, M::NAME);
+        let path = checkpoint_path(out, M::ID.name());
         let ckpt = Checkpoint::load(&path)?;
         let mut model = M::build(&device(0));
         nets::load_checkpoint(&mut model, &ckpt).map_err(|e| Error::Resume { path: path.clone(), problem: e.to_string() })?;
@@ -106,7 +106,7 @@ pub fn train<M: Net, const B: usize>(
         // sees the same batches as an uninterrupted one.
         order.sort_unstable();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(cfg.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-        let bar = progress_bar(cfg.progress, M::NAME, epoch, cfg.epochs, steps_per_epoch);
+        let bar = progress_bar(cfg.progress, M::ID.name(), epoch, cfg.epochs, steps_per_epoch);
         let started = Instant::now();
         let mut loss_sum = 0.0f64;
         let mut lr = cfg.lr;
@@ -122,7 +122,7 @@ pub fn train<M: Net, const B: usize>(
             let loss_value = stepper.step(&batch_x, &batch_y, lr);
             loss_sum += loss_value as f64;
             if !loss_value.is_finite() {
-                return Err(Error::Diverged { net: M::NAME, epoch: epoch + 1, lr });
+                return Err(Error::Diverged { net: M::ID.name(), epoch: epoch + 1, lr });
             }
             if step % 10 == 9 {
                 let secs = started.elapsed().as_secs_f64();
@@ -144,7 +144,7 @@ pub fn train<M: Net, const B: usize>(
         };
         println!(
             "{:<9} epoch {:>2}/{}  loss {:.4}  test accuracy {:.2}%  {:.1} s ({:.0} img/s)  lr {:.2e}",
-            M::NAME,
+            M::ID.name(),
             record.epoch,
             cfg.epochs,
             record.train_loss,
@@ -159,7 +159,7 @@ pub fn train<M: Net, const B: usize>(
 
         let mut ckpt = nets::to_checkpoint(&stepper.model);
         ckpt.meta.insert(META_EPOCH.into(), (epoch + 1).to_string());
-        ckpt.save(&checkpoint_path(&cfg.out, M::NAME))?;
+        ckpt.save(&checkpoint_path(&cfg.out, M::ID.name()))?;
         after_epoch(log)?;
     }
     Ok(stepper.model)

@@ -3,7 +3,7 @@
 
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
-use host::nets::{named_tensors, InceptionNet, ResNet};
+use host::nets::{named_tensors, InceptionNet, ResNet, ResNetIdentity};
 
 fn names_and_shapes<M: host::nets::Net>() -> Vec<(String, Vec<usize>)> {
     let mut v: Vec<_> = named_tensors(&M::build(&Cpu::default())).into_iter().map(|t| (t.name, t.shape)).collect();
@@ -56,4 +56,53 @@ fn resnet_matches_the_pytorch_state_dict() {
     assert_eq!(names_and_shapes::<ResNet>(), expected);
     let total: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!(total, 14_570);
+}
+
+#[test]
+fn resnet_identity_matches_the_pytorch_state_dict() {
+    let mut expected = [
+        conv("conv1", 16, 1, 5),
+        conv("conv2", 32, 16, 5),
+        conv("rb1.conv1", 16, 16, 3),
+        conv("rb1.conv2", 16, 16, 3),
+        conv("rb2.conv1", 32, 32, 3),
+        conv("rb2.conv2", 32, 32, 3),
+    ]
+    .concat();
+    expected.push(("fc.weight".into(), vec![10, 512]));
+    expected.push(("fc.bias".into(), vec![10]));
+    expected.sort();
+    assert_eq!(names_and_shapes::<ResNetIdentity>(), expected);
+    let total: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert_eq!(total, 41_514);
+}
+
+/// Every network's tensors are its graph's layers (`<layer>.weight`,
+/// `<layer>.bias` of each conv and linear, in PyTorch's shapes): the dfdx
+/// module and the graph describe the same network.
+#[test]
+fn every_network_has_its_graphs_tensors() {
+    use shared::graph::Op;
+    for net in shared::NetId::ALL {
+        let g = net.graph();
+        let mut expected = Vec::new();
+        for node in g.nodes() {
+            let name = node.name.as_str();
+            let co = usize::from(node.channels);
+            match node.op {
+                Op::Conv { input, kernel, .. } => {
+                    let k = usize::from(kernel);
+                    expected.extend(conv(name, co, usize::from(g.node(input).channels), k));
+                }
+                Op::Linear { input } => {
+                    expected.push((format!("{name}.weight"), vec![co, g.node(input).tensor_bytes()]));
+                    expected.push((format!("{name}.bias"), vec![co]));
+                }
+                _ => {}
+            }
+        }
+        expected.sort();
+        let got = host::with_net!(net, M => names_and_shapes::<M>());
+        assert_eq!(got, expected, "{net:?}");
+    }
 }

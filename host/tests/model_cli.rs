@@ -1,7 +1,9 @@
 //! `host export`, `host eval` and `host inspect` end to end on the committed
 //! artifacts, and their errors on bad input.
 
-use shared::model::{layers, Model, NetId};
+use shared::model::layers;
+use shared::nets::Model;
+use shared::NetId;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -108,7 +110,7 @@ fn inspect_lists_every_layer_flash_and_ram() {
         assert_eq!(v["net"], net.name());
         assert_eq!(v["file_bytes"], bytes.len());
         let names: Vec<&str> = v["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
-        let expected: Vec<&str> = layers(net).iter().map(|l| l.name).collect();
+        let expected: Vec<&str> = layers(net).iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, expected);
         // Issue 4's limits: InceptionNet's file at most 110 KB, one
         // inference's activations at most 32 KB (aim: 24 KB).

@@ -1,6 +1,9 @@
-//! Both networks' shapes, from GUIDE section 1. Every derived size (feature
-//! map sides, concat widths, flatten lengths) is computed here by `const fn`,
-//! never typed by hand, so host and firmware cannot disagree.
+//! The networks' sizes: channel counts and kernel sides, the constants that
+//! both each network's graph ([`crate::graph`]) and its typed code (the
+//! trainer's dfdx module, the int8 forward pass) are written with. Every
+//! derived size (feature map sides, concat widths, flatten lengths) is
+//! computed here by `const fn`, never typed by hand; the graphs compute the
+//! same sizes, and the typed code is checked against them.
 
 /// Side of an MNIST image in pixels.
 pub const IMAGE_SIDE: usize = 28;
@@ -28,11 +31,6 @@ pub const fn pool2_out(side: usize) -> usize {
     side / 2
 }
 
-/// Parameter count of a conv with bias.
-pub const fn conv_params(cin: usize, cout: usize, k: usize) -> usize {
-    cout * cin * k * k + cout
-}
-
 /// The Inception module (GUIDE "InceptionA"): four branches, no activation
 /// inside, concatenated along channels in the order b1, b5, b3, bp.
 pub mod inception_a {
@@ -50,18 +48,6 @@ pub mod inception_a {
     pub const BP: usize = 24;
     /// Concatenated output channels.
     pub const OUT: usize = B1 + B5 + B3 + BP;
-
-    /// Parameters of one module with `cin` input channels.
-    pub const fn params(cin: usize) -> usize {
-        use super::conv_params;
-        conv_params(cin, B1, 1)
-            + conv_params(cin, B5_REDUCE, 1)
-            + conv_params(B5_REDUCE, B5, 5)
-            + conv_params(cin, B3_REDUCE, 1)
-            + conv_params(B3_REDUCE, B3, 3)
-            + conv_params(B3, B3, 3)
-            + conv_params(cin, BP, 1)
-    }
 }
 
 /// The GoogLeNet-style network: conv1, pool, incep1, conv2, pool, incep2, fc.
@@ -88,13 +74,6 @@ pub mod inception {
     pub const INCEP_OUT: usize = inception_a::OUT;
     /// Length of the flattened (C, H, W) features in front of fc.
     pub const FLAT: usize = INCEP_OUT * P2 * P2;
-    /// Trainable parameters.
-    pub const PARAMS: usize = conv_params(1, C1, K1)
-        + inception_a::params(C1)
-        + conv_params(INCEP_OUT, C2, K2)
-        + inception_a::params(C2)
-        + FLAT * CLASSES
-        + CLASSES;
 }
 
 /// The seed's ResNet: two projection "identity blocks", each followed by
@@ -116,32 +95,43 @@ pub mod resnet {
     pub const P2: usize = pool2_out(P1);
     /// Length of the flattened features in front of fc.
     pub const FLAT: usize = C2 * P2 * P2;
+}
 
-    /// Parameters of a block `cin -> cout` (conv1 cin->cin, conv2 and the
-    /// shortcut conv cin->cout, all 3x3).
-    pub const fn block_params(cin: usize, cout: usize) -> usize {
-        conv_params(cin, cin, K) + 2 * conv_params(cin, cout, K)
-    }
+/// The lecture's residual network: a 5x5 conv stem before each of two
+/// residual blocks with identity shortcuts, then fc.
+pub mod resnet_identity {
+    use super::*;
 
-    /// Trainable parameters.
-    pub const PARAMS: usize =
-        block_params(1, C1) + block_params(C1, C2) + FLAT * CLASSES + CLASSES;
+    /// Kernel side of the two stem convs (conv1, conv2).
+    pub const K_STEM: usize = 5;
+    /// Kernel side of every conv in a residual block.
+    pub const K: usize = 3;
+    /// Padding of every conv in a residual block (keeps the side).
+    pub const PAD: usize = 1;
+    /// conv1 output channels (and block rb1's).
+    pub const C1: usize = 16;
+    /// conv2 output channels (and block rb2's).
+    pub const C2: usize = 32;
+    /// Side after conv1.
+    pub const S1: usize = conv_out(IMAGE_SIDE, K_STEM, 0);
+    /// Side after the first pool: rb1's.
+    pub const P1: usize = pool2_out(S1);
+    /// Side after conv2.
+    pub const S2: usize = conv_out(P1, K_STEM, 0);
+    /// Side after the second pool: rb2's.
+    pub const P2: usize = pool2_out(S2);
+    /// Length of the flattened features in front of fc.
+    pub const FLAT: usize = C2 * P2 * P2;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // The guide states these totals; they come from PyTorch's parameter count.
-    #[test]
-    fn parameter_counts_match_the_pytorch_reference() {
-        assert_eq!(inception::PARAMS, 97_298);
-        assert_eq!(resnet::PARAMS, 14_570);
-    }
-
     #[test]
     fn flatten_sizes_match_the_pytorch_reference() {
         assert_eq!(inception::FLAT, 1408);
         assert_eq!(resnet::FLAT, 980);
+        assert_eq!(resnet_identity::FLAT, 512);
     }
 }

@@ -7,7 +7,8 @@
 //! "layer 5 (incep1.b3_2): weights are 3400 bytes, expected 3456" can be
 //! printed without the file at hand.
 
-use crate::model::{LayerKind, NetId};
+use crate::graph::NetId;
+use crate::model::LayerKind;
 use core::fmt;
 
 /// Which part of a model file a truncation or malformed value was found in.

@@ -1,5 +1,6 @@
-//! What the host trainer and the firmware share: the architecture of both
-//! networks as the single source of truth ([`arch`]), the int8 kernels
+//! What the host trainer and the firmware share: each network's graph as
+//! the single source of truth ([`graph`], with the sizes in [`arch`]), the
+//! int8 kernels
 //! ([`kernels`], [`quant`]), the model file format ([`model`]), the
 //! forward passes ([`nets`]: int8 with a static buffer plan, and f32 with
 //! feature `std`) and the serial protocol between host and firmware
@@ -14,6 +15,7 @@
 
 pub mod arch;
 pub mod error;
+pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod nets;
@@ -21,4 +23,4 @@ pub mod protocol;
 pub mod quant;
 
 pub use error::Error;
-pub use model::NetId;
+pub use graph::NetId;

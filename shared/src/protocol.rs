@@ -27,14 +27,13 @@
 //! host may send `0` to cut off whatever half frame the firmware holds.
 
 use crate::arch::{CLASSES, IMAGE_PIXELS};
-use crate::model::NetId;
-use crate::nets::{inception, resnet};
+use crate::graph::NetId;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape; [`Response::Ready`] and
 /// [`Info`] carry it.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The largest message (postcard bytes, before COBS) either side sends or
 /// accepts. A classification request, the largest, is 788 bytes.
@@ -48,16 +47,9 @@ pub const MAX_ENCODED: usize = cobs::max_encoding_length(MAX_MESSAGE);
 /// needs.
 pub const MAX_FRAME: usize = MAX_ENCODED + 1;
 
-/// Steps in the longer of the two networks' plans: the capacity of a
+/// Steps in the longest of the networks' plans: the capacity of a
 /// per-layer [`Profile`].
-pub const MAX_LAYERS: usize = {
-    let (a, b) = (inception::PLAN.steps.len(), resnet::PLAN.steps.len());
-    if a > b {
-        a
-    } else {
-        b
-    }
-};
+pub const MAX_LAYERS: usize = crate::nets::MAX_STEPS;
 
 /// What the host asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,7 +200,7 @@ pub struct Info<S> {
     /// What costs count.
     pub cost_unit: CostUnit,
     /// Each network's model, indexed by [`NetId`] (`as usize`).
-    pub models: [ModelStatus; 2],
+    pub models: [ModelStatus; NetId::COUNT],
     /// Bytes of the activation arena (a static).
     pub arena_bytes: u32,
     /// Bytes of RAM left for the stack.

@@ -8,7 +8,7 @@ use host::data::{Dataset, Split, Verify};
 use host::firmware::{self, Build};
 use host::qemu::{self, Session};
 use host::reference::{Reference, MODEL_DIR};
-use shared::model::NetId;
+use shared::NetId;
 use shared::protocol::CostUnit;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! Both firmware builds link; the QEMU build boots on the emulated
-//! STM32F405, decodes both embedded models, runs its self-test on the
+//! STM32F405, decodes every embedded model, runs its self-test on the
 //! embedded digits (each prediction checked against the host's), and
 //! announces that it serves.
 
@@ -7,7 +7,7 @@ use host::data::Split;
 use host::firmware;
 use host::qemu::LogLine;
 use shared::arch;
-use shared::model::NetId;
+use shared::NetId;
 use std::path::Path;
 use tests::{qemu_elf, reference, start, test_set};
 
@@ -92,8 +92,8 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
         next += 1;
     }
     // The firmware's own check of its assembly kernels against the
-    // references (firmware/src/kernel_check.rs: 8 cases, 3 rounds).
-    assert_eq!(lines[next], "kernel check: 27 cases, fast kernels equal to the references");
+    // references (firmware/src/kernel_check.rs: 10 cases, 3 rounds).
+    assert_eq!(lines[next], "kernel check: 30 cases, fast kernels equal to the references");
     next += 1;
     let stack = lines[next]
         .strip_prefix("stack high-water mark after the self-test: ")

@@ -7,7 +7,7 @@ use host::qemu::Session;
 use host::serial::Reply;
 use host::Error;
 use shared::arch::IMAGE_PIXELS;
-use shared::model::NetId;
+use shared::NetId;
 use shared::protocol::{encode, ErrorCode, ModelStatus, Request, MAX_ENCODED, MAX_FRAME};
 use tests::{agree_on_test_images, qemu_elf, reference, start, test_set};
 
@@ -27,6 +27,12 @@ fn resnet_agrees_with_the_host_on_1000_test_images() {
 }
 
 #[test]
+fn resnet_identity_agrees_with_the_host_on_1000_test_images() {
+    let mut session = start(qemu_elf());
+    agree_on_test_images(&mut session, NetId::ResNetIdentity, IMAGES);
+}
+
+#[test]
 #[ignore = "all 10,000 test images: about 11 minutes under QEMU"]
 fn inception_agrees_with_the_host_on_all_10000_test_images() {
     let mut session = start(qemu_elf());
@@ -38,6 +44,13 @@ fn inception_agrees_with_the_host_on_all_10000_test_images() {
 fn resnet_agrees_with_the_host_on_all_10000_test_images() {
     let mut session = start(qemu_elf());
     agree_on_test_images(&mut session, NetId::ResNet, test_set().len());
+}
+
+#[test]
+#[ignore = "all 10,000 test images: about 5 minutes under QEMU"]
+fn resnet_identity_agrees_with_the_host_on_all_10000_test_images() {
+    let mut session = start(qemu_elf());
+    agree_on_test_images(&mut session, NetId::ResNetIdentity, test_set().len());
 }
 
 /// The next reply must be `Error(code)`, and a correct classification must
@@ -113,9 +126,9 @@ fn bad_frames_are_answered_with_errors_and_serving_goes_on() {
         .unwrap();
     answered_with(&mut session, ErrorCode::ImageLength, "no pixels");
 
-    // An unknown network id.
-    session.client().send_raw(&classify_frame(2, image)).unwrap();
-    answered_with(&mut session, ErrorCode::UnknownNetwork, "network id 2");
+    // An unknown network id: the first after the known ones.
+    session.client().send_raw(&classify_frame(NetId::COUNT as u8, image)).unwrap();
+    answered_with(&mut session, ErrorCode::UnknownNetwork, "the first unknown network id");
 
     // The client reports the firmware's errors as such.
     let err = session
@@ -159,13 +172,10 @@ fn info_reports_the_models_and_the_stack_high_water_mark() {
 }
 
 #[test]
-fn a_profile_times_every_layer_of_both_networks() {
+fn a_profile_times_every_layer_of_every_network() {
     let mut session = start(qemu_elf());
     let image = test_set().image(1);
-    for (net, plan) in [
-        (NetId::Inception, shared::nets::inception::PLAN),
-        (NetId::ResNet, shared::nets::resnet::PLAN),
-    ] {
+    for net in NetId::ALL {
         let profile = session.client().profile(net, image).unwrap();
         let want = reference(net).predict(image);
         assert_eq!(
@@ -173,7 +183,7 @@ fn a_profile_times_every_layer_of_both_networks() {
             (want.class, want.logits)
         );
         let names: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
-        let plan_names: Vec<&str> = plan.steps.iter().map(|s| s.name).collect();
+        let plan_names: Vec<&str> = shared::nets::plan(net).steps.iter().map(|s| s.name()).collect();
         assert_eq!(names, plan_names, "one entry per step of the {} plan", net.name());
         let sum: u64 = profile.layers.iter().map(|l| u64::from(l.cost)).sum();
         let total = u64::from(profile.prediction.cost);
@@ -189,7 +199,7 @@ fn a_profile_times_every_layer_of_both_networks() {
 }
 
 #[test]
-fn a_corrupt_model_is_refused_and_the_other_network_still_served() {
+fn a_corrupt_model_is_refused_and_the_other_networks_still_served() {
     // The firmware with one byte of the embedded InceptionNet file flipped
     // (found in the ELF by its contents), so that its CRC no longer matches.
     let elf = qemu_elf();
@@ -206,10 +216,9 @@ fn a_corrupt_model_is_refused_and_the_other_network_still_served() {
     let mut session = start(&corrupt);
     let info = session.client().info().unwrap();
     assert_eq!(info.models[NetId::Inception as usize], ModelStatus::Refused);
-    assert!(matches!(
-        info.models[NetId::ResNet as usize],
-        ModelStatus::Loaded { .. }
-    ));
+    for net in [NetId::ResNet, NetId::ResNetIdentity] {
+        assert!(matches!(info.models[net as usize], ModelStatus::Loaded { .. }));
+    }
     let image = test_set().image(0);
     let err = session.client().classify(NetId::Inception, image).unwrap_err();
     assert!(

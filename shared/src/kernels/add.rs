@@ -2,8 +2,9 @@
 //! both inputs are brought to a common fixed-point scale, summed, and the sum
 //! requantised to the output scale.
 
-use super::OutputQuant;
-use crate::quant::{requantize, requantize_ref, Requant};
+use super::epilogue::Epilogue;
+use super::{ActRange, OutputQuant};
+use crate::quant::{requantize, requantize_ref, Requant, Rescale};
 
 /// TFLite's `left_shift` for int8 `ADD`: inputs are scaled up by `2^20`
 /// before their multipliers (at most 0.5) so that the rounding of each stays
@@ -76,28 +77,55 @@ impl AddS8 {
     }
 }
 
+/// An add's first input mapped to the common scale:
+/// `requant_a((v - a_zp) << 20)` for every int8 `v` (index `v + 128`), and
+/// likewise for the second input. Depends on the parameters only; built
+/// per call (512 requantisations).
+pub type AddLut = [[i32; 256]; 2];
+
+/// Fills the tables of `add`.
+pub(super) fn fill_add_lut(add: &AddS8, lut: &mut AddLut) {
+    let [a, b] = lut;
+    let (ra, rb) = (Rescale::new(add.a), Rescale::new(add.b));
+    for (v, (a, b)) in (-128i32..).zip(a.iter_mut().zip(b.iter_mut())) {
+        *a = ra.apply((v - add.a_zero_point as i32) << ADD_LEFT_SHIFT);
+        *b = rb.apply((v - add.b_zero_point as i32) << ADD_LEFT_SHIFT);
+    }
+}
+
+/// The entry of int8 value `v` in a table: index `v + 128`, as the byte
+/// `v ^ 0x80`.
+#[inline(always)]
+pub(super) fn table(t: &[i32; 256], v: i8) -> i32 {
+    t[(v as u8 ^ 0x80) as usize]
+}
+
 /// Residual add: `out = a + b`, element by element, requantised.
 ///
 /// Layout: `a`, `b` and `out` are HWC `[H][W][C]` (any layout works, as long
 /// as all three agree). Rounding: three [`requantize`] steps (ties up in the
 /// doubling high multiply, away from zero in the shift) as in TFLite's
 /// reference `ADD`; within one output step of the real sum. Fused ReLU via
-/// `output.range`.
+/// `output.range`. Each input's requantisation comes from a table built
+/// once per call (`lut`, 2 KB of scratch); the output's runs through the
+/// conv kernels' epilogue, a pixel's channels at a time.
 pub fn add_requant_s8<const H: usize, const W: usize, const C: usize>(
     p: &AddS8,
     a: &[[[i8; C]; W]; H],
     b: &[[[i8; C]; W]; H],
     out: &mut [[[i8; C]; W]; H],
+    lut: &mut AddLut,
 ) {
-    let a = a.as_flattened().as_flattened();
-    let b = b.as_flattened().as_flattened();
-    for (o, (&a, &b)) in out
-        .as_flattened_mut()
-        .as_flattened_mut()
-        .iter_mut()
-        .zip(a.iter().zip(b))
-    {
-        *o = p.apply(a, b);
+    fill_add_lut(p, lut);
+    let [lut_a, lut_b] = &*lut;
+    let sum = Epilogue::<C>::uniform(Rescale::new(p.out), p.output, ActRange::FULL);
+    let mut values = [0i32; C];
+    let pixels = a.as_flattened().iter().zip(b.as_flattened());
+    for (o, (a, b)) in out.as_flattened_mut().iter_mut().zip(pixels) {
+        for ((v, &x), &y) in values.iter_mut().zip(a).zip(b) {
+            *v = table(lut_a, x).saturating_add(table(lut_b, y));
+        }
+        sum.store_values(o, &values);
     }
 }
 
@@ -195,7 +223,7 @@ mod tests {
             rng.fill_i8(flat3(&mut b));
             let mut fast = [[[0i8; C]; W]; H];
             let mut slow = [[[1i8; C]; W]; H];
-            add_requant_s8(&p, &a, &b, &mut fast);
+            add_requant_s8(&p, &a, &b, &mut fast, &mut [[0; 256]; 2]);
             add_requant_s8_ref(&p, &a, &b, &mut slow);
             assert_eq!(fast, slow, "{p:?}");
             let mut inplace = a;

@@ -21,8 +21,9 @@
 //!
 //! [`conv2d_s8_ref`]: super::conv2d_s8_ref
 
+use super::add::{fill_add_lut, table, AddLut};
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
-use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, ADD_LEFT_SHIFT, MAX_DOT_LEN};
+use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
 use super::epilogue::Epilogue;
 use crate::quant::Rescale;
 
@@ -578,21 +579,6 @@ pub fn conv2d_pool_fast<
     );
 }
 
-/// An add's first input mapped to the common scale:
-/// `requant_a((v - a_zp) << 20)` for every int8 `v` (index `v + 128`), and
-/// likewise for the second input. Depends on the parameters only; built
-/// per call (512 requantisations).
-pub type AddLut = [[i32; 256]; 2];
-
-fn fill_add_lut(add: &AddS8, lut: &mut AddLut) {
-    let [a, b] = lut;
-    let (ra, rb) = (Rescale::new(add.a), Rescale::new(add.b));
-    for (v, (a, b)) in (-128i32..).zip(a.iter_mut().zip(b.iter_mut())) {
-        *a = ra.apply((v - add.a_zero_point as i32) << ADD_LEFT_SHIFT);
-        *b = rb.apply((v - add.b_zero_point as i32) << ADD_LEFT_SHIFT);
-    }
-}
-
 /// A residual block's tail in one pass: `conv` (the block's last conv) into
 /// the add's first input, the shortcut tensor as its second, the add, the
 /// 2x2 max pool and `range` (the ReLU after the pool). The same bytes as
@@ -623,8 +609,6 @@ pub fn conv2d_add_pool_fast<
     const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
     fill_add_lut(add, lut);
     let [lut_a, lut_b] = &*lut;
-    // Index of an int8 value in a table: v + 128, as the byte v ^ 0x80.
-    let at = |t: &[i32; 256], v: i8| t[(v as u8 ^ 0x80) as usize];
     let shortcut = shortcut.as_flattened();
     let out = out.as_flattened_mut();
     let e = Epilogue::new(conv);
@@ -643,7 +627,7 @@ pub fn conv2d_add_pool_fast<
                 let Some(s) = shortcut.get(px) else { continue };
                 e.store(&mut conv_out, acc, p);
                 for ((b, &o), &s) in best.iter_mut().zip(&conv_out).zip(s) {
-                    let v = at(lut_a, o).saturating_add(at(lut_b, s));
+                    let v = table(lut_a, o).saturating_add(table(lut_b, s));
                     *b = if i % 4 == 0 { v } else { v.max(*b) };
                 }
                 if i % 4 == 3 {

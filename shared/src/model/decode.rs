@@ -1,11 +1,14 @@
-//! Typed, checked access to a model file: each network's layers as the
-//! kernels' parameter types, the weights borrowed from the file bytes.
+//! Checked access to a model file: [`Layers`] reads the layer records in
+//! file order and checks each against the network's layer table (derived
+//! from its graph), and gives each as the kernels' parameter type, the
+//! weights borrowed from the file bytes. Each network's typed model (in
+//! [`crate::nets`]) is read with it.
 
-use super::layers::{Activation, INCEP1_FIRST, INCEP2_FIRST};
+use super::layers::{self, Activation, LayerKind, LayerSpec, MAX_LAYERS};
 use super::wire::{File, LayerRecord, OutputRecord, Records};
 use super::{NetId, INPUT_LUT_LEN};
-use crate::arch::{inception as inc, inception_a as ia, resnet as res, CLASSES};
 use crate::error::{Error, Field, LayerProblem};
+use crate::graph::Source;
 use crate::kernels::{ActRange, AddS8, Conv2dS8, LinearS8, OutputQuant};
 use crate::quant::Requant;
 
@@ -93,157 +96,233 @@ pub struct AddLayer {
     pub output_scale: f32,
 }
 
-/// One InceptionA module on `CIN` input channels (fields in file order).
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(missing_docs)] // the PyTorch names, see arch::inception_a
-pub struct InceptionAModel<'a, const CIN: usize> {
-    pub b1: ConvLayer<'a, CIN, 1, 0, { ia::B1 }>,
-    pub b5_1: ConvLayer<'a, CIN, 1, 0, { ia::B5_REDUCE }>,
-    pub b5_2: ConvLayer<'a, { ia::B5_REDUCE }, 5, 2, { ia::B5 }>,
-    pub b3_1: ConvLayer<'a, CIN, 1, 0, { ia::B3_REDUCE }>,
-    pub b3_2: ConvLayer<'a, { ia::B3_REDUCE }, 3, 1, { ia::B3 }>,
-    pub b3_3: ConvLayer<'a, { ia::B3 }, 3, 1, { ia::B3 }>,
-    pub bp: ConvLayer<'a, CIN, 1, 0, { ia::BP }>,
+/// Reads a model file's layer records in file order. Every record is
+/// checked against the network's layer table: name, kind, dimensions,
+/// padding, the length of every byte field, every requant's range, the
+/// output scale, that the clamp implements the layer's [`Activation`], and
+/// that a concat's parts share one output quantisation. Each layer's input
+/// zero point is the output zero point of the tensor the graph wires to it
+/// ([`LayerSpec::input`]), so it is taken from a record already read.
+pub struct Layers<'a> {
+    file: File<'a>,
+    records: Records<'a>,
+    /// The output quantisation of every record read so far.
+    outputs: [OutputRecord; MAX_LAYERS],
 }
 
-impl<const CIN: usize> InceptionAModel<'_, CIN> {
-    /// Zero point of the module's output (the concat).
-    pub fn output_zero_point(&self) -> i8 {
-        self.b1.output.zero_point
+impl<'a> Layers<'a> {
+    /// The records of a model file of `net`, after the checks of
+    /// [`File::parse`].
+    pub fn new(bytes: &'a [u8], net: NetId) -> Result<Layers<'a>, Error> {
+        Ok(Layers::of(File::parse(bytes, Some(net))?))
     }
-}
 
-/// A decoded InceptionNet.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(missing_docs)] // the PyTorch names, see arch::inception
-pub struct InceptionModel<'a> {
-    pub input: InputQuant<'a>,
-    pub conv1: ConvLayer<'a, 1, { inc::K1 }, 0, { inc::C1 }>,
-    pub incep1: InceptionAModel<'a, { inc::C1 }>,
-    pub conv2: ConvLayer<'a, { inc::INCEP_OUT }, { inc::K2 }, 0, { inc::C2 }>,
-    pub incep2: InceptionAModel<'a, { inc::C2 }>,
-    pub fc: LinearLayer<'a, { inc::P2 }, { inc::P2 }, { inc::INCEP_OUT }, CLASSES>,
-}
+    /// The records of a parsed file.
+    pub fn of(file: File<'a>) -> Layers<'a> {
+        let unset = OutputRecord {
+            scale: 0.0,
+            zero_point: 0,
+            min: 0,
+            max: 0,
+        };
+        Layers {
+            records: file.records(),
+            file,
+            outputs: [unset; MAX_LAYERS],
+        }
+    }
 
-/// One decoded identity block `CIN -> COUT`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(missing_docs)] // the PyTorch names, see arch::resnet
-pub struct BlockModel<'a, const CIN: usize, const COUT: usize> {
-    pub conv1: ConvLayer<'a, CIN, { res::K }, { res::PAD }, CIN>,
-    pub conv2: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT>,
-    pub conv: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT>,
-    pub add: AddLayer,
-}
-
-/// A decoded ResNet.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(missing_docs)] // the PyTorch names, see arch::resnet
-pub struct ResNetModel<'a> {
-    pub input: InputQuant<'a>,
-    pub r1: BlockModel<'a, 1, { res::C1 }>,
-    pub r2: BlockModel<'a, { res::C1 }, { res::C2 }>,
-    pub fc: LinearLayer<'a, { res::P2 }, { res::P2 }, { res::C2 }, CLASSES>,
-}
-
-/// Either network, as found in a file.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(clippy::large_enum_variant)] // no heap to box into; both are small enough
-pub enum Model<'a> {
-    /// An InceptionNet.
-    Inception(InceptionModel<'a>),
-    /// A ResNet.
-    ResNet(ResNetModel<'a>),
-}
-
-impl<'a> Model<'a> {
-    /// Decodes a model file of either network.
-    pub fn decode(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
-        let file = File::parse(bytes, None)?;
-        Ok(match file.net {
-            NetId::Inception => Model::Inception(InceptionModel::from_file(&file)?),
-            NetId::ResNet => Model::ResNet(ResNetModel::from_file(&file)?),
-        })
+    /// Checks every record of a model file (of any network).
+    pub fn check_all(bytes: &'a [u8]) -> Result<NetId, Error> {
+        let mut layers = Layers::of(File::parse(bytes, None)?);
+        for _ in layers::layers(layers.file.net) {
+            layers.checked()?;
+        }
+        layers.finish()?;
+        Ok(layers.file.net)
     }
 
     /// The network.
     pub fn net(&self) -> NetId {
-        match self {
-            Model::Inception(_) => NetId::Inception,
-            Model::ResNet(_) => NetId::ResNet,
+        self.file.net
+    }
+
+    /// How raw pixels become the input tensor.
+    pub fn input(&self) -> InputQuant<'a> {
+        // File::parse checked the length.
+        let lut = bytemuck::try_from_bytes::<[i8; INPUT_LUT_LEN]>(self.file.header.input_lut)
+            .unwrap_or(&[0; INPUT_LUT_LEN]);
+        InputQuant {
+            scale: self.file.header.input_scale,
+            zero_point: self.file.header.input_zero_point,
+            lut,
         }
     }
-}
 
-fn input_quant<'a>(file: &File<'a>) -> InputQuant<'a> {
-    // File::parse checked the length.
-    let lut = bytemuck::try_from_bytes::<[i8; INPUT_LUT_LEN]>(file.header.input_lut)
-        .unwrap_or(&[0; INPUT_LUT_LEN]);
-    InputQuant {
-        scale: file.header.input_scale,
-        zero_point: file.header.input_zero_point,
-        lut,
+    /// The next record as a layer of type `T` (whose dimensions must be
+    /// the record's).
+    #[inline(never)]
+    pub fn next<T: FromRecord<'a>>(&mut self) -> Result<T, Error> {
+        T::from_record(&self.checked()?)
+    }
+
+    /// Succeeds if every record has been read and no byte is left over.
+    pub fn finish(&self) -> Result<(), Error> {
+        self.records.finish()
+    }
+
+    fn zero_point(&self, source: Source) -> i8 {
+        match source {
+            Source::Image => self.file.header.input_zero_point,
+            Source::Layer(i) => self.outputs[i as usize].zero_point,
+        }
+    }
+
+    /// The next record, checked against its spec.
+    fn checked(&mut self) -> Result<Checked<'a>, Error> {
+        let (index, spec, rec) = self.records.next_record()?;
+        let c = Checked {
+            index,
+            spec,
+            rec,
+            input_zero_point: self.zero_point(spec.input),
+            input_b_zero_point: self.zero_point(spec.input_b),
+        };
+        c.check()?;
+        if let Some(first) = spec.shares_output_of {
+            let a = self.outputs[first as usize];
+            let b = rec.output;
+            if (a.scale.to_bits(), a.zero_point, a.min, a.max) != (b.scale.to_bits(), b.zero_point, b.min, b.max) {
+                return Err(c.err(LayerProblem::Concat));
+            }
+        }
+        if let Some(o) = self.outputs.get_mut(index) {
+            *o = rec.output;
+        }
+        Ok(c)
     }
 }
 
-impl<'a> InceptionModel<'a> {
-    /// Decodes and checks an InceptionNet model file; the weights stay in
-    /// `bytes`.
-    pub fn decode(bytes: &'a [u8]) -> Result<InceptionModel<'a>, Error> {
-        Self::from_file(&File::parse(bytes, Some(NetId::Inception))?)
-    }
+/// A layer type the kernels take, read from a checked record.
+pub trait FromRecord<'a>: Sized {
+    /// The layer in `record`. Fails if the record's dimensions are not the
+    /// type's: the typed model disagrees with the graph (every decoding
+    /// test then fails), or the file does.
+    fn from_record(record: &Checked<'a>) -> Result<Self, Error>;
+}
 
-    fn from_file(file: &File<'a>) -> Result<InceptionModel<'a>, Error> {
-        let input = input_quant(file);
-        let mut r = Reader(file.records());
-        let conv1 = r.conv(input.zero_point)?;
-        let incep1 = r.inception_a(INCEP1_FIRST, conv1.output.zero_point)?;
-        let conv2 = r.conv(incep1.output_zero_point())?;
-        let incep2 = r.inception_a(INCEP2_FIRST, conv2.output.zero_point)?;
-        let fc = r.linear(incep2.output_zero_point())?;
-        r.0.finish()?;
-        Ok(InceptionModel {
-            input,
-            conv1,
-            incep1,
-            conv2,
-            incep2,
-            fc,
+// The typed reads check only the type's dimensions against the record's:
+// `Layers::checked` has checked everything else against the layer table.
+// They fill their arrays through the untyped helpers, so that each layer
+// type adds little code (the firmware decodes every network).
+
+impl<'a, const CI: usize, const K: usize, const PAD: usize, const CO: usize> FromRecord<'a>
+    for ConvLayer<'a, CI, K, PAD, CO>
+{
+    fn from_record(c: &Checked<'a>) -> Result<Self, Error> {
+        c.kind(LayerKind::Conv)?;
+        c.dims([CO, K, K, CI], PAD)?;
+        let mut layer = ConvLayer {
+            weights: c.weights()?,
+            bias: [0; CO],
+            requant: [Requant::ZERO; CO],
+            input_zero_point: c.input_zero_point,
+            output: OutputQuant::linear(0),
+            output_scale: 0.0,
+        };
+        (layer.output, layer.output_scale) = c.fill(&mut layer.bias, &mut layer.requant);
+        Ok(layer)
+    }
+}
+
+impl<'a, const H: usize, const W: usize, const C: usize, const O: usize> FromRecord<'a>
+    for LinearLayer<'a, H, W, C, O>
+{
+    fn from_record(c: &Checked<'a>) -> Result<Self, Error> {
+        c.kind(LayerKind::Linear)?;
+        c.dims([O, H, W, C], 0)?;
+        let mut layer = LinearLayer {
+            weights: c.weights()?,
+            bias: [0; O],
+            requant: [Requant::ZERO; O],
+            input_zero_point: c.input_zero_point,
+            output: OutputQuant::linear(0),
+            output_scale: 0.0,
+        };
+        (layer.output, layer.output_scale) = c.fill(&mut layer.bias, &mut layer.requant);
+        Ok(layer)
+    }
+}
+
+impl<'a> FromRecord<'a> for AddLayer {
+    fn from_record(c: &Checked<'a>) -> Result<Self, Error> {
+        c.kind(LayerKind::Add)?;
+        let mut requant = [Requant::ZERO; 3];
+        let (output, output_scale) = c.fill(&mut [], &mut requant);
+        let [a, b, out] = requant;
+        Ok(AddLayer {
+            params: AddS8 {
+                a_zero_point: c.input_zero_point,
+                a,
+                b_zero_point: c.input_b_zero_point,
+                b,
+                out,
+                output,
+            },
+            output_scale,
         })
     }
 }
 
-impl<'a> ResNetModel<'a> {
-    /// Decodes and checks a ResNet model file; the weights stay in `bytes`.
-    pub fn decode(bytes: &'a [u8]) -> Result<ResNetModel<'a>, Error> {
-        Self::from_file(&File::parse(bytes, Some(NetId::ResNet))?)
-    }
-
-    fn from_file(file: &File<'a>) -> Result<ResNetModel<'a>, Error> {
-        let input = input_quant(file);
-        let mut r = Reader(file.records());
-        let r1 = r.block(crate::arch::IMAGE_SIDE, input.zero_point)?;
-        let r2 = r.block(res::P1, r1.add.params.output.zero_point)?;
-        let fc = r.linear(r2.add.params.output.zero_point)?;
-        r.0.finish()?;
-        Ok(ResNetModel { input, r1, r2, fc })
-    }
-}
-
-/// A record with the context its errors need.
-struct Checked<'a> {
+/// A record with its spec and the zero points of its inputs.
+pub struct Checked<'a> {
     index: usize,
-    name: &'static str,
-    activation: Activation,
+    spec: &'static LayerSpec,
     rec: LayerRecord<'a>,
+    input_zero_point: i8,
+    input_b_zero_point: i8,
 }
 
 impl<'a> Checked<'a> {
     fn err(&self, problem: LayerProblem) -> Error {
         Error::Layer {
             index: self.index,
-            name: self.name,
+            name: self.spec.name.as_str(),
             problem,
         }
+    }
+
+    /// Everything the spec says of the record (not its typed dimensions).
+    fn check(&self) -> Result<(), Error> {
+        let s = self.spec;
+        self.dims(s.dims.map(usize::from), s.pad as usize)?;
+        self.length(Field::Weights, self.rec.weights.len(), s.weight_bytes())?;
+        self.length(Field::Bias, self.rec.bias.len(), 4 * s.bias_len())?;
+        self.length(Field::Requant, self.rec.requant.len(), REQUANT_BYTES * s.requant_len())?;
+        for (channel, b) in self.rec.requant.chunks_exact(REQUANT_BYTES).enumerate() {
+            let multiplier = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let shift = b[4] as i8;
+            if Requant::new(multiplier, shift as i32).is_none() {
+                return Err(self.err(LayerProblem::Requant {
+                    channel,
+                    multiplier,
+                    shift,
+                }));
+            }
+        }
+        self.output().map(|_| ())
+    }
+
+    /// That the record is of `kind` (the typed model's, against the
+    /// graph's).
+    fn kind(&self, kind: LayerKind) -> Result<(), Error> {
+        if self.spec.kind != kind {
+            return Err(self.err(LayerProblem::Kind {
+                found: self.spec.kind as u8,
+                expected: kind,
+            }));
+        }
+        Ok(())
     }
 
     fn dims(&self, expected: [usize; 4], pad: usize) -> Result<(), Error> {
@@ -287,34 +366,27 @@ impl<'a> Checked<'a> {
         })
     }
 
-    fn bias<const N: usize>(&self) -> Result<[i32; N], Error> {
-        let bytes = self.rec.bias;
-        self.length(Field::Bias, bytes.len(), 4 * N)?;
-        let mut out = [0i32; N];
-        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+    /// Fills a typed layer's per-channel arrays from the checked record
+    /// (its lengths and requants are valid), and returns its output
+    /// quantisation.
+    #[inline(never)]
+    fn fill(&self, bias: &mut [i32], requant: &mut [Requant]) -> (OutputQuant, f32) {
+        for (o, b) in bias.iter_mut().zip(self.rec.bias.chunks_exact(4)) {
             *o = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        Ok(out)
-    }
-
-    fn requant<const N: usize>(&self) -> Result<[Requant; N], Error> {
-        let bytes = self.rec.requant;
-        self.length(Field::Requant, bytes.len(), REQUANT_BYTES * N)?;
-        let mut out = [Requant::ZERO; N];
-        for (channel, (o, b)) in out
-            .iter_mut()
-            .zip(bytes.chunks_exact(REQUANT_BYTES))
-            .enumerate()
-        {
+        for (o, b) in requant.iter_mut().zip(self.rec.requant.chunks_exact(REQUANT_BYTES)) {
             let multiplier = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let shift = b[4] as i8;
-            *o = Requant::new(multiplier, shift as i32).ok_or(self.err(LayerProblem::Requant {
-                channel,
-                multiplier,
-                shift,
-            }))?;
+            *o = Requant::new(multiplier, b[4] as i8 as i32).unwrap_or(Requant::ZERO);
         }
-        Ok(out)
+        let o = self.rec.output;
+        let range = ActRange::new(o.min, o.max).unwrap_or(ActRange::FULL);
+        (
+            OutputQuant {
+                zero_point: o.zero_point,
+                range,
+            },
+            o.scale,
+        )
     }
 
     fn output(&self) -> Result<(OutputQuant, f32), Error> {
@@ -330,7 +402,7 @@ impl<'a> Checked<'a> {
         let range = ActRange::new(min, max).ok_or(self.err(LayerProblem::Range { min, max }))?;
         let relu = range == ActRange::relu(zero_point);
         let full = range == ActRange::FULL;
-        let ok = match self.activation {
+        let ok = match self.spec.activation {
             Activation::None => full,
             Activation::Relu => relu,
             Activation::ReluAfterPool => full || relu,
@@ -348,136 +420,3 @@ impl<'a> Checked<'a> {
 
 /// Bytes of one stored requant: i32 LE multiplier, i8 shift.
 pub const REQUANT_BYTES: usize = 5;
-
-struct Reader<'a>(Records<'a>);
-
-impl<'a> Reader<'a> {
-    fn next(&mut self) -> Result<Checked<'a>, Error> {
-        let (index, spec, rec) = self.0.next_record()?;
-        Ok(Checked {
-            index,
-            name: spec.name,
-            activation: spec.activation,
-            rec,
-        })
-    }
-
-    fn conv<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-        &mut self,
-        input_zero_point: i8,
-    ) -> Result<ConvLayer<'a, CI, K, PAD, CO>, Error> {
-        let c = self.next()?;
-        c.dims([CO, K, K, CI], PAD)?;
-        let weights = c.weights()?;
-        let bias = c.bias()?;
-        let requant = c.requant()?;
-        let (output, output_scale) = c.output()?;
-        Ok(ConvLayer {
-            weights,
-            bias,
-            requant,
-            input_zero_point,
-            output,
-            output_scale,
-        })
-    }
-
-    fn linear<const H: usize, const W: usize, const C: usize, const O: usize>(
-        &mut self,
-        input_zero_point: i8,
-    ) -> Result<LinearLayer<'a, H, W, C, O>, Error> {
-        let c = self.next()?;
-        c.dims([O, H, W, C], 0)?;
-        let weights = c.weights()?;
-        let bias = c.bias()?;
-        let requant = c.requant()?;
-        let (output, output_scale) = c.output()?;
-        Ok(LinearLayer {
-            weights,
-            bias,
-            requant,
-            input_zero_point,
-            output,
-            output_scale,
-        })
-    }
-
-    fn add(&mut self, side: usize, channels: usize, a_zp: i8, b_zp: i8) -> Result<AddLayer, Error> {
-        let c = self.next()?;
-        c.dims([side, side, channels, 0], 0)?;
-        c.length(Field::Weights, c.rec.weights.len(), 0)?;
-        c.length(Field::Bias, c.rec.bias.len(), 0)?;
-        let [a, b, out] = c.requant::<3>()?;
-        let (output, output_scale) = c.output()?;
-        Ok(AddLayer {
-            params: AddS8 {
-                a_zero_point: a_zp,
-                a,
-                b_zero_point: b_zp,
-                b,
-                out,
-                output,
-            },
-            output_scale,
-        })
-    }
-
-    fn inception_a<const CIN: usize>(
-        &mut self,
-        first: usize,
-        in_zp: i8,
-    ) -> Result<InceptionAModel<'a, CIN>, Error> {
-        let b1 = self.conv(in_zp)?;
-        let b5_1 = self.conv(in_zp)?;
-        let b5_2 = self.conv(b5_1.output.zero_point)?;
-        let b3_1 = self.conv(in_zp)?;
-        let b3_2 = self.conv(b3_1.output.zero_point)?;
-        let b3_3 = self.conv(b3_2.output.zero_point)?;
-        // The average pool keeps its input's scale and zero point.
-        let bp = self.conv(in_zp)?;
-        // The four branch ends write one concat tensor: one quantisation.
-        let concat = (b1.output, b1.output_scale.to_bits());
-        for (offset, end) in [
-            (2, (b5_2.output, b5_2.output_scale.to_bits())),
-            (5, (b3_3.output, b3_3.output_scale.to_bits())),
-            (6, (bp.output, bp.output_scale.to_bits())),
-        ] {
-            if end != concat {
-                let spec = &super::layers::INCEPTION[first + offset];
-                return Err(Error::Layer {
-                    index: first + offset,
-                    name: spec.name,
-                    problem: LayerProblem::Concat,
-                });
-            }
-        }
-        Ok(InceptionAModel {
-            b1,
-            b5_1,
-            b5_2,
-            b3_1,
-            b3_2,
-            b3_3,
-            bp,
-        })
-    }
-
-    /// An identity block at feature map side `side`.
-    fn block<const CIN: usize, const COUT: usize>(
-        &mut self,
-        side: usize,
-        in_zp: i8,
-    ) -> Result<BlockModel<'a, CIN, COUT>, Error> {
-        let conv1: ConvLayer<'a, CIN, { res::K }, { res::PAD }, CIN> = self.conv(in_zp)?;
-        let conv2: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT> =
-            self.conv(conv1.output.zero_point)?;
-        let conv: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT> = self.conv(in_zp)?;
-        let add = self.add(side, COUT, conv2.output.zero_point, conv.output.zero_point)?;
-        Ok(BlockModel {
-            conv1,
-            conv2,
-            conv,
-            add,
-        })
-    }
-}

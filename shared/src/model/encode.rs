@@ -1,10 +1,11 @@
 //! The host side of the model file: an owned, easy-to-fill description of a
 //! quantised network ([`ModelSpec`]) and its encoder.
 
-use super::decode::{Model, REQUANT_BYTES};
+use super::decode::{Layers, REQUANT_BYTES};
 use super::layers::{layers, signature, Activation, LayerKind};
 use super::wire::{File, Header, LayerRecord, OutputRecord, Preamble};
 use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC};
+use crate::graph::Source;
 use crate::arch::normalize_pixel;
 use crate::error::Error;
 use crate::kernels::{ActRange, AddS8, OutputQuant};
@@ -97,7 +98,7 @@ impl ModelSpec {
         let layers = layers(net)
             .iter()
             .map(|l| LayerData {
-                name: l.name.to_string(),
+                name: l.name.as_str().to_string(),
                 kind: l.kind,
                 dims: l.dims,
                 pad: l.pad,
@@ -133,7 +134,7 @@ impl ModelSpec {
     /// returned.
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
         let bytes = self.encode_unchecked();
-        Model::decode(&bytes)?;
+        Layers::check_all(&bytes)?;
         Ok(bytes)
     }
 
@@ -208,7 +209,7 @@ impl ModelSpec {
 
     /// A checked model file back as a spec (for inspection and round trips).
     pub fn decode(bytes: &[u8]) -> Result<ModelSpec, Error> {
-        Model::decode(bytes)?;
+        Layers::check_all(bytes)?;
         let file = File::parse(bytes, None)?;
         let mut lut = [0i8; INPUT_LUT_LEN];
         for (q, &b) in lut.iter_mut().zip(file.header.input_lut) {
@@ -222,7 +223,7 @@ impl ModelSpec {
                 .chunks_exact(REQUANT_BYTES)
                 .map(|b| {
                     let m = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    // Checked by Model::decode above.
+                    // Checked by Layers::check_all above.
                     Requant::new(m, b[4] as i8 as i32).unwrap_or(Requant::ZERO)
                 })
                 .collect();
@@ -265,11 +266,7 @@ impl ModelSpec {
         let mut rng = SplitMix64(seed ^ 0x5eed_5eed_5eed_5eed);
         let mut spec = ModelSpec::template(net);
         spec.input = InputSpec::full_range();
-        // Output quantisation per tensor; the concat branches share one.
-        let mut concat: Option<(OutputQuant, f32)> = None;
-        let mut scales: Vec<(String, f32, i8)> = Vec::new();
-        for (i, l) in spec.layers.iter_mut().enumerate() {
-            let table = &layers(net)[i];
+        for (i, table) in layers(net).iter().enumerate() {
             let relu = match table.activation {
                 Activation::Relu => true,
                 Activation::None => false,
@@ -281,25 +278,36 @@ impl ModelSpec {
                 rng.below(61) as i8 - 30
             };
             let scale = 0.01 + 0.1 * rng.unit() as f32;
-            l.output = if relu {
+            let output = if relu {
                 OutputQuant::relu(zp)
             } else {
                 OutputQuant::linear(zp)
             };
-            l.output_scale = scale;
-            let branch_end = [".b1", ".b5_2", ".b3_3", ".bp"]
-                .iter()
-                .any(|s| l.name.ends_with(s));
-            if branch_end {
-                if l.name.ends_with(".b1") {
-                    concat = Some((l.output, l.output_scale));
+            // A concat's parts share its first part's quantisation.
+            let (output, scale) = match table.shares_output_of {
+                Some(first) => {
+                    let f = &spec.layers[first as usize];
+                    (f.output, f.output_scale)
                 }
-                let (o, s) = concat.expect("b1 comes first");
-                l.output = o;
-                l.output_scale = s;
-            }
-            match l.kind {
-                LayerKind::Conv | LayerKind::Linear => {
+                None => (output, scale),
+            };
+            let quant = |source: Source| match source {
+                Source::Image => (spec.input.scale as f64, spec.input.zero_point),
+                Source::Layer(j) => {
+                    let l = &spec.layers[j as usize];
+                    (l.output_scale as f64, l.output.zero_point)
+                }
+            };
+            let add = (table.kind == LayerKind::Add).then(|| {
+                AddS8::from_scales(quant(table.input), quant(table.input_b), scale as f64 * 2.0, output)
+                    .expect("positive scales")
+            });
+            let l = &mut spec.layers[i];
+            l.output = output;
+            l.output_scale = scale;
+            match add {
+                Some(p) => l.requant = vec![p.a, p.b, p.out],
+                None => {
                     for w in l.weights.iter_mut() {
                         *w = rng.next_u64() as i8;
                         if *w == -128 {
@@ -318,21 +326,7 @@ impl ModelSpec {
                         *r = quantize_multiplier(real).expect("a small positive multiplier");
                     }
                 }
-                LayerKind::Add => {
-                    // a = conv2, b = conv: the two layers before this one.
-                    let (_, sa, za) = scales[scales.len() - 2].clone();
-                    let (_, sb, zb) = scales[scales.len() - 1].clone();
-                    let p = AddS8::from_scales(
-                        (sa as f64, za),
-                        (sb as f64, zb),
-                        scale as f64 * 2.0,
-                        l.output,
-                    )
-                    .expect("positive scales");
-                    l.requant = vec![p.a, p.b, p.out];
-                }
             }
-            scales.push((l.name.clone(), l.output_scale, l.output.zero_point));
         }
         spec
     }

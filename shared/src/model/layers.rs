@@ -1,10 +1,11 @@
 //! The layer tables: for each network, the layer records a model file holds,
-//! in file order, with their names, kinds, dimensions and activations — all
-//! computed from [`crate::arch`]. The decoder checks every record against
-//! them, and the shape signature in the header is a hash of them.
+//! in file order, with their names, kinds, dimensions, activations and
+//! int8 wiring — all derived from the network's graph ([`crate::graph`]).
+//! The decoder checks every record against them, and the shape signature in
+//! the header is a hash of them.
 
-use super::NetId;
-use crate::arch::{inception as inc, inception_a as ia, resnet as res, CLASSES, IMAGE_SIDE};
+use crate::arch::{CLASSES, IMAGE_SIDE};
+use crate::graph::{self, Act, Graph, Name, NetId, Node, NodeId, Op, Source};
 
 /// What a layer record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,13 +49,14 @@ pub enum Activation {
     ReluAfterPool,
 }
 
-/// One layer record as the architecture defines it.
+/// One layer record as the network's graph defines it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerSpec {
     /// PyTorch module name (`conv1`, `incep1.b5_2`, `r1.conv`, `fc`); the
-    /// residual adds, which have no parameters in PyTorch, are `r1.add` and
-    /// `r2.add`.
-    pub name: &'static str,
+    /// residual adds, which have no parameters in PyTorch, are `<block>.add`.
+    pub name: Name,
+    /// Its node in the graph.
+    pub node: NodeId,
     /// What the record holds.
     pub kind: LayerKind,
     /// Dimensions (see [`LayerKind`] for their meaning per kind).
@@ -65,9 +67,66 @@ pub struct LayerSpec {
     pub activation: Activation,
     /// Side of the layer's (square) output feature map; 1 for fc.
     pub out_side: u16,
+    /// Whose quantisation the layer's input carries (an add: operand a's):
+    /// its input zero point is that tensor's.
+    pub input: Source,
+    /// An add's operand b's quantisation ([`Source::Image`] for other
+    /// kinds, which have no second input).
+    pub input_b: Source,
+    /// The layer whose output quantisation this one must equal (the first
+    /// part of the concat this layer writes into), if another.
+    pub shares_output_of: Option<u8>,
 }
 
 impl LayerSpec {
+    /// The spec of layer node `id` of `g`.
+    pub const fn of(g: &Graph, id: NodeId) -> LayerSpec {
+        let node = g.node(id);
+        let side = node.side as usize;
+        let (kind, dims, pad, input, input_b) = match node.op {
+            Op::Conv { input, kernel, pad } => {
+                let ci = g.node(input).channels as usize;
+                let k = kernel as usize;
+                let dims = [u16_of(node.channels as usize), u16_of(k), u16_of(k), u16_of(ci)];
+                (LayerKind::Conv, dims, pad, g.source(input), Source::Image)
+            }
+            Op::Linear { input } => {
+                let x = g.node(input);
+                let (s, c) = (x.side as usize, x.channels as usize);
+                let dims = [u16_of(node.channels as usize), u16_of(s), u16_of(s), u16_of(c)];
+                (LayerKind::Linear, dims, 0, g.source(input), Source::Image)
+            }
+            Op::Add { a, b } => {
+                let dims = [u16_of(side), u16_of(side), u16_of(node.channels as usize), 0];
+                (LayerKind::Add, dims, 0, g.source(a), g.source(b))
+            }
+            _ => panic!("not a layer"),
+        };
+        let activation = match node.act {
+            Act::Relu => Activation::Relu,
+            Act::None => match g.sole_consumer(id) {
+                Some(c) if is_max_pool_relu(g.node(c)) => Activation::ReluAfterPool,
+                _ => Activation::None,
+            },
+        };
+        let shares_output_of = match (g.source(id), g.layer_index(id)) {
+            (Source::Layer(i), Some(own)) if i as usize != own => Some(i),
+            _ => None,
+        };
+        LayerSpec {
+            name: node.name,
+            node: id,
+            kind,
+            dims,
+            pad,
+            activation,
+            out_side: u16_of(side),
+            input,
+            input_b,
+            shares_output_of,
+        }
+    }
+
     /// Output channels (convs), outputs (fc) or channels (add).
     pub const fn out_channels(&self) -> usize {
         match self.kind {
@@ -117,228 +176,60 @@ impl LayerSpec {
     }
 }
 
+const fn is_max_pool_relu(node: &Node) -> bool {
+    matches!((node.op, node.act), (Op::MaxPool2 { .. }, Act::Relu))
+}
+
 const fn u16_of(n: usize) -> u16 {
     assert!(n <= u16::MAX as usize, "dimension does not fit a u16");
     n as u16
 }
 
-const fn conv(
-    name: &'static str,
-    ci: usize,
-    k: usize,
-    pad: usize,
-    co: usize,
-    out_side: usize,
-    activation: Activation,
-) -> LayerSpec {
-    LayerSpec {
-        name,
-        kind: LayerKind::Conv,
-        dims: [u16_of(co), u16_of(k), u16_of(k), u16_of(ci)],
-        pad: pad as u8,
-        activation,
-        out_side: u16_of(out_side),
+/// The layer records of `g`, in file order (its layers in node order).
+/// `N` must be `g.layer_count()`.
+const fn derive<const N: usize>(g: &Graph) -> [LayerSpec; N] {
+    assert!(N == g.layer_count(), "wrong layer count");
+    let first = LayerSpec::of(g, g.layer_node(0));
+    let mut out = [first; N];
+    let mut i = 1;
+    while i < N {
+        out[i] = LayerSpec::of(g, g.layer_node(i));
+        i += 1;
     }
+    out
 }
 
-const fn linear(name: &'static str, side: usize, c: usize, o: usize) -> LayerSpec {
-    LayerSpec {
-        name,
-        kind: LayerKind::Linear,
-        dims: [u16_of(o), u16_of(side), u16_of(side), u16_of(c)],
-        pad: 0,
-        activation: Activation::None,
-        out_side: 1,
-    }
-}
-
-const fn add(name: &'static str, side: usize, c: usize) -> LayerSpec {
-    LayerSpec {
-        name,
-        kind: LayerKind::Add,
-        dims: [u16_of(side), u16_of(side), u16_of(c), 0],
-        pad: 0,
-        activation: Activation::Relu,
-        out_side: u16_of(side),
-    }
-}
-
-/// The seven convs of one InceptionA module on `cin` channels at side `s`,
-/// in PyTorch's module order (b1, b5_1, b5_2, b3_1, b3_2, b3_3, bp). No
-/// activation inside the module.
-macro_rules! inception_a {
-    ($p:literal, $cin:expr, $s:expr) => {
-        [
-            conv(concat!($p, ".b1"), $cin, 1, 0, ia::B1, $s, Activation::None),
-            conv(
-                concat!($p, ".b5_1"),
-                $cin,
-                1,
-                0,
-                ia::B5_REDUCE,
-                $s,
-                Activation::None,
-            ),
-            conv(
-                concat!($p, ".b5_2"),
-                ia::B5_REDUCE,
-                5,
-                2,
-                ia::B5,
-                $s,
-                Activation::None,
-            ),
-            conv(
-                concat!($p, ".b3_1"),
-                $cin,
-                1,
-                0,
-                ia::B3_REDUCE,
-                $s,
-                Activation::None,
-            ),
-            conv(
-                concat!($p, ".b3_2"),
-                ia::B3_REDUCE,
-                3,
-                1,
-                ia::B3,
-                $s,
-                Activation::None,
-            ),
-            conv(
-                concat!($p, ".b3_3"),
-                ia::B3,
-                3,
-                1,
-                ia::B3,
-                $s,
-                Activation::None,
-            ),
-            conv(concat!($p, ".bp"), $cin, 1, 0, ia::BP, $s, Activation::None),
-        ]
-    };
-}
-
-const INCEP1: [LayerSpec; 7] = inception_a!("incep1", inc::C1, inc::P1);
-const INCEP2: [LayerSpec; 7] = inception_a!("incep2", inc::C2, inc::P2);
-
-/// Index in [`INCEPTION`] of each module's first record.
-pub const INCEP1_FIRST: usize = 1;
-/// Index in [`INCEPTION`] of incep2's first record.
-pub const INCEP2_FIRST: usize = 9;
-
-/// InceptionNet's records in file order: conv1, incep1 (7), conv2,
-/// incep2 (7), fc.
-pub const INCEPTION: [LayerSpec; 17] = [
-    conv(
-        "conv1",
-        1,
-        inc::K1,
-        0,
-        inc::C1,
-        inc::S1,
-        Activation::ReluAfterPool,
-    ),
-    INCEP1[0],
-    INCEP1[1],
-    INCEP1[2],
-    INCEP1[3],
-    INCEP1[4],
-    INCEP1[5],
-    INCEP1[6],
-    conv(
-        "conv2",
-        inc::INCEP_OUT,
-        inc::K2,
-        0,
-        inc::C2,
-        inc::S2,
-        Activation::ReluAfterPool,
-    ),
-    INCEP2[0],
-    INCEP2[1],
-    INCEP2[2],
-    INCEP2[3],
-    INCEP2[4],
-    INCEP2[5],
-    INCEP2[6],
-    linear("fc", inc::P2, inc::INCEP_OUT, CLASSES),
-];
-
-/// The ResNet's records in file order: per block conv1 (ReLU), conv2, conv
-/// (the shortcut), add (ReLU); then fc.
-pub const RESNET: [LayerSpec; 9] = [
-    conv(
-        "r1.conv1",
-        1,
-        res::K,
-        res::PAD,
-        1,
-        IMAGE_SIDE,
-        Activation::Relu,
-    ),
-    conv(
-        "r1.conv2",
-        1,
-        res::K,
-        res::PAD,
-        res::C1,
-        IMAGE_SIDE,
-        Activation::None,
-    ),
-    conv(
-        "r1.conv",
-        1,
-        res::K,
-        res::PAD,
-        res::C1,
-        IMAGE_SIDE,
-        Activation::None,
-    ),
-    add("r1.add", IMAGE_SIDE, res::C1),
-    conv(
-        "r2.conv1",
-        res::C1,
-        res::K,
-        res::PAD,
-        res::C1,
-        res::P1,
-        Activation::Relu,
-    ),
-    conv(
-        "r2.conv2",
-        res::C1,
-        res::K,
-        res::PAD,
-        res::C2,
-        res::P1,
-        Activation::None,
-    ),
-    conv(
-        "r2.conv",
-        res::C1,
-        res::K,
-        res::PAD,
-        res::C2,
-        res::P1,
-        Activation::None,
-    ),
-    add("r2.add", res::P1, res::C2),
-    linear("fc", res::P2, res::C2, CLASSES),
-];
+const INCEPTION: [LayerSpec; graph::INCEPTION.layer_count()] = derive(graph::INCEPTION);
+const RESNET: [LayerSpec; graph::RESNET.layer_count()] = derive(graph::RESNET);
+const RESNET_IDENTITY: [LayerSpec; graph::RESNET_IDENTITY.layer_count()] =
+    derive(graph::RESNET_IDENTITY);
 
 /// The records of `net`, in file order.
 pub const fn layers(net: NetId) -> &'static [LayerSpec] {
     match net {
         NetId::Inception => &INCEPTION,
         NetId::ResNet => &RESNET,
+        NetId::ResNetIdentity => &RESNET_IDENTITY,
     }
 }
 
+/// Most layer records any network has.
+pub const MAX_LAYERS: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < NetId::COUNT {
+        let n = layers(NetId::ALL[i]).len();
+        if n > max {
+            max = n;
+        }
+        i += 1;
+    }
+    max
+};
+
 /// The spec of the layer named `name` in `net`.
 pub fn find(net: NetId, name: &str) -> Option<&'static LayerSpec> {
-    layers(net).iter().find(|l| l.name == name)
+    layers(net).iter().find(|l| l.name.is(name))
 }
 
 /// FNV-1a, 32 bits, over a byte string, continuing from `h`.
@@ -363,7 +254,7 @@ pub const fn signature(net: NetId) -> u32 {
     let mut i = 0;
     while i < ls.len() {
         let l = &ls[i];
-        h = fnv1a(h, l.name.as_bytes());
+        h = fnv1a(h, l.name.as_str().as_bytes());
         let d = l.dims;
         let act = match l.activation {
             Activation::None => 0,
@@ -396,41 +287,27 @@ pub const fn signature(net: NetId) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch;
 
+    // The shape signatures of the committed model files: written by the
+    // hand-made tables these are now derived from.
     #[test]
-    fn tables_count_the_pytorch_parameters() {
-        for (net, params) in [
-            (NetId::Inception, arch::inception::PARAMS),
-            (NetId::ResNet, arch::resnet::PARAMS),
-        ] {
-            let n: usize = layers(net)
-                .iter()
-                .map(|l| l.weight_bytes() + l.bias_len())
-                .sum();
-            assert_eq!(n, params, "{net:?}");
-        }
-        assert_eq!(INCEPTION[INCEP1_FIRST].name, "incep1.b1");
-        assert_eq!(INCEPTION[INCEP2_FIRST].name, "incep2.b1");
-    }
-
-    // GUIDE issue 6 states the MAC counts of both networks (CMSIS-NN's
-    // count, padded taps included).
-    #[test]
-    fn tables_count_the_macs() {
-        let macs = |net| layers(net).iter().map(LayerSpec::macs).sum::<usize>();
-        assert_eq!(macs(NetId::Inception), 6_019_200);
-        assert_eq!(macs(NetId::ResNet), 1_039_976);
+    fn signatures_of_the_first_two_networks_are_unchanged() {
+        assert_eq!(signature(NetId::Inception), 0xd594_7ae9);
+        assert_eq!(signature(NetId::ResNet), 0x4a12_c3e9);
     }
 
     #[test]
     fn signatures_differ_and_names_are_unique() {
-        assert_ne!(signature(NetId::Inception), signature(NetId::ResNet));
-        for net in [NetId::Inception, NetId::ResNet] {
+        for (i, a) in NetId::ALL.iter().enumerate() {
+            for b in &NetId::ALL[i + 1..] {
+                assert_ne!(signature(*a), signature(*b));
+            }
+        }
+        for net in NetId::ALL {
             let ls = layers(net);
             for (i, a) in ls.iter().enumerate() {
                 assert!(ls[i + 1..].iter().all(|b| b.name != a.name));
-                assert_eq!(find(net, a.name), Some(a));
+                assert_eq!(find(net, a.name.as_str()), Some(a));
             }
         }
     }

@@ -26,19 +26,21 @@
 //!   defines them;
 //! - `output`: the output tensor's scale, zero point and clamp.
 //!
-//! Decoding ([`InceptionModel::decode`], [`ResNetModel::decode`],
-//! [`Model::decode`]) checks, in order: magic, version, network id (and that
-//! it is the one asked for), the shape signature, the layer count, the input
-//! table's length and scale, the CRC, then every record against
-//! [`layers()`]: name, kind, dims, padding, the length of every byte field,
+//! Decoding ([`Model::decode`](crate::nets::Model::decode), or one
+//! network's own, such as
+//! [`InceptionModel::decode`](crate::nets::inception::InceptionModel::decode))
+//! checks, in order: magic, version, network id (and that it is the one
+//! asked for), the shape signature, the layer count, the input table's
+//! length and scale, the CRC, then every record against [`layers()`] (see
+//! [`Layers`]): name, kind, dims, padding, the length of every byte field,
 //! every requant's range, the output scale, that the clamp implements the
-//! layer's [`Activation`], that the four branches of each Inception concat
-//! share one output quantisation, and that no byte is left over. Any
-//! mismatch is an [`Error`](crate::error::Error) naming it; no input makes the decoder panic.
-//! After decoding, the int8 weights are borrowed from the input bytes (a
-//! model in flash is never copied to RAM); the per-channel bias and requant
-//! arrays (12 bytes per output channel: about 4 KB for InceptionNet, 1 KB
-//! for the ResNet) are copied into the typed model.
+//! layer's [`Activation`], that the parts of a concat share one output
+//! quantisation, and that no byte is left over. Any mismatch is an
+//! [`Error`](crate::error::Error) naming it; no input makes the decoder
+//! panic. After decoding, the int8 weights are borrowed from the input
+//! bytes (a model in flash is never copied to RAM); the per-channel bias
+//! and requant arrays (12 bytes per output channel: about 4 KB for
+//! InceptionNet, 1 KB for the ResNet) are copied into the typed model.
 //!
 //! # What the host supplies
 //!
@@ -57,30 +59,31 @@
 //! - **Every conv and fc**: int8 weights (OHWI / `[O][H][W][C]`), int32 bias,
 //!   a requant per output channel (`in_scale * w_scale[c] / out_scale`), and
 //!   its output tensor's scale, zero point and clamp. The input zero point is
-//!   not stored: it is the producer's output zero point (max pool, average
-//!   pool and ReLU keep scale and zero point), so every layer's `in_scale`
-//!   is its producer's `out_scale`.
-//! - **Every add** (`r1.add`, `r2.add`; `a` = the block's `conv2`, `b` = the
-//!   shortcut `conv`): the three requants of
+//!   not stored: it is the output zero point of the tensor the graph wires
+//!   to the layer ([`LayerSpec::input`]; max and average pools keep their
+//!   input's scale and zero point), so every layer's `in_scale` is that
+//!   tensor's `out_scale`.
+//! - **Every add** (`r1.add`, `rb1.add`, ...; `a` and `b` its operands in
+//!   the graph's order, `a` the block's `conv2`): the three requants of
 //!   [`AddS8::from_scales`](crate::kernels::AddS8::from_scales), in order a,
 //!   b, out, and the output scale, zero point and clamp.
 //! - **Clamps** (ReLU is fused as a clamp at the zero point, see
-//!   [`Activation`]): `r*.conv1` and `r*.add`: ReLU (`zero_point..=127`);
-//!   `conv1`, `conv2` of InceptionNet (followed by max pool, then ReLU —
-//!   the forward applies the ReLU as the pool's clamp): either; all others
-//!   (Inception branches, `r*.conv2`, `r*.conv`, `fc`): the full range.
-//! - **Inception concat**: the last conv of each branch (`b1`, `b5_2`,
-//!   `b3_3`, `bp`) writes its channel slice of the concat directly, so all
-//!   four have the concat's output scale, zero point and clamp (the decoder
-//!   checks this). The average pool in front of `bp` keeps its input's
-//!   quantisation.
+//!   [`Activation`]): a layer with ReLU in the graph: ReLU
+//!   (`zero_point..=127`); a layer followed only by a max pool with ReLU
+//!   (InceptionNet's `conv1`, `conv2`; the forward applies the ReLU as the
+//!   pool's clamp): either; all others: the full range.
+//! - **Concats**: each part (the last conv of each Inception branch: `b1`,
+//!   `b5_2`, `b3_3`, `bp`) writes its channel slice of the concat directly,
+//!   so all parts have the concat's output scale, zero point and clamp (the
+//!   decoder checks this).
 //! - **Logits**: fc's output quantisation gives ten int8 logits; the
 //!   prediction is their argmax (ties to the lowest index).
 //!
 //! The host's exporter (`host/src/export.rs`) is the worked example: it
 //! calibrates on
-//! [`forward_observed`](crate::nets::float::InceptionF32::forward_observed)
-//! of the f32 network and fills a [`ModelSpec`] from a trained checkpoint.
+//! [`forward_observed`](crate::nets::float::FloatNet::forward_observed)
+//! of the f32 network and fills a [`ModelSpec`] from a trained checkpoint,
+//! wired by the graph.
 
 mod decode;
 #[cfg(any(feature = "std", test))]
@@ -92,13 +95,14 @@ mod wire;
 mod tests;
 
 pub use decode::{
-    AddLayer, BlockModel, ConvLayer, InceptionAModel, InceptionModel, InputQuant, LinearLayer,
-    Model, ResNetModel, REQUANT_BYTES,
+    AddLayer, Checked, ConvLayer, FromRecord, InputQuant, Layers, LinearLayer, REQUANT_BYTES,
 };
 #[cfg(any(feature = "std", test))]
 pub use encode::{InputSpec, LayerData, ModelSpec};
-pub use layers::{layers, signature, Activation, LayerKind, LayerSpec};
+pub use layers::{layers, signature, Activation, LayerKind, LayerSpec, MAX_LAYERS};
 pub use wire::{File, Header, LayerRecord, OutputRecord, Preamble, Records};
+
+use crate::graph::NetId;
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MNQ8";
@@ -108,38 +112,6 @@ pub const FORMAT_VERSION: u16 = 1;
 
 /// Entries of the input lookup table (one per raw pixel value).
 pub const INPUT_LUT_LEN: usize = 256;
-
-/// Which network a model file (or a classification request) is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[repr(u8)]
-pub enum NetId {
-    /// InceptionNet ([`crate::arch::inception`]).
-    Inception = 0,
-    /// The seed's ResNet ([`crate::arch::resnet`]).
-    ResNet = 1,
-}
-
-impl NetId {
-    /// Both networks.
-    pub const ALL: [NetId; 2] = [NetId::Inception, NetId::ResNet];
-
-    /// The network for a stored id byte.
-    pub const fn from_u8(id: u8) -> Option<NetId> {
-        match id {
-            0 => Some(NetId::Inception),
-            1 => Some(NetId::ResNet),
-            _ => None,
-        }
-    }
-
-    /// The lower-case name used on the command line and in file names.
-    pub const fn name(self) -> &'static str {
-        match self {
-            NetId::Inception => "inception",
-            NetId::ResNet => "resnet",
-        }
-    }
-}
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 

@@ -6,6 +6,10 @@ use super::*;
 use crate::error::{Error, Field, LayerProblem, Part};
 use crate::kernels::testutil::Rng;
 use crate::kernels::{ActRange, OutputQuant};
+use crate::nets::inception::InceptionModel;
+use crate::nets::resnet::ResNetModel;
+use crate::nets::resnet_identity::ResNetIdentityModel;
+use crate::nets::Model;
 use std::vec::Vec;
 
 fn file(net: NetId, seed: u64) -> (ModelSpec, Vec<u8>) {
@@ -30,18 +34,24 @@ fn fix_crc(bytes: &mut [u8]) {
 /// Decodes with every entry point; all must agree on success or failure.
 fn decode_all(bytes: &[u8]) -> Result<NetId, Error> {
     let any = Model::decode(bytes);
-    let inc = InceptionModel::decode(bytes);
-    let res = ResNetModel::decode(bytes);
+    let checked = Layers::check_all(bytes);
+    let own = [
+        InceptionModel::decode(bytes).map(Model::Inception),
+        ResNetModel::decode(bytes).map(Model::ResNet),
+        ResNetIdentityModel::decode(bytes).map(Model::ResNetIdentity),
+    ];
     match &any {
-        Ok(Model::Inception(m)) => {
-            assert_eq!(inc.as_ref(), Ok(m));
-            assert!(matches!(res, Err(Error::WrongNetwork { .. })));
+        Ok(m) => {
+            assert_eq!(checked, Ok(m.net()));
+            for (net, decoded) in NetId::ALL.into_iter().zip(own) {
+                if net == m.net() {
+                    assert_eq!(decoded.as_ref(), Ok(m));
+                } else {
+                    assert!(matches!(decoded, Err(Error::WrongNetwork { .. })));
+                }
+            }
         }
-        Ok(Model::ResNet(m)) => {
-            assert_eq!(res.as_ref(), Ok(m));
-            assert!(matches!(inc, Err(Error::WrongNetwork { .. })));
-        }
-        Err(_) => assert!(inc.is_err() && res.is_err()),
+        Err(_) => assert!(checked.is_err() && own.iter().all(|d| d.is_err())),
     }
     any.map(|m| m.net())
 }
@@ -108,6 +118,18 @@ fn decoded_layers_borrow_the_file_bytes() {
         m.fc.input_zero_point,
         spec.layer("r2.add").unwrap().output.zero_point
     );
+
+    // The identity shortcut: the add's b is the block's input (conv1's,
+    // through the pool).
+    let (spec, bytes) = file(NetId::ResNetIdentity, 7);
+    let m = ResNetIdentityModel::decode(&bytes).unwrap();
+    let zp = |name| spec.layer(name).unwrap().output.zero_point;
+    assert_eq!(m.rb1.add.params.a_zero_point, zp("rb1.conv2"));
+    assert_eq!(m.rb1.add.params.b_zero_point, zp("conv1"));
+    assert_eq!(m.rb1.conv1.input_zero_point, zp("conv1"));
+    assert_eq!(m.conv2.input_zero_point, zp("rb1.add"));
+    assert_eq!(m.rb2.add.params.b_zero_point, zp("conv2"));
+    assert_eq!(m.fc.input_zero_point, zp("rb2.add"));
 }
 
 #[test]
@@ -496,7 +518,7 @@ fn concat_branches_share_their_quantisation() {
             err,
             Error::Layer {
                 index,
-                name: layers::INCEPTION[index].name,
+                name: layers::layers(NetId::Inception)[index].name.as_str(),
                 problem: LayerProblem::Concat
             }
         );
@@ -572,7 +594,7 @@ fn records_iterate_in_table_order() {
         let f = File::parse(&bytes, Some(net)).unwrap();
         assert_eq!(f.len, bytes.len());
         let names: Vec<&str> = f.records().map(|r| r.unwrap().1.name).collect();
-        let table: Vec<&str> = layers(net).iter().map(|l| l.name).collect();
+        let table: Vec<&str> = layers(net).iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, table);
     }
 }

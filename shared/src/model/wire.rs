@@ -204,7 +204,7 @@ impl<'a> Records<'a> {
         })?;
         let err = |problem| Error::Layer {
             index,
-            name: spec.name,
+            name: spec.name.as_str(),
             problem,
         };
         let (rec, rest) = postcard::take_from_bytes::<LayerRecord>(self.rest).map_err(|e| {
@@ -213,7 +213,7 @@ impl<'a> Records<'a> {
                 _ => LayerProblem::Malformed,
             })
         })?;
-        if rec.name != spec.name {
+        if !spec.name.is(rec.name) {
             return Err(err(LayerProblem::Name));
         }
         if LayerKind::from_u8(rec.kind) != Some(spec.kind) {

@@ -6,22 +6,85 @@
 //! the 5x5 branch, then the 3x3 pair; each branch's last conv writes its
 //! channel slice of the concat directly (no copy).
 //!
-//! Buffer plan (offsets in [`plan`], checked by [`PLAN`]`.verify()` at
-//! compile time). The concat of incep1 (12x12x88 = 12,672 bytes) is the
-//! largest tensor; the module's input and its branch temporaries sit after
-//! it, and each kernel's im2col scratch goes where nothing live is. Peak:
-//! during incep1.b5_2, the concat + the two reducer outputs + the scratch
-//! of the 5x5 conv = [`INCEPTION_ARENA_BYTES`].
+//! Buffer plan (offsets in [`plan`], checked by [`PLAN`]`.verify()` and
+//! against the graph by [`PLAN`]`.check()` at compile time). The concat of
+//! incep1 (12x12x88 = 12,672 bytes) is the largest tensor; the module's
+//! input and its branch temporaries sit after it, and each kernel's im2col
+//! scratch goes where nothing live is. Peak: during incep1.b5_2, the concat
+//! + the two reducer outputs + the scratch of the 5x5 conv.
 
-use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Prediction, Probe, Step};
+use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Probe, Progress, Step};
 use crate::arch::{inception as inc, inception_a as ia, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::error::Error;
+use crate::graph::{NetId, INCEPTION as G};
 use crate::kernels::dsp::Step as ScratchStep;
 use crate::kernels::tiled::scratch_steps;
 use crate::kernels::{
     avgpool3x3_s8, conv2d_fast, conv2d_pool_fast, conv2d_x3_fast, linear_s8, ActRange,
     ChannelOffset, Tensor,
 };
-use crate::model::{InceptionAModel, InceptionModel};
+use crate::model::{ConvLayer, InputQuant, Layers, LinearLayer};
+
+/// One InceptionA module on `CIN` input channels (fields in file order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(missing_docs)] // the PyTorch names, see the graph
+pub struct InceptionAModel<'a, const CIN: usize> {
+    pub b1: ConvLayer<'a, CIN, 1, 0, { ia::B1 }>,
+    pub b5_1: ConvLayer<'a, CIN, 1, 0, { ia::B5_REDUCE }>,
+    pub b5_2: ConvLayer<'a, { ia::B5_REDUCE }, 5, 2, { ia::B5 }>,
+    pub b3_1: ConvLayer<'a, CIN, 1, 0, { ia::B3_REDUCE }>,
+    pub b3_2: ConvLayer<'a, { ia::B3_REDUCE }, 3, 1, { ia::B3 }>,
+    pub b3_3: ConvLayer<'a, { ia::B3 }, 3, 1, { ia::B3 }>,
+    pub bp: ConvLayer<'a, CIN, 1, 0, { ia::BP }>,
+}
+
+impl<'a, const CIN: usize> InceptionAModel<'a, CIN> {
+    fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        Ok(InceptionAModel {
+            b1: r.next()?,
+            b5_1: r.next()?,
+            b5_2: r.next()?,
+            b3_1: r.next()?,
+            b3_2: r.next()?,
+            b3_3: r.next()?,
+            bp: r.next()?,
+        })
+    }
+}
+
+/// A decoded InceptionNet (fields in file order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(missing_docs)] // the PyTorch names, see the graph
+pub struct InceptionModel<'a> {
+    pub input: InputQuant<'a>,
+    pub conv1: ConvLayer<'a, 1, { inc::K1 }, 0, { inc::C1 }>,
+    pub incep1: InceptionAModel<'a, { inc::C1 }>,
+    pub conv2: ConvLayer<'a, { inc::INCEP_OUT }, { inc::K2 }, 0, { inc::C2 }>,
+    pub incep2: InceptionAModel<'a, { inc::C2 }>,
+    pub fc: LinearLayer<'a, { inc::P2 }, { inc::P2 }, { inc::INCEP_OUT }, CLASSES>,
+}
+
+impl<'a> InceptionModel<'a> {
+    /// Decodes and checks an InceptionNet model file; the weights stay in
+    /// `bytes`.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::read(&mut Layers::new(bytes, NetId::Inception)?)
+    }
+
+    #[inline(never)]
+    pub(crate) fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        let m = InceptionModel {
+            input: r.input(),
+            conv1: r.next()?,
+            incep1: InceptionAModel::read(r)?,
+            conv2: r.next()?,
+            incep2: InceptionAModel::read(r)?,
+            fc: r.next()?,
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
 
 /// A conv's im2col scratch: `STEPS` is `scratch_steps(CI, K)`.
 type Scratch<const STEPS: usize> = [ScratchStep; STEPS];
@@ -81,77 +144,60 @@ pub mod plan {
 
 use plan::*;
 
-/// The steps of one InceptionA module, in the order [`forward`] runs them.
-/// Buffers: input, concat, b5_1 out, b3_1 out, avg pool out, b3_2 out, and
-/// the scratch of the 1x1s, bp, b5_2, b3_2, b3_3.
+/// The buffers of one InceptionA module's six steps (graph steps `first`
+/// to `first + 5`): input, concat, b5_1 out, b3_1 out, avg pool out, b3_2
+/// out, and the scratch of the 1x1s, bp, b5_2, b3_2, b3_3.
 macro_rules! module_steps {
-    ($p:literal, $in:ty, $q:ty, $b5:ty, $b3a:ty, $ap:ty, $b3b:ty, [$s1:ty, $sp:ty, $s5:ty, $s3b:ty, $s3c:ty]) => {
+    ($first:expr, $in:ty, $q:ty, $b5:ty, $b3a:ty, $ap:ty, $b3b:ty, [$s1:ty, $sp:ty, $s5:ty, $s3b:ty, $s3c:ty]) => {
         [
-            step(
-                concat!($p, ".b1+b5_1+b3_1"),
-                &[concat!($p, ".b1"), concat!($p, ".b5_1"), concat!($p, ".b3_1")],
-                &[<$in>::REGION], &[<$q>::REGION, <$b5>::REGION, <$b3a>::REGION, <$s1>::REGION]),
-            step(concat!($p, ".avgpool"), &[], &[<$in>::REGION], &[<$ap>::REGION]),
-            step(concat!($p, ".bp"), &[concat!($p, ".bp")], &[<$ap>::REGION], &[<$q>::REGION, <$sp>::REGION]),
-            step(concat!($p, ".b5_2"), &[concat!($p, ".b5_2")], &[<$b5>::REGION], &[<$q>::REGION, <$s5>::REGION]),
-            step(concat!($p, ".b3_2"), &[concat!($p, ".b3_2")], &[<$b3a>::REGION], &[<$b3b>::REGION, <$s3b>::REGION]),
-            step(concat!($p, ".b3_3"), &[concat!($p, ".b3_3")], &[<$b3b>::REGION], &[<$q>::REGION, <$s3c>::REGION]),
+            step(G, $first, &[<$in>::REGION], &[<$q>::REGION, <$b5>::REGION, <$b3a>::REGION, <$s1>::REGION]),
+            step(G, $first + 1, &[<$in>::REGION], &[<$ap>::REGION]),
+            step(G, $first + 2, &[<$ap>::REGION], &[<$q>::REGION, <$sp>::REGION]),
+            step(G, $first + 3, &[<$b5>::REGION], &[<$q>::REGION, <$s5>::REGION]),
+            step(G, $first + 4, &[<$b3a>::REGION], &[<$b3b>::REGION, <$s3b>::REGION]),
+            step(G, $first + 5, &[<$b3b>::REGION], &[<$q>::REGION, <$s3c>::REGION]),
         ]
     };
 }
 
-const MODULE_STEPS: usize = 6;
-const INCEP1_STEPS: [Step; MODULE_STEPS] =
-    module_steps!("incep1", P1, Q1, T1_B5, T1_B3A, T1_AP, T1_B3B, [S1_1X1, S1_BP, S1_B5, S1_B3B, S1_B3C]);
-const INCEP2_STEPS: [Step; MODULE_STEPS] =
-    module_steps!("incep2", P2, Q2, T2_B5, T2_B3A, T2_AP, T2_B3B, [S2, S2, S2, S2, S2]);
+const INCEP1_STEPS: [Step; 6] =
+    module_steps!(2, P1, Q1, T1_B5, T1_B3A, T1_AP, T1_B3B, [S1_1X1, S1_BP, S1_B5, S1_B3B, S1_B3C]);
+const INCEP2_STEPS: [Step; 6] =
+    module_steps!(9, P2, Q2, T2_B5, T2_B3A, T2_AP, T2_B3B, [S2, S2, S2, S2, S2]);
 
 /// The steps of one inference, in order, with the buffers they use.
 pub const PLAN: Plan = Plan {
+    net: NetId::Inception,
     steps: &[
-        step("input", &[], &[], &[X0::REGION]),
-        step("conv1+pool1", &["conv1"], &[X0::REGION], &[P1::REGION, S_C1::REGION]),
+        step(G, 0, &[], &[X0::REGION]),
+        step(G, 1, &[X0::REGION], &[P1::REGION, S_C1::REGION]),
         INCEP1_STEPS[0],
         INCEP1_STEPS[1],
         INCEP1_STEPS[2],
         INCEP1_STEPS[3],
         INCEP1_STEPS[4],
         INCEP1_STEPS[5],
-        step("conv2+pool2", &["conv2"], &[Q1::REGION], &[P2::REGION, S_C2::REGION]),
+        step(G, 8, &[Q1::REGION], &[P2::REGION, S_C2::REGION]),
         INCEP2_STEPS[0],
         INCEP2_STEPS[1],
         INCEP2_STEPS[2],
         INCEP2_STEPS[3],
         INCEP2_STEPS[4],
         INCEP2_STEPS[5],
-        step("fc", &["fc"], &[Q2::REGION], &[]),
+        step(G, 15, &[Q2::REGION], &[]),
     ],
 };
 
-/// Peak activation + scratch RAM of one InceptionNet inference: the arena
-/// size.
-pub const INCEPTION_ARENA_BYTES: usize = PLAN.arena_bytes();
-
+const _: () = assert!(PLAN.check(G).is_ok(), "InceptionNet's plan is not its graph's");
 const _: () = assert!(
     PLAN.verify().is_ok(),
     "InceptionNet buffer plan clobbers a live buffer"
 );
 // Issue 6's bound: activations and scratch of one inference in 24 KB.
 const _: () = assert!(
-    INCEPTION_ARENA_BYTES <= 24 * 1024,
+    PLAN.arena_bytes() <= 24 * 1024,
     "InceptionNet arena over 24 KB"
 );
-
-/// The names of a module's steps, in execution order (from the plan).
-const fn names(steps: &[Step; MODULE_STEPS]) -> [&'static str; MODULE_STEPS] {
-    let mut out = [""; MODULE_STEPS];
-    let mut i = 0;
-    while i < MODULE_STEPS {
-        out[i] = steps[i].name;
-        i += 1;
-    }
-    out
-}
 
 /// Channel offsets of the branches in the concat: b1, b5, b3, bp.
 const B5_AT: usize = ia::B1;
@@ -180,8 +226,7 @@ fn inception_a<
 >(
     m: &InceptionAModel<'_, CIN>,
     arena: &mut Arena<N>,
-    names: &[&'static str; MODULE_STEPS],
-    probe: &mut impl Probe,
+    progress: &mut Progress<'_, impl Probe>,
 ) where
     I: Buffer<T = Tensor<S, S, CIN>>,
     Q: Buffer<T = Tensor<S, S, { ia::OUT }>>,
@@ -208,43 +253,39 @@ fn inception_a<
         (ChannelOffset::<0>, ChannelOffset::<0>, ChannelOffset::<0>),
         s.as_mut(),
     );
-    probe.layer(names[0]);
+    progress.done();
     let (x, a) = arena.pair::<I, AP>();
     // The pool keeps its input's scale and zero point.
     avgpool3x3_s8(m.b1.input_zero_point, x, a);
-    probe.layer(names[1]);
+    progress.done();
     let (a, q, s) = arena.parts::<(AP, Q, SP)>();
     conv2d_fast(&m.bp.kernel(), a, q, ChannelOffset::<BP_AT>, s.as_mut());
-    probe.layer(names[2]);
+    progress.done();
     let (t, q, s) = arena.parts::<(B5, Q, S5)>();
     conv2d_fast(&m.b5_2.kernel(), t, q, ChannelOffset::<B5_AT>, s.as_mut());
-    probe.layer(names[3]);
+    progress.done();
     let (t, u, s) = arena.parts::<(B3A, B3B, S3B)>();
     conv2d_fast(&m.b3_2.kernel(), t, u, ChannelOffset::<0>, s.as_mut());
-    probe.layer(names[4]);
+    progress.done();
     let (u, q, s) = arena.parts::<(B3B, Q, S3C)>();
     conv2d_fast(&m.b3_3.kernel(), u, q, ChannelOffset::<B3_AT>, s.as_mut());
-    probe.layer(names[5]);
+    progress.done();
 }
 
 /// One InceptionNet inference on 784 raw pixels (row-major, 0 = black):
 /// the ten int8 logits. All activations live in `arena` (at least
-/// [`INCEPTION_ARENA_BYTES`], checked at compile time); `probe` is called
-/// after every step of [`PLAN`].
+/// [`PLAN`]'s arena, checked at compile time); `probe` is called after
+/// every step of [`PLAN`].
 pub fn forward<const N: usize>(
     m: &InceptionModel<'_>,
     pixels: &[u8; IMAGE_PIXELS],
     arena: &mut Arena<N>,
     probe: &mut impl Probe,
 ) -> [i8; CLASSES] {
-    const {
-        assert!(
-            N >= INCEPTION_ARENA_BYTES,
-            "arena too small for InceptionNet"
-        )
-    };
+    const { assert!(N >= PLAN.arena_bytes(), "arena too small for InceptionNet") };
+    let mut progress = Progress::new(&PLAN, probe);
     quantize_input(m.input.lut, pixels, arena.get::<X0>());
-    probe.layer("input");
+    progress.done();
     // Max pool, then ReLU: one clamp at the zero point (they commute).
     let (x, p, s) = arena.parts::<(X0, P1, S_C1)>();
     let relu = ActRange::relu(m.conv1.output.zero_point);
@@ -255,10 +296,9 @@ pub fn forward<const N: usize>(
         p,
         s,
     );
-    probe.layer("conv1+pool1");
-    const N1: [&str; MODULE_STEPS] = names(&INCEP1_STEPS);
+    progress.done();
     inception_a::<{ inc::C1 }, { inc::P1 }, N, P1, Q1, T1_B5, T1_B3A, T1_AP, T1_B3B, S1_1X1, S1_BP, S1_B5, S1_B3B, S1_B3C>(
-        &m.incep1, arena, &N1, probe,
+        &m.incep1, arena, &mut progress,
     );
     let (q, p, s) = arena.parts::<(Q1, P2, S_C2)>();
     let relu = ActRange::relu(m.conv2.output.zero_point);
@@ -269,23 +309,12 @@ pub fn forward<const N: usize>(
         p,
         s,
     );
-    probe.layer("conv2+pool2");
-    const N2: [&str; MODULE_STEPS] = names(&INCEP2_STEPS);
+    progress.done();
     inception_a::<{ inc::C2 }, { inc::P2 }, N, P2, Q2, T2_B5, T2_B3A, T2_AP, T2_B3B, S2, S2, S2, S2, S2>(
-        &m.incep2, arena, &N2, probe,
+        &m.incep2, arena, &mut progress,
     );
     let mut logits = [0i8; CLASSES];
     linear_s8(&m.fc.kernel(), arena.get::<Q2>(), &mut logits);
-    probe.layer("fc");
+    progress.done();
     logits
-}
-
-/// [`forward`] and argmax.
-pub fn classify<const N: usize>(
-    m: &InceptionModel<'_>,
-    pixels: &[u8; IMAGE_PIXELS],
-    arena: &mut Arena<N>,
-    probe: &mut impl Probe,
-) -> Prediction {
-    Prediction::from_logits(forward(m, pixels, arena, probe))
 }

@@ -1,5 +1,16 @@
-//! The int8 forward passes of both networks (no heap, no float), their
-//! static buffer plans, and (feature `std`) the f32 forward passes.
+//! The int8 forward pass of each network (no heap, no float), its typed
+//! model and its static buffer plan; [`Model`] and [`classify`] for any
+//! network; and (feature `std`) the f32 forward pass of any graph.
+//!
+//! Each network's int8 pass is written by hand, by design: its tensors and
+//! layers are types (shapes as const generics), its buffers have offsets
+//! fixed at compile time, and it picks its fused kernels. Its graph
+//! ([`crate::graph`]) holds it to the network: the plan's steps are the
+//! graph's steps (a const check, [`Plan::check`], which also checks every
+//! buffer's size against the tensor it holds), each typed layer is read
+//! from the model file by the graph's layer table (a layer of other
+//! dimensions fails to decode), and a test runs every network against an
+//! interpreter of its graph.
 //!
 //! # Memory
 //!
@@ -8,7 +19,7 @@
 //! execution order with the buffers each reads and writes; a `const`
 //! evaluation ([`Plan::verify`]) proves that no buffer is overwritten while
 //! it is still to be read, and the arena size is the plan's highest byte
-//! ([`INCEPTION_ARENA_BYTES`], [`RESNET_ARENA_BYTES`]). Each kernel call
+//! ([`arena_bytes`]). Each kernel call
 //! borrows its input and output regions (and its im2col scratch, a buffer
 //! of the plan like the tensors) with [`Arena::pair`] or [`Arena::parts`],
 //! which check at compile time that they are disjoint and inside the arena.
@@ -17,10 +28,11 @@
 //! each layer's per-channel requantisation).
 //!
 //! ```
-//! use shared::nets::{Arena, ARENA_BYTES, INCEPTION_ARENA_BYTES, RESNET_ARENA_BYTES};
-//! assert!(INCEPTION_ARENA_BYTES <= 24 * 1024);
-//! assert_eq!(ARENA_BYTES, INCEPTION_ARENA_BYTES.max(RESNET_ARENA_BYTES));
-//! // One arena serves both networks (firmware: keep it in a static).
+//! use shared::nets::{arena_bytes, Arena, ARENA_BYTES};
+//! use shared::NetId;
+//! assert!(arena_bytes(NetId::Inception) <= 24 * 1024);
+//! assert!(NetId::ALL.iter().all(|&net| arena_bytes(net) <= ARENA_BYTES));
+//! // One arena serves every network (firmware: keep it in a static).
 //! let arena = Box::new(Arena::<ARENA_BYTES>::new());
 //! # drop(arena);
 //! ```
@@ -35,22 +47,91 @@
 pub mod float;
 pub mod inception;
 pub mod resnet;
+pub mod resnet_identity;
 
 #[cfg(test)]
 mod tests;
 
-pub use inception::INCEPTION_ARENA_BYTES;
-pub use resnet::RESNET_ARENA_BYTES;
-
 use crate::arch::{CLASSES, IMAGE_PIXELS};
+use crate::error::Error;
+use crate::graph::{self, Graph, NetId};
 use crate::kernels::argmax_s8;
-use crate::model::Model;
+use crate::model::{File, Layers};
 
-/// Arena bytes that serve either network.
-pub const ARENA_BYTES: usize = if INCEPTION_ARENA_BYTES > RESNET_ARENA_BYTES {
-    INCEPTION_ARENA_BYTES
-} else {
-    RESNET_ARENA_BYTES
+/// A decoded model of any network.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // no heap to box into; all are small enough
+pub enum Model<'a> {
+    /// An InceptionNet.
+    Inception(inception::InceptionModel<'a>),
+    /// A seed ResNet.
+    ResNet(resnet::ResNetModel<'a>),
+    /// An identity ResNet.
+    ResNetIdentity(resnet_identity::ResNetIdentityModel<'a>),
+}
+
+impl<'a> Model<'a> {
+    /// Decodes and checks a model file of any network; the weights stay in
+    /// `bytes`.
+    pub fn decode(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        let mut r = Layers::of(File::parse(bytes, None)?);
+        Ok(match r.net() {
+            NetId::Inception => Model::Inception(inception::InceptionModel::read(&mut r)?),
+            NetId::ResNet => Model::ResNet(resnet::ResNetModel::read(&mut r)?),
+            NetId::ResNetIdentity => {
+                Model::ResNetIdentity(resnet_identity::ResNetIdentityModel::read(&mut r)?)
+            }
+        })
+    }
+
+    /// The network.
+    pub fn net(&self) -> NetId {
+        match self {
+            Model::Inception(_) => NetId::Inception,
+            Model::ResNet(_) => NetId::ResNet,
+            Model::ResNetIdentity(_) => NetId::ResNetIdentity,
+        }
+    }
+}
+
+/// The buffer plan of `net`'s int8 forward pass.
+pub const fn plan(net: NetId) -> &'static Plan {
+    match net {
+        NetId::Inception => &inception::PLAN,
+        NetId::ResNet => &resnet::PLAN,
+        NetId::ResNetIdentity => &resnet_identity::PLAN,
+    }
+}
+
+/// Peak activation + scratch RAM of one inference of `net`: its arena.
+pub const fn arena_bytes(net: NetId) -> usize {
+    plan(net).arena_bytes()
+}
+
+/// Arena bytes that serve every network.
+pub const ARENA_BYTES: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < NetId::COUNT {
+        if arena_bytes(NetId::ALL[i]) > max {
+            max = arena_bytes(NetId::ALL[i]);
+        }
+        i += 1;
+    }
+    max
+};
+
+/// Most steps any network's plan has.
+pub const MAX_STEPS: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < NetId::COUNT {
+        if plan(NetId::ALL[i]).steps.len() > max {
+            max = plan(NetId::ALL[i]).steps.len();
+        }
+        i += 1;
+    }
+    max
 };
 
 /// Called between the layers of a forward pass.
@@ -85,16 +166,51 @@ impl Prediction {
 }
 
 /// Classify `pixels` (raw bytes, row-major) with whichever network `model`
-/// holds. `arena` must have room for it ([`ARENA_BYTES`] fits both).
+/// holds. `arena` must have room for it ([`ARENA_BYTES`] fits every one).
 pub fn classify<const N: usize>(
     model: &Model<'_>,
     pixels: &[u8; IMAGE_PIXELS],
     arena: &mut Arena<N>,
     probe: &mut impl Probe,
 ) -> Prediction {
+    Prediction::from_logits(forward(model, pixels, arena, probe))
+}
+
+/// The ten int8 logits of `pixels` by whichever network `model` holds.
+pub fn forward<const N: usize>(
+    model: &Model<'_>,
+    pixels: &[u8; IMAGE_PIXELS],
+    arena: &mut Arena<N>,
+    probe: &mut impl Probe,
+) -> [i8; CLASSES] {
     match model {
-        Model::Inception(m) => inception::classify(m, pixels, arena, probe),
-        Model::ResNet(m) => resnet::classify(m, pixels, arena, probe),
+        Model::Inception(m) => inception::forward(m, pixels, arena, probe),
+        Model::ResNet(m) => resnet::forward(m, pixels, arena, probe),
+        Model::ResNetIdentity(m) => resnet_identity::forward(m, pixels, arena, probe),
+    }
+}
+
+/// Reports the steps of a plan to a [`Probe`] as a forward pass finishes
+/// them, in the plan's order.
+pub(crate) struct Progress<'p, P> {
+    probe: &'p mut P,
+    steps: core::slice::Iter<'static, Step>,
+}
+
+impl<'p, P: Probe> Progress<'p, P> {
+    pub(crate) fn new(plan: &'static Plan, probe: &'p mut P) -> Self {
+        Progress {
+            probe,
+            steps: plan.steps.iter(),
+        }
+    }
+
+    /// The next step of the plan has just finished.
+    #[inline(always)]
+    pub(crate) fn done(&mut self) {
+        if let Some(step) = self.steps.next() {
+            self.probe.layer(step.name());
+        }
     }
 }
 
@@ -288,26 +404,33 @@ impl Region {
     }
 }
 
-/// One step of a forward pass: the buffers it reads and those it writes
-/// (a concat is written by several steps, each its channel slice; a fused
-/// conv writes several tensors; a kernel's scratch counts as written).
+/// One step of a forward pass: the graph's step (its name and the nodes it
+/// computes), the buffers it reads and those it writes (a concat is
+/// written by several steps, each its channel slice; a fused conv writes
+/// several tensors; a kernel's scratch counts as written).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
-    /// The layer (PyTorch name) or operation (`input`, `pool1`,
-    /// `incep1.avgpool`, ...); what [`Probe::layer`] receives.
-    pub name: &'static str,
-    /// The model's layers (names as in [`crate::model::layers`]) this step
-    /// computes; several when layers are fused, none for an input or pool.
-    pub layers: &'static [&'static str],
+    /// The graph's step.
+    pub graph: graph::Step,
     /// Buffers read.
     pub reads: &'static [Region],
     /// Buffers written (none: the result goes to the caller, e.g. logits).
     pub writes: &'static [Region],
 }
 
+impl Step {
+    /// The step's name (`conv1+pool1`, `incep1.b5_2`): what [`Probe::layer`]
+    /// receives.
+    pub const fn name(&self) -> &str {
+        self.graph.name.as_str()
+    }
+}
+
 /// A static buffer plan: the steps of a forward pass in execution order.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
+    /// The network.
+    pub net: NetId,
     /// The steps.
     pub steps: &'static [Step],
 }
@@ -329,6 +452,26 @@ pub enum PlanViolation {
         writer: usize,
         /// The step that still needs it.
         reader: usize,
+        /// The buffer.
+        buffer: &'static str,
+    },
+    /// The plan's step `step` is not the graph's (or the plan has another
+    /// number of steps: `step` is the first missing or extra one).
+    NotTheGraphs {
+        /// Step index.
+        step: usize,
+    },
+    /// Step `step` computes a tensor later steps read, but writes no buffer
+    /// of its size.
+    Unwritten {
+        /// Step index.
+        step: usize,
+    },
+    /// Step `step` reads `buffer`, whose size is not that of any tensor
+    /// the step's nodes read.
+    WrongRead {
+        /// Step index.
+        step: usize,
         /// The buffer.
         buffer: &'static str,
     },
@@ -402,6 +545,120 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Checks that the plan is `g`'s: its steps are the graph's steps, in
+    /// order; every tensor a step computes that a later step reads (a
+    /// concat's part: the concat) has a written buffer of its size; every
+    /// buffer a step reads has the size of a tensor its nodes read from an
+    /// earlier step.
+    pub const fn check(&self, g: &Graph) -> Result<(), PlanViolation> {
+        let steps = g.steps();
+        if self.steps.len() != steps.len() {
+            let step = if self.steps.len() < steps.len() { self.steps.len() } else { steps.len() };
+            return Err(PlanViolation::NotTheGraphs { step });
+        }
+        let mut s = 0;
+        while s < steps.len() {
+            let step = &self.steps[s];
+            if !graph_step_eq(&step.graph, &steps[s]) {
+                return Err(PlanViolation::NotTheGraphs { step: s });
+            }
+            let nodes = step.graph.nodes();
+            let mut i = 0;
+            while i < nodes.len() {
+                let tensor = match g.concat_of(nodes[i]) {
+                    Some(c) => c,
+                    None => nodes[i],
+                };
+                if read_after(g, tensor, s) && !has_len(step.writes, g.node(tensor).tensor_bytes()) {
+                    return Err(PlanViolation::Unwritten { step: s });
+                }
+                i += 1;
+            }
+            let mut r = 0;
+            while r < step.reads.len() {
+                if !reads_input_of_len(g, nodes, s, step.reads[r].len) {
+                    return Err(PlanViolation::WrongRead {
+                        step: s,
+                        buffer: step.reads[r].name,
+                    });
+                }
+                r += 1;
+            }
+            s += 1;
+        }
+        Ok(())
+    }
+}
+
+const fn graph_step_eq(a: &graph::Step, b: &graph::Step) -> bool {
+    let (x, y) = (a.nodes(), b.nodes());
+    if x.len() != y.len() || !a.name.is(b.name.as_str()) {
+        return false;
+    }
+    let mut i = 0;
+    while i < x.len() {
+        if x[i].0 != y[i].0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether a node computed after step `s` reads `tensor`.
+const fn read_after(g: &Graph, tensor: graph::NodeId, s: usize) -> bool {
+    let nodes = g.nodes();
+    let mut i = 0;
+    while i < nodes.len() {
+        let reader = graph::NodeId(i as u8);
+        let (inputs, n) = nodes[i].inputs();
+        let mut k = 0;
+        while k < n {
+            if inputs[k].0 == tensor.0 && g.step_of(reader) > s {
+                return true;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn has_len(regions: &[Region], len: usize) -> bool {
+    let mut i = 0;
+    while i < regions.len() {
+        if regions[i].len == len {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Whether one of `nodes` (step `s`) reads, from an earlier step, a tensor
+/// of `len` bytes.
+const fn reads_input_of_len(g: &Graph, nodes: &[graph::NodeId], s: usize, len: usize) -> bool {
+    let mut i = 0;
+    while i < nodes.len() {
+        let (inputs, n) = g.node(nodes[i]).inputs();
+        let mut k = 0;
+        while k < n {
+            let input = inputs[k];
+            let earlier = match g.node(input).op {
+                graph::Op::Concat { .. } => true,
+                _ => g.step_of(input) < s,
+            };
+            if earlier && g.node(input).tensor_bytes() == len {
+                return true;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Whether one of `writes` is `buf`.
 const fn writes_same(writes: &[Region], buf: &Region) -> bool {
     let mut i = 0;
@@ -414,17 +671,15 @@ const fn writes_same(writes: &[Region], buf: &Region) -> bool {
     false
 }
 
-/// A step of a plan: its name, the model layers it computes, the buffers
-/// it reads and writes.
+/// Step `index` of graph `g`, reading and writing these buffers.
 pub const fn step(
-    name: &'static str,
-    layers: &'static [&'static str],
+    g: &Graph,
+    index: usize,
     reads: &'static [Region],
     writes: &'static [Region],
 ) -> Step {
     Step {
-        name,
-        layers,
+        graph: g.steps()[index],
         reads,
         writes,
     }

@@ -7,18 +7,70 @@
 //! add, the max pool and the ReLU run as one pass that writes the pooled
 //! output (conv2's and the add's full-size outputs never exist).
 //!
-//! Buffer plan (offsets in [`plan`], checked by [`PLAN`]`.verify()` at
-//! compile time). Peak (block r1): the image, conv1's output, the shortcut
-//! (7,840 bytes), the scratch, the add's tables and the pooled output =
-//! [`RESNET_ARENA_BYTES`].
+//! Buffer plan (offsets in [`plan`], checked by [`PLAN`]`.verify()` and
+//! against the graph by [`PLAN`]`.check()` at compile time). Peak (block
+//! r1): the image, conv1's output, the shortcut (7,840 bytes), the scratch,
+//! the add's tables and the pooled output.
 
-use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Prediction, Probe};
+use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Probe, Progress};
 use crate::arch::{resnet as res, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::error::Error;
+use crate::graph::{NetId, RESNET as G};
 use crate::kernels::dsp::Step as ScratchStep;
 use crate::kernels::tiled::scratch_steps;
 use crate::kernels::{conv2d_add_pool_fast, conv2d_x2_fast, linear_s8, ActRange, AddLut};
 use crate::kernels::{ChannelOffset, Tensor};
-use crate::model::{BlockModel, ResNetModel};
+use crate::model::{AddLayer, ConvLayer, InputQuant, Layers, LinearLayer};
+
+/// One decoded block `CIN -> COUT` (fields in file order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(missing_docs)] // the PyTorch names, see the graph
+pub struct BlockModel<'a, const CIN: usize, const COUT: usize> {
+    pub conv1: ConvLayer<'a, CIN, { res::K }, { res::PAD }, CIN>,
+    pub conv2: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT>,
+    pub conv: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT>,
+    pub add: AddLayer,
+}
+
+impl<'a, const CIN: usize, const COUT: usize> BlockModel<'a, CIN, COUT> {
+    fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        Ok(BlockModel {
+            conv1: r.next()?,
+            conv2: r.next()?,
+            conv: r.next()?,
+            add: r.next()?,
+        })
+    }
+}
+
+/// A decoded seed ResNet (fields in file order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(missing_docs)] // the PyTorch names, see the graph
+pub struct ResNetModel<'a> {
+    pub input: InputQuant<'a>,
+    pub r1: BlockModel<'a, 1, { res::C1 }>,
+    pub r2: BlockModel<'a, { res::C1 }, { res::C2 }>,
+    pub fc: LinearLayer<'a, { res::P2 }, { res::P2 }, { res::C2 }, CLASSES>,
+}
+
+impl<'a> ResNetModel<'a> {
+    /// Decodes and checks a ResNet model file; the weights stay in `bytes`.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::read(&mut Layers::new(bytes, NetId::ResNet)?)
+    }
+
+    #[inline(never)]
+    pub(crate) fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        let m = ResNetModel {
+            input: r.input(),
+            r1: BlockModel::read(r)?,
+            r2: BlockModel::read(r)?,
+            fc: r.next()?,
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
 
 /// The buffers of the ResNet plan.
 pub mod plan {
@@ -54,29 +106,28 @@ use plan::*;
 
 /// The steps of one inference, in order, with the buffers they use.
 pub const PLAN: Plan = Plan {
+    net: NetId::ResNet,
     steps: &[
-        step("input", &[], &[], &[X0::REGION]),
-        step("r1.conv1+conv", &["r1.conv1", "r1.conv"], &[X0::REGION], &[R1_Y1::REGION, R1_S::REGION, SCRATCH::REGION]),
+        step(G, 0, &[], &[X0::REGION]),
+        step(G, 1, &[X0::REGION], &[R1_Y1::REGION, R1_S::REGION, SCRATCH::REGION]),
         step(
-            "r1.conv2+add+pool",
-            &["r1.conv2", "r1.add"],
+            G,
+            2,
             &[R1_Y1::REGION, R1_S::REGION],
             &[P1::REGION, SCRATCH::REGION, LUT::REGION],
         ),
-        step("r2.conv1+conv", &["r2.conv1", "r2.conv"], &[P1::REGION], &[R2_Y1::REGION, R2_S::REGION, SCRATCH::REGION]),
+        step(G, 3, &[P1::REGION], &[R2_Y1::REGION, R2_S::REGION, SCRATCH::REGION]),
         step(
-            "r2.conv2+add+pool",
-            &["r2.conv2", "r2.add"],
+            G,
+            4,
             &[R2_Y1::REGION, R2_S::REGION],
             &[P2::REGION, SCRATCH::REGION, LUT::REGION],
         ),
-        step("fc", &["fc"], &[P2::REGION], &[]),
+        step(G, 5, &[P2::REGION], &[]),
     ],
 };
 
-/// Peak activation + scratch RAM of one ResNet inference: the arena size.
-pub const RESNET_ARENA_BYTES: usize = PLAN.arena_bytes();
-
+const _: () = assert!(PLAN.check(G).is_ok(), "the ResNet's plan is not its graph's");
 const _: () = assert!(
     PLAN.verify().is_ok(),
     "ResNet buffer plan clobbers a live buffer"
@@ -98,8 +149,7 @@ fn block<
 >(
     m: &BlockModel<'_, CIN, COUT>,
     arena: &mut Arena<N>,
-    names: [&'static str; 2],
-    probe: &mut impl Probe,
+    progress: &mut Progress<'_, impl Probe>,
 ) where
     X: Buffer<T = Tensor<S, S, CIN>>,
     Y1: Buffer<T = Tensor<S, S, CIN>>,
@@ -114,52 +164,37 @@ fn block<
         (ChannelOffset::<0>, ChannelOffset::<0>),
         scratch,
     );
-    probe.layer(names[0]);
+    progress.done();
     let (y1, s, p, scratch, lut) = arena.parts::<(Y1, SC, P, SCRATCH, LUT)>();
     // Max pool, then ReLU (the add's ReLU already holds: a no-op kept for
     // the network's definition).
     let relu = ActRange::relu(m.add.params.output.zero_point);
     conv2d_add_pool_fast((&m.conv2.kernel(), &m.add.params), relu, y1, s, p, (scratch, lut));
-    probe.layer(names[1]);
+    progress.done();
 }
 
 /// One ResNet inference on 784 raw pixels (row-major, 0 = black): the ten
-/// int8 logits. All activations live in `arena` (at least
-/// [`RESNET_ARENA_BYTES`], checked at compile time); `probe` is called after
-/// every step of [`PLAN`].
+/// int8 logits. All activations live in `arena` (at least [`PLAN`]'s
+/// arena, checked at compile time); `probe` is called after every step of
+/// [`PLAN`].
 pub fn forward<const N: usize>(
     m: &ResNetModel<'_>,
     pixels: &[u8; IMAGE_PIXELS],
     arena: &mut Arena<N>,
     probe: &mut impl Probe,
 ) -> [i8; CLASSES] {
-    const { assert!(N >= RESNET_ARENA_BYTES, "arena too small for the ResNet") };
+    const { assert!(N >= PLAN.arena_bytes(), "arena too small for the ResNet") };
+    let mut progress = Progress::new(&PLAN, probe);
     quantize_input(m.input.lut, pixels, arena.get::<X0>());
-    probe.layer("input");
-    block::<1, { res::C1 }, IMAGE_SIDE, { res::P1 }, N, X0, R1_Y1, R1_S, P1>(
-        &m.r1,
-        arena,
-        [PLAN.steps[1].name, PLAN.steps[2].name],
-        probe,
-    );
+    progress.done();
+    block::<1, { res::C1 }, IMAGE_SIDE, { res::P1 }, N, X0, R1_Y1, R1_S, P1>(&m.r1, arena, &mut progress);
     block::<{ res::C1 }, { res::C2 }, { res::P1 }, { res::P2 }, N, P1, R2_Y1, R2_S, P2>(
         &m.r2,
         arena,
-        [PLAN.steps[3].name, PLAN.steps[4].name],
-        probe,
+        &mut progress,
     );
     let mut logits = [0i8; CLASSES];
     linear_s8(&m.fc.kernel(), arena.get::<P2>(), &mut logits);
-    probe.layer("fc");
+    progress.done();
     logits
-}
-
-/// [`forward`] and argmax.
-pub fn classify<const N: usize>(
-    m: &ResNetModel<'_>,
-    pixels: &[u8; IMAGE_PIXELS],
-    arena: &mut Arena<N>,
-    probe: &mut impl Probe,
-) -> Prediction {
-    Prediction::from_logits(forward(m, pixels, arena, probe))
 }

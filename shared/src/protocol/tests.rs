@@ -3,7 +3,7 @@
 //! errors, and random streams.
 
 use super::*;
-use crate::nets::Plan;
+use crate::nets::plan;
 
 /// A test image whose pixels cover every byte value (zeros included, so
 /// COBS has blocks to split).
@@ -79,17 +79,18 @@ fn round_trip_response(resp: Response<&str>) {
     assert_eq!(format!("{owned:?}"), format!("{resp:?}"));
 }
 
-/// The longest step names of a plan, to fill a profile to capacity.
-fn longest_names(plan: &Plan) -> &'static str {
-    plan.steps
+/// The longest step name of any plan, to fill a profile to capacity.
+fn longest_name() -> &'static str {
+    NetId::ALL
         .iter()
-        .map(|s| s.name)
+        .flat_map(|&net| plan(net).steps)
+        .map(|s| s.name())
         .max_by_key(|n| n.len())
         .unwrap_or("")
 }
 
 fn full_profile() -> Profile<&'static str> {
-    let name = longest_names(&inception::PLAN).max(longest_names(&resnet::PLAN));
+    let name = longest_name();
     let mut layers = heapless::Vec::new();
     for _ in 0..MAX_LAYERS {
         layers
@@ -143,6 +144,10 @@ fn every_response_round_trips() {
                 crc: 0x1234_5678,
             },
             ModelStatus::Refused,
+            ModelStatus::Loaded {
+                bytes: 40_000,
+                crc: 0x9abc_def0,
+            },
         ],
         arena_bytes: 17_568,
         stack_bytes: 100_000,
@@ -177,8 +182,8 @@ fn the_largest_messages_fit_max_message() {
     assert_eq!(classify.len(), 4 + IMAGE_PIXELS);
     let profile = raw(&Response::Profile(full_profile()));
     assert!(classify.len() <= MAX_MESSAGE && profile.len() <= MAX_MESSAGE);
-    // The capacity covers both networks' plans.
-    assert!(inception::PLAN.steps.len() <= MAX_LAYERS && resnet::PLAN.steps.len() <= MAX_LAYERS);
+    // The capacity covers every network's plan.
+    assert!(NetId::ALL.iter().all(|&net| plan(net).steps.len() <= MAX_LAYERS));
 }
 
 #[test]
