@@ -25,11 +25,10 @@ impl Models {
         Models([None; NetId::COUNT])
     }
 
-    /// Decode every file into its slot, logging each outcome (one network
-    /// at a time, so that only one decoded model is on the stack).
+    /// Decode every file into its slot, logging each outcome.
     pub fn load(&mut self) {
-        for net in NetId::ALL {
-            self.0[net as usize] = logged(net, FILES[net as usize]);
+        for (net, slot) in NetId::ALL.into_iter().zip(&mut self.0) {
+            load(slot, net, FILES[net as usize]);
         }
     }
 
@@ -61,37 +60,33 @@ impl Models {
     }
 }
 
-/// `file` decoded as `net`'s model, or `None` (logged) if it is refused.
-fn logged(net: NetId, file: &'static [u8]) -> Option<Model<'static>> {
-    let decoded = Model::decode(file).and_then(|m| {
-        if m.net() == net {
-            Ok(m)
-        } else {
-            Err(shared::Error::WrongNetwork {
-                expected: net,
-                found: m.net(),
-            })
-        }
-    });
-    match decoded {
-        Ok(model) => {
+/// `file` decoded into `slot` as `net`'s model, or left empty (logged) if
+/// it is refused. Out of line and writing in place: the stack holds one
+/// decoded model at a time.
+#[inline(never)]
+fn load(slot: &mut Option<Model<'static>>, net: NetId, file: &'static [u8]) {
+    let error = match Model::decode(file) {
+        Ok(model) if model.net() == net => {
+            *slot = Some(model);
             defmt::info!(
                 "model {=str}: {=usize} bytes, CRC {=u32:#010x}, loaded",
                 net.name(),
                 file.len(),
                 crc_trailer(file)
             );
-            Some(model)
+            return;
         }
-        Err(e) => {
-            defmt::error!(
-                "model {=str} refused: {}",
-                net.name(),
-                defmt::Display2Format(&e)
-            );
-            None
-        }
-    }
+        Ok(model) => shared::Error::WrongNetwork {
+            expected: net,
+            found: model.net(),
+        },
+        Err(e) => e,
+    };
+    defmt::error!(
+        "model {=str} refused: {}",
+        net.name(),
+        defmt::Display2Format(&error)
+    );
 }
 
 /// The file's CRC-32 trailer (its last four bytes, little-endian).

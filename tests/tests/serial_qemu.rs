@@ -47,7 +47,7 @@ fn resnet_agrees_with_the_host_on_all_10000_test_images() {
 }
 
 #[test]
-#[ignore = "all 10,000 test images: about 5 minutes under QEMU"]
+#[ignore = "all 10,000 test images: about 9 minutes under QEMU"]
 fn resnet_identity_agrees_with_the_host_on_all_10000_test_images() {
     let mut session = start(qemu_elf());
     agree_on_test_images(&mut session, NetId::ResNetIdentity, test_set().len());

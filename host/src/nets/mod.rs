@@ -67,53 +67,30 @@ macro_rules! with_net {
     };
 }
 
-impl Net for InceptionNet {
-    const ID: NetId = NetId::Inception;
-    const DEFAULT_LR: f64 = 1e-3;
-    const DEFAULT_EPOCHS: usize = 6;
+/// `impl Net` for a module whose inherent `forward` computes the logits.
+macro_rules! impl_net {
+    ($M:ty, $id:expr, lr $lr:expr, epochs $epochs:expr) => {
+        impl Net for $M {
+            const ID: NetId = $id;
+            const DEFAULT_LR: f64 = $lr;
+            const DEFAULT_EPOCHS: usize = $epochs;
 
-    fn logits<const B: usize, T>(
-        &self,
-        x: Tensor<Rank4<B, 1, IMAGE_SIDE, IMAGE_SIDE>, f32, Cpu, T>,
-    ) -> Tensor<Rank2<B, CLASSES>, f32, Cpu, T>
-    where
-        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
-    {
-        self.forward(x)
-    }
+            fn logits<const B: usize, T>(
+                &self,
+                x: Tensor<Rank4<B, 1, IMAGE_SIDE, IMAGE_SIDE>, f32, Cpu, T>,
+            ) -> Tensor<Rank2<B, CLASSES>, f32, Cpu, T>
+            where
+                T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
+            {
+                self.forward(x)
+            }
+        }
+    };
 }
 
-impl Net for ResNet {
-    const ID: NetId = NetId::ResNet;
-    const DEFAULT_LR: f64 = 1e-2;
-    const DEFAULT_EPOCHS: usize = 8;
-
-    fn logits<const B: usize, T>(
-        &self,
-        x: Tensor<Rank4<B, 1, IMAGE_SIDE, IMAGE_SIDE>, f32, Cpu, T>,
-    ) -> Tensor<Rank2<B, CLASSES>, f32, Cpu, T>
-    where
-        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
-    {
-        self.forward(x)
-    }
-}
-
-impl Net for ResNetIdentity {
-    const ID: NetId = NetId::ResNetIdentity;
-    const DEFAULT_LR: f64 = 2e-3;
-    const DEFAULT_EPOCHS: usize = 5;
-
-    fn logits<const B: usize, T>(
-        &self,
-        x: Tensor<Rank4<B, 1, IMAGE_SIDE, IMAGE_SIDE>, f32, Cpu, T>,
-    ) -> Tensor<Rank2<B, CLASSES>, f32, Cpu, T>
-    where
-        T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
-    {
-        self.forward(x)
-    }
-}
+impl_net!(InceptionNet, NetId::Inception, lr 1e-3, epochs 6);
+impl_net!(ResNet, NetId::ResNet, lr 1e-2, epochs 8);
+impl_net!(ResNetIdentity, NetId::ResNetIdentity, lr 2e-3, epochs 5);
 
 /// Every parameter under its PyTorch `state_dict` name (`conv1.weight`,
 /// `incep1.b5_2.bias`, ...), in the layouts PyTorch uses (OIHW, [out, in]).

@@ -43,7 +43,9 @@ where
 {
     type To<E2: Dtype, D2: Device<E2>> = ResidualBlock<C, E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("conv1", |s| &s.conv1, |s| &mut s.conv1),
@@ -78,13 +80,22 @@ impl ResNetIdentity {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let x: Tensor<Rank4<B, { a::C1 }, { a::S1 }, { a::S1 }>, _, _, _> = self.conv1.forward_first_relu(x);
+        let x: Tensor<Rank4<B, { a::C1 }, { a::S1 }, { a::S1 }>, _, _, _> =
+            self.conv1.forward_first_relu(x);
         let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d(x);
         let x = self.rb1.forward(x);
-        let x: Tensor<Rank4<B, { a::C2 }, { a::S2 }, { a::S2 }>, _, _, _> = self.conv2.forward_relu(x);
+        let x: Tensor<Rank4<B, { a::C2 }, { a::S2 }, { a::S2 }>, _, _, _> =
+            self.conv2.forward_relu(x);
         let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d(x);
         let x = self.rb2.forward(x);
-        self.fc.forward(ops::flatten::<B, { a::C2 }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x))
+        self.fc.forward(ops::flatten::<
+            B,
+            { a::C2 },
+            { a::P2 },
+            { a::P2 },
+            { a::FLAT },
+            T,
+        >(x))
     }
 }
 
@@ -95,7 +106,9 @@ where
 {
     type To<E2: Dtype, D2: Device<E2>> = ResNetIdentity<E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("conv1", |s| &s.conv1, |s| &mut s.conv1),
@@ -104,7 +117,13 @@ where
                 Self::module("rb2", |s| &s.rb2, |s| &mut s.rb2),
                 Self::module("fc", |s| &s.fc, |s| &mut s.fc),
             ),
-            |(conv1, conv2, rb1, rb2, fc)| ResNetIdentity { conv1, conv2, rb1, rb2, fc },
+            |(conv1, conv2, rb1, rb2, fc)| ResNetIdentity {
+                conv1,
+                conv2,
+                rb1,
+                rb2,
+                fc,
+            },
         )
     }
 }

@@ -29,9 +29,10 @@
 //!   channels, in the order given.
 //! - [`Act::Relu`] on a node applies ReLU to its output.
 //! - The *layers* of a graph are its convs, linears and adds: the nodes
-//!   with a record in the model file, in node order (which is PyTorch's
-//!   module order). A layer's name is its PyTorch module name; a residual
-//!   add, which PyTorch has no module for, is named `<block>.add`.
+//!   with a record in the model file, in node order (the order of the
+//!   forward pass; every input comes before its readers). A layer's name is
+//!   its PyTorch module name; a residual add, which PyTorch has no module
+//!   for, is named `<block>.add`.
 //!
 //! # In int8
 //!
@@ -211,7 +212,8 @@ impl core::fmt::Display for Name {
     }
 }
 
-const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two byte strings are equal (`==` is not `const`).
+pub(crate) const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -299,7 +301,10 @@ pub struct Node {
 impl Node {
     /// Whether the node is a layer (has a record in the model file).
     pub const fn is_layer(&self) -> bool {
-        matches!(self.op, Op::Conv { .. } | Op::Linear { .. } | Op::Add { .. })
+        matches!(
+            self.op,
+            Op::Conv { .. } | Op::Linear { .. } | Op::Add { .. }
+        )
     }
 
     /// Bytes of its int8 output tensor.
@@ -372,8 +377,8 @@ pub enum Source {
     Layer(u8),
 }
 
-/// A network's graph: nodes in PyTorch's module order (a topological
-/// order: inputs come first), and the int8 steps in execution order.
+/// A network's graph: nodes in the order of the forward pass (inputs come
+/// first), and the int8 steps in execution order.
 #[derive(Clone, Copy, Debug)]
 pub struct Graph {
     /// The network.
@@ -435,7 +440,10 @@ impl Graph {
     const fn push(&mut self, name: &str, op: Op, act: Act, channels: usize, side: usize) -> NodeId {
         let n = self.node_count as usize;
         assert!(n < MAX_NODES, "more than MAX_NODES nodes");
-        assert!(channels > 0 && channels <= u16::MAX as usize, "channel count out of range");
+        assert!(
+            channels > 0 && channels <= u16::MAX as usize,
+            "channel count out of range"
+        );
         assert!(side > 0, "a feature map vanished");
         let name = match self.scope {
             Some(scope) => Name::new(scope).push(b".").push(name.as_bytes()),
@@ -461,7 +469,10 @@ impl Graph {
     }
 
     const fn at(&self, id: NodeId) -> &Node {
-        assert!(id.index() < self.node_count as usize, "a node refers to a later node");
+        assert!(
+            id.index() < self.node_count as usize,
+            "a node refers to a later node"
+        );
         &self.nodes[id.index()]
     }
 
@@ -477,14 +488,26 @@ impl Graph {
         act: Act,
     ) -> NodeId {
         let x = *self.at(input);
-        assert!(x.side as usize + 2 * pad >= kernel, "a kernel larger than its padded input");
-        assert!(kernel <= u8::MAX as usize && pad < kernel, "kernel or padding out of range");
+        assert!(
+            x.side as usize + 2 * pad >= kernel,
+            "a kernel larger than its padded input"
+        );
+        assert!(
+            kernel <= u8::MAX as usize && pad < kernel,
+            "kernel or padding out of range"
+        );
         let op = Op::Conv {
             input,
             kernel: kernel as u8,
             pad: pad as u8,
         };
-        self.push(name, op, act, channels, conv_out(x.side as usize, kernel, pad))
+        self.push(
+            name,
+            op,
+            act,
+            channels,
+            conv_out(x.side as usize, kernel, pad),
+        )
     }
 
     /// The (C, H, W) flatten of `input`, then a fully connected layer to
@@ -511,14 +534,20 @@ impl Graph {
     /// `a + b`, then `act`.
     pub const fn add(&mut self, name: &str, a: NodeId, b: NodeId, act: Act) -> NodeId {
         let (x, y) = (*self.at(a), *self.at(b));
-        assert!(x.channels == y.channels && x.side == y.side, "an add of two shapes");
+        assert!(
+            x.channels == y.channels && x.side == y.side,
+            "an add of two shapes"
+        );
         let (c, s) = (x.channels as usize, x.side as usize);
         self.push(name, Op::Add { a, b }, act, c, s)
     }
 
     /// The concatenation of `parts` along channels.
     pub const fn concat(&mut self, name: &str, parts: &[NodeId]) -> NodeId {
-        assert!(parts.len() >= 2 && parts.len() <= MAX_CONCAT, "a concat of 2 to MAX_CONCAT parts");
+        assert!(
+            parts.len() >= 2 && parts.len() <= MAX_CONCAT,
+            "a concat of 2 to MAX_CONCAT parts"
+        );
         let mut inputs = [NodeId(0); MAX_CONCAT];
         let side = self.at(parts[0]).side;
         let mut channels = 0;
@@ -541,7 +570,10 @@ impl Graph {
     pub const fn step(&mut self, nodes: &[NodeId]) {
         let s = self.step_count as usize;
         assert!(s < MAX_STEPS, "more than MAX_STEPS steps");
-        assert!(!nodes.is_empty() && nodes.len() <= MAX_STEP_NODES, "a step of 1 to MAX_STEP_NODES nodes");
+        assert!(
+            !nodes.is_empty() && nodes.len() <= MAX_STEP_NODES,
+            "a step of 1 to MAX_STEP_NODES nodes"
+        );
         let mut step = NO_STEP;
         let mut i = 0;
         while i < nodes.len() {
@@ -595,13 +627,19 @@ impl Graph {
                     while k < count as usize {
                         let part = self.nodes[inputs[k].index()];
                         assert!(part.is_layer(), "a concat's parts must be layers");
-                        assert!(self.consumers(inputs[k]) == 1, "a concat's part is read elsewhere too");
+                        assert!(
+                            self.consumers(inputs[k]) == 1,
+                            "a concat's part is read elsewhere too"
+                        );
                         k += 1;
                     }
                     assert!(matches!(node.act, Act::None), "a concat with an activation");
                 }
                 Op::AvgPool3 { .. } => {
-                    assert!(matches!(node.act, Act::None), "an average pool with an activation")
+                    assert!(
+                        matches!(node.act, Act::None),
+                        "an average pool with an activation"
+                    )
                 }
                 _ => {
                     let s = self.step_of(id);
@@ -614,7 +652,10 @@ impl Graph {
                     let (inputs, count) = node.inputs();
                     let mut k = 0;
                     while k < count {
-                        assert!(self.ready_by(inputs[k], s, id), "a step reads a node computed later");
+                        assert!(
+                            self.ready_by(inputs[k], s, id),
+                            "a step reads a node computed later"
+                        );
                         k += 1;
                     }
                 }

@@ -22,7 +22,8 @@ fn layer_tables_count_the_macs() {
     let macs = |net| layers(net).iter().map(|l| l.macs()).sum::<usize>();
     assert_eq!(macs(NetId::Inception), 6_019_200);
     assert_eq!(macs(NetId::ResNet), 1_039_976);
-    let identity = 16 * 25 * 576 + 2 * 16 * 16 * 9 * 144 + 32 * 16 * 25 * 64 + 2 * 32 * 32 * 9 * 16 + 5120;
+    let identity =
+        16 * 25 * 576 + 2 * 16 * 16 * 9 * 144 + 32 * 16 * 25 * 64 + 2 * 32 * 32 * 9 * 16 + 5120;
     assert_eq!(identity, 2_013_184);
     assert_eq!(macs(NetId::ResNetIdentity), identity);
 }
@@ -34,7 +35,8 @@ fn layer_names(net: NetId) -> Vec<&'static str> {
 // The PyTorch module names of the reference definitions, in file order.
 #[test]
 fn layers_are_the_pytorch_modules() {
-    let incep = |p: &str| ["b1", "b5_1", "b5_2", "b3_1", "b3_2", "b3_3", "bp"].map(|b| format!("{p}.{b}"));
+    let incep =
+        |p: &str| ["b1", "b5_1", "b5_2", "b3_1", "b3_2", "b3_3", "bp"].map(|b| format!("{p}.{b}"));
     let mut inception = vec!["conv1".to_string()];
     inception.extend(incep("incep1"));
     inception.push("conv2".into());
@@ -43,17 +45,35 @@ fn layers_are_the_pytorch_modules() {
     assert_eq!(layer_names(NetId::Inception), inception);
     assert_eq!(
         layer_names(NetId::ResNet),
-        ["r1.conv1", "r1.conv2", "r1.conv", "r1.add", "r2.conv1", "r2.conv2", "r2.conv", "r2.add", "fc"]
+        [
+            "r1.conv1", "r1.conv2", "r1.conv", "r1.add", "r2.conv1", "r2.conv2", "r2.conv",
+            "r2.add", "fc"
+        ]
     );
     assert_eq!(
         layer_names(NetId::ResNetIdentity),
-        ["conv1", "rb1.conv1", "rb1.conv2", "rb1.add", "conv2", "rb2.conv1", "rb2.conv2", "rb2.add", "fc"]
+        [
+            "conv1",
+            "rb1.conv1",
+            "rb1.conv2",
+            "rb1.add",
+            "conv2",
+            "rb2.conv1",
+            "rb2.conv2",
+            "rb2.add",
+            "fc"
+        ]
     );
 }
 
 #[test]
 fn step_names_join_their_nodes() {
-    let names = |g: &'static Graph| g.steps().iter().map(|s| s.name.as_str()).collect::<Vec<_>>();
+    let names = |g: &'static Graph| {
+        g.steps()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+    };
     let module = |p: &str| {
         ["b1+b5_1+b3_1", "avgpool", "bp", "b5_2", "b3_2", "b3_3"].map(|s| format!("{p}.{s}"))
     };
@@ -65,7 +85,14 @@ fn step_names_join_their_nodes() {
     assert_eq!(names(INCEPTION), inception);
     assert_eq!(
         names(RESNET),
-        ["input", "r1.conv1+conv", "r1.conv2+add+pool1", "r2.conv1+conv", "r2.conv2+add+pool2", "fc"]
+        [
+            "input",
+            "r1.conv1+conv",
+            "r1.conv2+add+pool1",
+            "r2.conv1+conv",
+            "r2.conv2+add+pool2",
+            "fc"
+        ]
     );
     assert_eq!(
         names(RESNET_IDENTITY),
@@ -94,14 +121,28 @@ fn layers_are_wired_as_the_definitions_say() {
             Source::Image => "image",
             Source::Layer(i) => layers(net)[i as usize].name.as_str(),
         };
-        (src(l.input), src(l.input_b), l.shares_output_of.map(|i| layers(net)[i as usize].name.as_str()))
+        (
+            src(l.input),
+            src(l.input_b),
+            l.shares_output_of
+                .map(|i| layers(net)[i as usize].name.as_str()),
+        )
     };
     use NetId::*;
     assert_eq!(wiring(Inception, "conv1"), ("image", "image", None));
     assert_eq!(wiring(Inception, "incep1.b1"), ("conv1", "image", None));
-    assert_eq!(wiring(Inception, "incep1.bp"), ("conv1", "image", Some("incep1.b1")));
-    assert_eq!(wiring(Inception, "incep1.b3_3"), ("incep1.b3_2", "image", Some("incep1.b1")));
-    assert_eq!(wiring(Inception, "incep1.b5_2"), ("incep1.b5_1", "image", Some("incep1.b1")));
+    assert_eq!(
+        wiring(Inception, "incep1.bp"),
+        ("conv1", "image", Some("incep1.b1"))
+    );
+    assert_eq!(
+        wiring(Inception, "incep1.b3_3"),
+        ("incep1.b3_2", "image", Some("incep1.b1"))
+    );
+    assert_eq!(
+        wiring(Inception, "incep1.b5_2"),
+        ("incep1.b5_1", "image", Some("incep1.b1"))
+    );
     assert_eq!(wiring(Inception, "conv2"), ("incep1.b1", "image", None));
     assert_eq!(wiring(Inception, "incep2.b3_1"), ("conv2", "image", None));
     assert_eq!(wiring(Inception, "fc"), ("incep2.b1", "image", None));
@@ -110,10 +151,19 @@ fn layers_are_wired_as_the_definitions_say() {
     assert_eq!(wiring(ResNet, "r1.add"), ("r1.conv2", "r1.conv", None));
     assert_eq!(wiring(ResNet, "r2.conv1"), ("r1.add", "image", None));
     assert_eq!(wiring(ResNet, "fc"), ("r2.add", "image", None));
-    assert_eq!(wiring(ResNetIdentity, "rb1.conv1"), ("conv1", "image", None));
-    assert_eq!(wiring(ResNetIdentity, "rb1.add"), ("rb1.conv2", "conv1", None));
+    assert_eq!(
+        wiring(ResNetIdentity, "rb1.conv1"),
+        ("conv1", "image", None)
+    );
+    assert_eq!(
+        wiring(ResNetIdentity, "rb1.add"),
+        ("rb1.conv2", "conv1", None)
+    );
     assert_eq!(wiring(ResNetIdentity, "conv2"), ("rb1.add", "image", None));
-    assert_eq!(wiring(ResNetIdentity, "rb2.add"), ("rb2.conv2", "conv2", None));
+    assert_eq!(
+        wiring(ResNetIdentity, "rb2.add"),
+        ("rb2.conv2", "conv2", None)
+    );
     assert_eq!(wiring(ResNetIdentity, "fc"), ("rb2.add", "image", None));
 }
 
@@ -149,8 +199,10 @@ fn net_ids_round_trip() {
 fn concat_offsets_follow_the_parts() {
     let g = INCEPTION;
     let find = |name: &str| NodeId(g.nodes().iter().position(|n| n.name.is(name)).unwrap() as u8);
-    let offsets: Vec<usize> =
-        ["incep1.b1", "incep1.b5_2", "incep1.b3_3", "incep1.bp"].iter().map(|n| g.concat_offset(find(n))).collect();
+    let offsets: Vec<usize> = ["incep1.b1", "incep1.b5_2", "incep1.b3_3", "incep1.bp"]
+        .iter()
+        .map(|n| g.concat_offset(find(n)))
+        .collect();
     assert_eq!(offsets, [0, 16, 40, 64]);
     assert_eq!(g.node(find("incep1")).channels, 88);
 }

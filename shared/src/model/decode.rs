@@ -166,6 +166,13 @@ impl<'a> Layers<'a> {
         T::from_record(&self.checked()?)
     }
 
+    /// The typed model `M` of every record, and no byte left over.
+    pub fn read_all<M: Decode<'a>>(&mut self) -> Result<M, Error> {
+        let m = M::read(self)?;
+        self.finish()?;
+        Ok(m)
+    }
+
     /// Succeeds if every record has been read and no byte is left over.
     pub fn finish(&self) -> Result<(), Error> {
         self.records.finish()
@@ -192,7 +199,9 @@ impl<'a> Layers<'a> {
         if let Some(first) = spec.shares_output_of {
             let a = self.outputs[first as usize];
             let b = rec.output;
-            if (a.scale.to_bits(), a.zero_point, a.min, a.max) != (b.scale.to_bits(), b.zero_point, b.min, b.max) {
+            if (a.scale.to_bits(), a.zero_point, a.min, a.max)
+                != (b.scale.to_bits(), b.zero_point, b.min, b.max)
+            {
                 return Err(c.err(LayerProblem::Concat));
             }
         }
@@ -200,6 +209,22 @@ impl<'a> Layers<'a> {
             *o = rec.output;
         }
         Ok(c)
+    }
+}
+
+/// A network's typed model (in [`crate::nets`]), read from its model file.
+pub trait Decode<'a>: Sized {
+    /// The network.
+    const NET: NetId;
+
+    /// Reads every layer, in file order, from records positioned after the
+    /// header.
+    fn read(r: &mut Layers<'a>) -> Result<Self, Error>;
+
+    /// Decodes and checks a model file of this network; the weights stay
+    /// in `bytes`.
+    fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        Layers::new(bytes, Self::NET)?.read_all()
     }
 }
 
@@ -298,7 +323,11 @@ impl<'a> Checked<'a> {
         self.dims(s.dims.map(usize::from), s.pad as usize)?;
         self.length(Field::Weights, self.rec.weights.len(), s.weight_bytes())?;
         self.length(Field::Bias, self.rec.bias.len(), 4 * s.bias_len())?;
-        self.length(Field::Requant, self.rec.requant.len(), REQUANT_BYTES * s.requant_len())?;
+        self.length(
+            Field::Requant,
+            self.rec.requant.len(),
+            REQUANT_BYTES * s.requant_len(),
+        )?;
         for (channel, b) in self.rec.requant.chunks_exact(REQUANT_BYTES).enumerate() {
             let multiplier = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             let shift = b[4] as i8;
@@ -374,7 +403,10 @@ impl<'a> Checked<'a> {
         for (o, b) in bias.iter_mut().zip(self.rec.bias.chunks_exact(4)) {
             *o = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        for (o, b) in requant.iter_mut().zip(self.rec.requant.chunks_exact(REQUANT_BYTES)) {
+        for (o, b) in requant
+            .iter_mut()
+            .zip(self.rec.requant.chunks_exact(REQUANT_BYTES))
+        {
             let multiplier = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             *o = Requant::new(multiplier, b[4] as i8 as i32).unwrap_or(Requant::ZERO);
         }

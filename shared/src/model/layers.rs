@@ -87,17 +87,32 @@ impl LayerSpec {
             Op::Conv { input, kernel, pad } => {
                 let ci = g.node(input).channels as usize;
                 let k = kernel as usize;
-                let dims = [u16_of(node.channels as usize), u16_of(k), u16_of(k), u16_of(ci)];
+                let dims = [
+                    u16_of(node.channels as usize),
+                    u16_of(k),
+                    u16_of(k),
+                    u16_of(ci),
+                ];
                 (LayerKind::Conv, dims, pad, g.source(input), Source::Image)
             }
             Op::Linear { input } => {
                 let x = g.node(input);
                 let (s, c) = (x.side as usize, x.channels as usize);
-                let dims = [u16_of(node.channels as usize), u16_of(s), u16_of(s), u16_of(c)];
+                let dims = [
+                    u16_of(node.channels as usize),
+                    u16_of(s),
+                    u16_of(s),
+                    u16_of(c),
+                ];
                 (LayerKind::Linear, dims, 0, g.source(input), Source::Image)
             }
             Op::Add { a, b } => {
-                let dims = [u16_of(side), u16_of(side), u16_of(node.channels as usize), 0];
+                let dims = [
+                    u16_of(side),
+                    u16_of(side),
+                    u16_of(node.channels as usize),
+                    0,
+                ];
                 (LayerKind::Add, dims, 0, g.source(a), g.source(b))
             }
             _ => panic!("not a layer"),

@@ -26,10 +26,8 @@
 //!   defines them;
 //! - `output`: the output tensor's scale, zero point and clamp.
 //!
-//! Decoding ([`Model::decode`](crate::nets::Model::decode), or one
-//! network's own, such as
-//! [`InceptionModel::decode`](crate::nets::inception::InceptionModel::decode))
-//! checks, in order: magic, version, network id (and that it is the one
+//! Decoding ([`Model::decode`](crate::nets::Model::decode) for any network,
+//! or [`Decode::decode`] for one network's typed model) checks, in order: magic, version, network id (and that it is the one
 //! asked for), the shape signature, the layer count, the input table's
 //! length and scale, the CRC, then every record against [`layers()`] (see
 //! [`Layers`]): name, kind, dims, padding, the length of every byte field,
@@ -95,7 +93,8 @@ mod wire;
 mod tests;
 
 pub use decode::{
-    AddLayer, Checked, ConvLayer, FromRecord, InputQuant, Layers, LinearLayer, REQUANT_BYTES,
+    AddLayer, Checked, ConvLayer, Decode, FromRecord, InputQuant, Layers, LinearLayer,
+    REQUANT_BYTES,
 };
 #[cfg(any(feature = "std", test))]
 pub use encode::{InputSpec, LayerData, ModelSpec};

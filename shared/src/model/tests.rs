@@ -10,6 +10,7 @@ use crate::nets::inception::InceptionModel;
 use crate::nets::resnet::ResNetModel;
 use crate::nets::resnet_identity::ResNetIdentityModel;
 use crate::nets::Model;
+use super::Decode;
 use std::vec::Vec;
 
 fn file(net: NetId, seed: u64) -> (ModelSpec, Vec<u8>) {

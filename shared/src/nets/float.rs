@@ -49,7 +49,11 @@ impl FloatNet {
             .map(|i| {
                 let id = NodeId(i as u8);
                 let (fan_in, _) = g.fan_in(id);
-                let outputs = if fan_in > 0 { g.node(id).channels as usize } else { 0 };
+                let outputs = if fan_in > 0 {
+                    g.node(id).channels as usize
+                } else {
+                    0
+                };
                 Params {
                     weight: vec![0.0; outputs * fan_in],
                     bias: vec![0.0; outputs],
@@ -145,7 +149,6 @@ impl FloatNet {
         let logits = values.last().map(|v| v.as_slice()).unwrap_or_default();
         core::array::from_fn(|i| logits.get(i).copied().unwrap_or(f32::NAN))
     }
-
 }
 
 /// One node's output (before its activation), from the outputs of the
@@ -160,7 +163,13 @@ fn compute(g: &Graph, node: &Node, p: &Params, values: &[Vec<f32>], x: &[f32]) -
         Op::Conv { input, kernel, pad } => {
             let (ci, side) = shape(input);
             let mut out = vec![0f32; node.tensor_bytes()];
-            conv(p, &values[input.index()], (ci, side), (kernel as usize, pad as usize), &mut out);
+            conv(
+                p,
+                &values[input.index()],
+                (ci, side),
+                (kernel as usize, pad as usize),
+                &mut out,
+            );
             out
         }
         Op::Linear { input } => {
@@ -194,7 +203,13 @@ fn compute(g: &Graph, node: &Node, p: &Params, values: &[Vec<f32>], x: &[f32]) -
 /// (CHW, `ci x side x side`), kernel `k`, zero padding `pad`. Per output
 /// plane: the bias, then for each input channel and tap an axpy over the
 /// valid output rows (padded taps skipped).
-fn conv(p: &Params, input: &[f32], (ci, side): (usize, usize), (k, pad): (usize, usize), out: &mut [f32]) {
+fn conv(
+    p: &Params,
+    input: &[f32],
+    (ci, side): (usize, usize),
+    (k, pad): (usize, usize),
+    out: &mut [f32],
+) {
     let (h, w) = (side, side);
     let ho = h + 2 * pad + 1 - k;
     let wo = w + 2 * pad + 1 - k;

@@ -23,7 +23,7 @@ use crate::kernels::{
     avgpool3x3_s8, conv2d_fast, conv2d_pool_fast, conv2d_x3_fast, linear_s8, ActRange,
     ChannelOffset, Tensor,
 };
-use crate::model::{ConvLayer, InputQuant, Layers, LinearLayer};
+use crate::model::{ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 
 /// One InceptionA module on `CIN` input channels (fields in file order).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,25 +64,19 @@ pub struct InceptionModel<'a> {
     pub fc: LinearLayer<'a, { inc::P2 }, { inc::P2 }, { inc::INCEP_OUT }, CLASSES>,
 }
 
-impl<'a> InceptionModel<'a> {
-    /// Decodes and checks an InceptionNet model file; the weights stay in
-    /// `bytes`.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        Self::read(&mut Layers::new(bytes, NetId::Inception)?)
-    }
+impl<'a> Decode<'a> for InceptionModel<'a> {
+    const NET: NetId = NetId::Inception;
 
     #[inline(never)]
-    pub(crate) fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
-        let m = InceptionModel {
+    fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        Ok(InceptionModel {
             input: r.input(),
             conv1: r.next()?,
             incep1: InceptionAModel::read(r)?,
             conv2: r.next()?,
             incep2: InceptionAModel::read(r)?,
             fc: r.next()?,
-        };
-        r.finish()?;
-        Ok(m)
+        })
     }
 }
 
@@ -150,20 +144,61 @@ use plan::*;
 macro_rules! module_steps {
     ($first:expr, $in:ty, $q:ty, $b5:ty, $b3a:ty, $ap:ty, $b3b:ty, [$s1:ty, $sp:ty, $s5:ty, $s3b:ty, $s3c:ty]) => {
         [
-            step(G, $first, &[<$in>::REGION], &[<$q>::REGION, <$b5>::REGION, <$b3a>::REGION, <$s1>::REGION]),
+            step(
+                G,
+                $first,
+                &[<$in>::REGION],
+                &[<$q>::REGION, <$b5>::REGION, <$b3a>::REGION, <$s1>::REGION],
+            ),
             step(G, $first + 1, &[<$in>::REGION], &[<$ap>::REGION]),
-            step(G, $first + 2, &[<$ap>::REGION], &[<$q>::REGION, <$sp>::REGION]),
-            step(G, $first + 3, &[<$b5>::REGION], &[<$q>::REGION, <$s5>::REGION]),
-            step(G, $first + 4, &[<$b3a>::REGION], &[<$b3b>::REGION, <$s3b>::REGION]),
-            step(G, $first + 5, &[<$b3b>::REGION], &[<$q>::REGION, <$s3c>::REGION]),
+            step(
+                G,
+                $first + 2,
+                &[<$ap>::REGION],
+                &[<$q>::REGION, <$sp>::REGION],
+            ),
+            step(
+                G,
+                $first + 3,
+                &[<$b5>::REGION],
+                &[<$q>::REGION, <$s5>::REGION],
+            ),
+            step(
+                G,
+                $first + 4,
+                &[<$b3a>::REGION],
+                &[<$b3b>::REGION, <$s3b>::REGION],
+            ),
+            step(
+                G,
+                $first + 5,
+                &[<$b3b>::REGION],
+                &[<$q>::REGION, <$s3c>::REGION],
+            ),
         ]
     };
 }
 
-const INCEP1_STEPS: [Step; 6] =
-    module_steps!(2, P1, Q1, T1_B5, T1_B3A, T1_AP, T1_B3B, [S1_1X1, S1_BP, S1_B5, S1_B3B, S1_B3C]);
-const INCEP2_STEPS: [Step; 6] =
-    module_steps!(9, P2, Q2, T2_B5, T2_B3A, T2_AP, T2_B3B, [S2, S2, S2, S2, S2]);
+const INCEP1_STEPS: [Step; 6] = module_steps!(
+    2,
+    P1,
+    Q1,
+    T1_B5,
+    T1_B3A,
+    T1_AP,
+    T1_B3B,
+    [S1_1X1, S1_BP, S1_B5, S1_B3B, S1_B3C]
+);
+const INCEP2_STEPS: [Step; 6] = module_steps!(
+    9,
+    P2,
+    Q2,
+    T2_B5,
+    T2_B3A,
+    T2_AP,
+    T2_B3B,
+    [S2, S2, S2, S2, S2]
+);
 
 /// The steps of one inference, in order, with the buffers they use.
 pub const PLAN: Plan = Plan {
@@ -188,7 +223,10 @@ pub const PLAN: Plan = Plan {
     ],
 };
 
-const _: () = assert!(PLAN.check(G).is_ok(), "InceptionNet's plan is not its graph's");
+const _: () = assert!(
+    PLAN.check(G).is_ok(),
+    "InceptionNet's plan is not its graph's"
+);
 const _: () = assert!(
     PLAN.verify().is_ok(),
     "InceptionNet buffer plan clobbers a live buffer"
@@ -289,30 +327,66 @@ pub fn forward<const N: usize>(
     // Max pool, then ReLU: one clamp at the zero point (they commute).
     let (x, p, s) = arena.parts::<(X0, P1, S_C1)>();
     let relu = ActRange::relu(m.conv1.output.zero_point);
-    conv2d_pool_fast::<IMAGE_SIDE, IMAGE_SIDE, 1, { inc::K1 }, 0, { inc::C1 }, { inc::S1 }, { inc::S1 }, { inc::P1 }, { inc::P1 }>(
-        &m.conv1.kernel(),
-        relu,
-        x,
-        p,
-        s,
-    );
+    conv2d_pool_fast::<
+        IMAGE_SIDE,
+        IMAGE_SIDE,
+        1,
+        { inc::K1 },
+        0,
+        { inc::C1 },
+        { inc::S1 },
+        { inc::S1 },
+        { inc::P1 },
+        { inc::P1 },
+    >(&m.conv1.kernel(), relu, x, p, s);
     progress.done();
-    inception_a::<{ inc::C1 }, { inc::P1 }, N, P1, Q1, T1_B5, T1_B3A, T1_AP, T1_B3B, S1_1X1, S1_BP, S1_B5, S1_B3B, S1_B3C>(
-        &m.incep1, arena, &mut progress,
-    );
+    inception_a::<
+        { inc::C1 },
+        { inc::P1 },
+        N,
+        P1,
+        Q1,
+        T1_B5,
+        T1_B3A,
+        T1_AP,
+        T1_B3B,
+        S1_1X1,
+        S1_BP,
+        S1_B5,
+        S1_B3B,
+        S1_B3C,
+    >(&m.incep1, arena, &mut progress);
     let (q, p, s) = arena.parts::<(Q1, P2, S_C2)>();
     let relu = ActRange::relu(m.conv2.output.zero_point);
-    conv2d_pool_fast::<{ inc::P1 }, { inc::P1 }, { ia::OUT }, { inc::K2 }, 0, { inc::C2 }, { inc::S2 }, { inc::S2 }, { inc::P2 }, { inc::P2 }>(
-        &m.conv2.kernel(),
-        relu,
-        q,
-        p,
-        s,
-    );
+    conv2d_pool_fast::<
+        { inc::P1 },
+        { inc::P1 },
+        { ia::OUT },
+        { inc::K2 },
+        0,
+        { inc::C2 },
+        { inc::S2 },
+        { inc::S2 },
+        { inc::P2 },
+        { inc::P2 },
+    >(&m.conv2.kernel(), relu, q, p, s);
     progress.done();
-    inception_a::<{ inc::C2 }, { inc::P2 }, N, P2, Q2, T2_B5, T2_B3A, T2_AP, T2_B3B, S2, S2, S2, S2, S2>(
-        &m.incep2, arena, &mut progress,
-    );
+    inception_a::<
+        { inc::C2 },
+        { inc::P2 },
+        N,
+        P2,
+        Q2,
+        T2_B5,
+        T2_B3A,
+        T2_AP,
+        T2_B3B,
+        S2,
+        S2,
+        S2,
+        S2,
+        S2,
+    >(&m.incep2, arena, &mut progress);
     let mut logits = [0i8; CLASSES];
     linear_s8(&m.fc.kernel(), arena.get::<Q2>(), &mut logits);
     progress.done();

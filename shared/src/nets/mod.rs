@@ -56,7 +56,7 @@ use crate::arch::{CLASSES, IMAGE_PIXELS};
 use crate::error::Error;
 use crate::graph::{self, Graph, NetId};
 use crate::kernels::argmax_s8;
-use crate::model::{File, Layers};
+use crate::model::{Decode, File, Layers};
 
 /// A decoded model of any network.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,13 +75,11 @@ impl<'a> Model<'a> {
     /// `bytes`.
     pub fn decode(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let mut r = Layers::of(File::parse(bytes, None)?);
-        Ok(match r.net() {
-            NetId::Inception => Model::Inception(inception::InceptionModel::read(&mut r)?),
-            NetId::ResNet => Model::ResNet(resnet::ResNetModel::read(&mut r)?),
-            NetId::ResNetIdentity => {
-                Model::ResNetIdentity(resnet_identity::ResNetIdentityModel::read(&mut r)?)
-            }
-        })
+        match r.net() {
+            NetId::Inception => read_as(&mut r, Model::Inception),
+            NetId::ResNet => read_as(&mut r, Model::ResNet),
+            NetId::ResNetIdentity => read_as(&mut r, Model::ResNetIdentity),
+        }
     }
 
     /// The network.
@@ -92,6 +90,17 @@ impl<'a> Model<'a> {
             Model::ResNetIdentity(_) => NetId::ResNetIdentity,
         }
     }
+}
+
+/// The typed model `M` of `r`, as a [`Model`]. Out of line, so that
+/// decoding holds one network's temporaries on the stack, not all of them
+/// (the firmware decodes at boot, where its stack is deepest).
+#[inline(never)]
+fn read_as<'a, M: Decode<'a>>(
+    r: &mut Layers<'a>,
+    wrap: fn(M) -> Model<'a>,
+) -> Result<Model<'a>, Error> {
+    r.read_all().map(wrap)
 }
 
 /// The buffer plan of `net`'s int8 forward pass.
@@ -389,18 +398,9 @@ impl Region {
     }
 
     const fn same(&self, other: &Region) -> bool {
-        let (a, b) = (self.name.as_bytes(), other.name.as_bytes());
-        if a.len() != b.len() || self.offset != other.offset || self.len != other.len {
-            return false;
-        }
-        let mut i = 0;
-        while i < a.len() {
-            if a[i] != b[i] {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        self.offset == other.offset
+            && self.len == other.len
+            && graph::bytes_eq(self.name.as_bytes(), other.name.as_bytes())
     }
 }
 

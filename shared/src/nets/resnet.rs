@@ -20,7 +20,7 @@ use crate::kernels::dsp::Step as ScratchStep;
 use crate::kernels::tiled::scratch_steps;
 use crate::kernels::{conv2d_add_pool_fast, conv2d_x2_fast, linear_s8, ActRange, AddLut};
 use crate::kernels::{ChannelOffset, Tensor};
-use crate::model::{AddLayer, ConvLayer, InputQuant, Layers, LinearLayer};
+use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 
 /// One decoded block `CIN -> COUT` (fields in file order).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,22 +53,17 @@ pub struct ResNetModel<'a> {
     pub fc: LinearLayer<'a, { res::P2 }, { res::P2 }, { res::C2 }, CLASSES>,
 }
 
-impl<'a> ResNetModel<'a> {
-    /// Decodes and checks a ResNet model file; the weights stay in `bytes`.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        Self::read(&mut Layers::new(bytes, NetId::ResNet)?)
-    }
+impl<'a> Decode<'a> for ResNetModel<'a> {
+    const NET: NetId = NetId::ResNet;
 
     #[inline(never)]
-    pub(crate) fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
-        let m = ResNetModel {
+    fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        Ok(ResNetModel {
             input: r.input(),
             r1: BlockModel::read(r)?,
             r2: BlockModel::read(r)?,
             fc: r.next()?,
-        };
-        r.finish()?;
-        Ok(m)
+        })
     }
 }
 
@@ -109,14 +104,24 @@ pub const PLAN: Plan = Plan {
     net: NetId::ResNet,
     steps: &[
         step(G, 0, &[], &[X0::REGION]),
-        step(G, 1, &[X0::REGION], &[R1_Y1::REGION, R1_S::REGION, SCRATCH::REGION]),
+        step(
+            G,
+            1,
+            &[X0::REGION],
+            &[R1_Y1::REGION, R1_S::REGION, SCRATCH::REGION],
+        ),
         step(
             G,
             2,
             &[R1_Y1::REGION, R1_S::REGION],
             &[P1::REGION, SCRATCH::REGION, LUT::REGION],
         ),
-        step(G, 3, &[P1::REGION], &[R2_Y1::REGION, R2_S::REGION, SCRATCH::REGION]),
+        step(
+            G,
+            3,
+            &[P1::REGION],
+            &[R2_Y1::REGION, R2_S::REGION, SCRATCH::REGION],
+        ),
         step(
             G,
             4,
@@ -127,7 +132,10 @@ pub const PLAN: Plan = Plan {
     ],
 };
 
-const _: () = assert!(PLAN.check(G).is_ok(), "the ResNet's plan is not its graph's");
+const _: () = assert!(
+    PLAN.check(G).is_ok(),
+    "the ResNet's plan is not its graph's"
+);
 const _: () = assert!(
     PLAN.verify().is_ok(),
     "ResNet buffer plan clobbers a live buffer"
@@ -169,7 +177,14 @@ fn block<
     // Max pool, then ReLU (the add's ReLU already holds: a no-op kept for
     // the network's definition).
     let relu = ActRange::relu(m.add.params.output.zero_point);
-    conv2d_add_pool_fast((&m.conv2.kernel(), &m.add.params), relu, y1, s, p, (scratch, lut));
+    conv2d_add_pool_fast(
+        (&m.conv2.kernel(), &m.add.params),
+        relu,
+        y1,
+        s,
+        p,
+        (scratch, lut),
+    );
     progress.done();
 }
 
@@ -187,7 +202,11 @@ pub fn forward<const N: usize>(
     let mut progress = Progress::new(&PLAN, probe);
     quantize_input(m.input.lut, pixels, arena.get::<X0>());
     progress.done();
-    block::<1, { res::C1 }, IMAGE_SIDE, { res::P1 }, N, X0, R1_Y1, R1_S, P1>(&m.r1, arena, &mut progress);
+    block::<1, { res::C1 }, IMAGE_SIDE, { res::P1 }, N, X0, R1_Y1, R1_S, P1>(
+        &m.r1,
+        arena,
+        &mut progress,
+    );
     block::<{ res::C1 }, { res::C2 }, { res::P1 }, { res::P2 }, N, P1, R2_Y1, R2_S, P2>(
         &m.r2,
         arena,

@@ -22,7 +22,7 @@ use crate::kernels::{
     add_requant_s8, conv2d_fast, conv2d_pool_fast, linear_s8, ActRange, AddLut, ChannelOffset,
     Tensor,
 };
-use crate::model::{AddLayer, ConvLayer, InputQuant, Layers, LinearLayer};
+use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 
 /// One decoded residual block on `C` channels (fields in file order).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,25 +55,19 @@ pub struct ResNetIdentityModel<'a> {
     pub fc: LinearLayer<'a, { res::P2 }, { res::P2 }, { res::C2 }, CLASSES>,
 }
 
-impl<'a> ResNetIdentityModel<'a> {
-    /// Decodes and checks an identity ResNet model file; the weights stay
-    /// in `bytes`.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        Self::read(&mut Layers::new(bytes, NetId::ResNetIdentity)?)
-    }
+impl<'a> Decode<'a> for ResNetIdentityModel<'a> {
+    const NET: NetId = NetId::ResNetIdentity;
 
     #[inline(never)]
-    pub(crate) fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
-        let m = ResNetIdentityModel {
+    fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
+        Ok(ResNetIdentityModel {
             input: r.input(),
             conv1: r.next()?,
             rb1: BlockModel::read(r)?,
             conv2: r.next()?,
             rb2: BlockModel::read(r)?,
             fc: r.next()?,
-        };
-        r.finish()?;
-        Ok(m)
+        })
     }
 }
 
@@ -138,7 +132,10 @@ pub const PLAN: Plan = Plan {
     ],
 };
 
-const _: () = assert!(PLAN.check(G).is_ok(), "the identity ResNet's plan is not its graph's");
+const _: () = assert!(
+    PLAN.check(G).is_ok(),
+    "the identity ResNet's plan is not its graph's"
+);
 const _: () = assert!(
     PLAN.verify().is_ok(),
     "identity ResNet buffer plan clobbers a live buffer"
@@ -188,29 +185,44 @@ pub fn forward<const N: usize>(
     arena: &mut Arena<N>,
     probe: &mut impl Probe,
 ) -> [i8; CLASSES] {
-    const { assert!(N >= PLAN.arena_bytes(), "arena too small for the identity ResNet") };
+    const {
+        assert!(
+            N >= PLAN.arena_bytes(),
+            "arena too small for the identity ResNet"
+        )
+    };
     let mut progress = Progress::new(&PLAN, probe);
     quantize_input(m.input.lut, pixels, arena.get::<X0>());
     progress.done();
     // ReLU, then max pool: the conv's clamp is the ReLU already.
     let (x, p, s) = arena.parts::<(X0, P1, S_C1)>();
-    conv2d_pool_fast::<IMAGE_SIDE, IMAGE_SIDE, 1, { res::K_STEM }, 0, { res::C1 }, { res::S1 }, { res::S1 }, { res::P1 }, { res::P1 }>(
-        &m.conv1.kernel(),
-        ActRange::FULL,
-        x,
-        p,
-        s,
-    );
+    conv2d_pool_fast::<
+        IMAGE_SIDE,
+        IMAGE_SIDE,
+        1,
+        { res::K_STEM },
+        0,
+        { res::C1 },
+        { res::S1 },
+        { res::S1 },
+        { res::P1 },
+        { res::P1 },
+    >(&m.conv1.kernel(), ActRange::FULL, x, p, s);
     progress.done();
     block::<{ res::C1 }, { res::P1 }, N, P1, Y1, Y2, A1, S_RB1, LUT1>(&m.rb1, arena, &mut progress);
     let (a, p, s) = arena.parts::<(A1, P2, S_C2)>();
-    conv2d_pool_fast::<{ res::P1 }, { res::P1 }, { res::C1 }, { res::K_STEM }, 0, { res::C2 }, { res::S2 }, { res::S2 }, { res::P2 }, { res::P2 }>(
-        &m.conv2.kernel(),
-        ActRange::FULL,
-        a,
-        p,
-        s,
-    );
+    conv2d_pool_fast::<
+        { res::P1 },
+        { res::P1 },
+        { res::C1 },
+        { res::K_STEM },
+        0,
+        { res::C2 },
+        { res::S2 },
+        { res::S2 },
+        { res::P2 },
+        { res::P2 },
+    >(&m.conv2.kernel(), ActRange::FULL, a, p, s);
     progress.done();
     block::<{ res::C2 }, { res::P2 }, N, P2, Z1, Z2, A2, S_RB2, LUT2>(&m.rb2, arena, &mut progress);
     let mut logits = [0i8; CLASSES];

@@ -15,7 +15,7 @@ use crate::kernels::{
     maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, LinearS8, OutputQuant, Tensor,
     ADD_LEFT_SHIFT,
 };
-use crate::model::ModelSpec;
+use crate::model::{Decode, ModelSpec};
 use crate::quant::{requantize_ref, Requant};
 use std::boxed::Box;
 use std::vec::Vec;
