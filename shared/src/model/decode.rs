@@ -162,7 +162,7 @@ impl<'a> Layers<'a> {
     /// The next record as a layer of type `T` (whose dimensions must be
     /// the record's).
     #[inline(never)]
-    pub fn next<T: FromRecord<'a>>(&mut self) -> Result<T, Error> {
+    pub fn layer<T: FromRecord<'a>>(&mut self) -> Result<T, Error> {
         T::from_record(&self.checked()?)
     }
 

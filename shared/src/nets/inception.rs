@@ -41,13 +41,13 @@ pub struct InceptionAModel<'a, const CIN: usize> {
 impl<'a, const CIN: usize> InceptionAModel<'a, CIN> {
     fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
         Ok(InceptionAModel {
-            b1: r.next()?,
-            b5_1: r.next()?,
-            b5_2: r.next()?,
-            b3_1: r.next()?,
-            b3_2: r.next()?,
-            b3_3: r.next()?,
-            bp: r.next()?,
+            b1: r.layer()?,
+            b5_1: r.layer()?,
+            b5_2: r.layer()?,
+            b3_1: r.layer()?,
+            b3_2: r.layer()?,
+            b3_3: r.layer()?,
+            bp: r.layer()?,
         })
     }
 }
@@ -71,11 +71,11 @@ impl<'a> Decode<'a> for InceptionModel<'a> {
     fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
         Ok(InceptionModel {
             input: r.input(),
-            conv1: r.next()?,
+            conv1: r.layer()?,
             incep1: InceptionAModel::read(r)?,
-            conv2: r.next()?,
+            conv2: r.layer()?,
             incep2: InceptionAModel::read(r)?,
-            fc: r.next()?,
+            fc: r.layer()?,
         })
     }
 }

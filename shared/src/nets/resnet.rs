@@ -35,10 +35,10 @@ pub struct BlockModel<'a, const CIN: usize, const COUT: usize> {
 impl<'a, const CIN: usize, const COUT: usize> BlockModel<'a, CIN, COUT> {
     fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
         Ok(BlockModel {
-            conv1: r.next()?,
-            conv2: r.next()?,
-            conv: r.next()?,
-            add: r.next()?,
+            conv1: r.layer()?,
+            conv2: r.layer()?,
+            conv: r.layer()?,
+            add: r.layer()?,
         })
     }
 }
@@ -62,7 +62,7 @@ impl<'a> Decode<'a> for ResNetModel<'a> {
             input: r.input(),
             r1: BlockModel::read(r)?,
             r2: BlockModel::read(r)?,
-            fc: r.next()?,
+            fc: r.layer()?,
         })
     }
 }

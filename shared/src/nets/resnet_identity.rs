@@ -36,9 +36,9 @@ pub struct BlockModel<'a, const C: usize> {
 impl<'a, const C: usize> BlockModel<'a, C> {
     fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
         Ok(BlockModel {
-            conv1: r.next()?,
-            conv2: r.next()?,
-            add: r.next()?,
+            conv1: r.layer()?,
+            conv2: r.layer()?,
+            add: r.layer()?,
         })
     }
 }
@@ -62,11 +62,11 @@ impl<'a> Decode<'a> for ResNetIdentityModel<'a> {
     fn read(r: &mut Layers<'a>) -> Result<Self, Error> {
         Ok(ResNetIdentityModel {
             input: r.input(),
-            conv1: r.next()?,
+            conv1: r.layer()?,
             rb1: BlockModel::read(r)?,
-            conv2: r.next()?,
+            conv2: r.layer()?,
             rb2: BlockModel::read(r)?,
-            fc: r.next()?,
+            fc: r.layer()?,
         })
     }
 }
