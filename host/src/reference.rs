@@ -5,7 +5,8 @@
 
 use crate::data::Split;
 use crate::error::{Error, Result};
-use shared::arch::IMAGE_PIXELS;
+use shared::arch::{CLASSES, IMAGE_PIXELS};
+use shared::model::ModelSpec;
 use shared::nets::{Arena, Model, Prediction, ARENA_BYTES};
 use shared::NetId;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub fn model_path(dir: &Path, net: NetId) -> PathBuf {
 /// One network's model file, checked, ready to run.
 pub struct Reference {
     bytes: Vec<u8>,
+    /// The logits' scale and zero point (fc's output quantisation).
+    logits: (f32, i8),
 }
 
 impl Reference {
@@ -34,7 +37,27 @@ impl Reference {
             let source = shared::Error::WrongNetwork { expected: net, found };
             return Err(Error::Model { path, source });
         }
-        Ok(Reference { bytes })
+        let spec = ModelSpec::decode(&bytes).map_err(|source| Error::Model { path: path.clone(), source })?;
+        let fc = spec.layers.last().expect("a checked model has layers");
+        let logits = (fc.output_scale, fc.output.zero_point);
+        Ok(Reference { bytes, logits })
+    }
+
+    /// The network.
+    pub fn net(&self) -> NetId {
+        self.model().net()
+    }
+
+    /// The softmax of the dequantised logits (`scale * (q - zero_point)`,
+    /// fc's output quantisation): what the network's int8 answer means as
+    /// probabilities.
+    pub fn probabilities(&self, logits: &[i8; CLASSES]) -> [f64; CLASSES] {
+        let (scale, zp) = self.logits;
+        let real = logits.map(|q| f64::from(scale) * f64::from(i32::from(q) - i32::from(zp)));
+        let max = real.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exp = real.map(|v| (v - max).exp());
+        let sum: f64 = exp.iter().sum();
+        exp.map(|e| e / sum)
     }
 
     /// The model file's bytes.

@@ -1,0 +1,61 @@
+//! The firmware the host talks to: a board on a serial port, or the QEMU
+//! build running under QEMU. One type for the commands that take either
+//! (`--port DEV` or `--qemu`).
+
+use crate::error::Result;
+use crate::firmware;
+use crate::qemu::{self, Session};
+use crate::serial::Client;
+use shared::arch::IMAGE_PIXELS;
+use shared::protocol::{Classification, Info, Profile};
+use shared::NetId;
+use std::path::Path;
+use std::time::Duration;
+
+/// A running firmware and a protocol client connected to it.
+pub enum Device {
+    /// A board (or a pseudo-terminal) on a serial port.
+    Port(Box<Client<Box<dyn serialport::SerialPort>>>),
+    /// The QEMU build under QEMU (stopped when dropped).
+    Qemu(Box<Session>),
+}
+
+impl Device {
+    /// The board on `port` (pinged until it answers), or with `qemu` the
+    /// QEMU build (built, then booted); `None` if neither is asked for.
+    /// Every exchange may take up to `timeout`.
+    pub fn open(port: Option<&Path>, baud: u32, qemu: bool, timeout: Duration) -> Result<Option<Device>> {
+        Ok(match (port, qemu) {
+            (Some(port), _) => Some(Device::Port(Box::new(Client::open_serial(port, baud, timeout)?))),
+            (None, true) => {
+                let elf = firmware::build(firmware::Build::Qemu)?;
+                Some(Device::Qemu(Box::new(qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?)))
+            }
+            (None, false) => None,
+        })
+    }
+
+    /// The firmware's board, clock, cost unit and models.
+    pub fn info(&mut self) -> Result<Info<String>> {
+        match self {
+            Device::Port(c) => c.info(),
+            Device::Qemu(s) => s.client().info(),
+        }
+    }
+
+    /// One classification, with its cost.
+    pub fn classify(&mut self, net: NetId, pixels: &[u8; IMAGE_PIXELS]) -> Result<Classification> {
+        match self {
+            Device::Port(c) => c.classify(net, pixels),
+            Device::Qemu(s) => s.client().classify(net, pixels),
+        }
+    }
+
+    /// One classification with the cost of every step.
+    pub fn profile(&mut self, net: NetId, pixels: &[u8; IMAGE_PIXELS]) -> Result<Profile<String>> {
+        match self {
+            Device::Port(c) => c.profile(net, pixels),
+            Device::Qemu(s) => s.client().profile(net, pixels),
+        }
+    }
+}
