@@ -3,6 +3,8 @@
 //! reference predictions and the `host` command line.
 #![deny(missing_docs)]
 
+pub mod browser;
+
 use host::classify::{stream, Report};
 use host::data::{Dataset, Split, Verify};
 use host::firmware::{self, Build};
