@@ -159,6 +159,22 @@ impl Browser {
         Ok(())
     }
 
+    /// The same stroke with a finger: one touch point pressed at the first
+    /// point, moved through the others, lifted at the last.
+    pub fn touch_stroke(&mut self, points: &[(f64, f64)]) -> Result<(), String> {
+        let touch = |kind: &str, pts: &[(f64, f64)]| {
+            let pts: Vec<Value> = pts.iter().map(|&(x, y)| json!({ "x": x, "y": y, "id": 1 })).collect();
+            json!({ "type": kind, "touchPoints": pts })
+        };
+        self.call("Emulation.setTouchEmulationEnabled", json!({ "enabled": true, "maxTouchPoints": 1 }))?;
+        self.call("Input.dispatchTouchEvent", touch("touchStart", &points[..1]))?;
+        for &p in &points[1..] {
+            self.call("Input.dispatchTouchEvent", touch("touchMove", &[p]))?;
+        }
+        self.call("Input.dispatchTouchEvent", touch("touchEnd", &[]))?;
+        Ok(())
+    }
+
     /// A PNG screenshot of the page.
     pub fn screenshot(&mut self) -> Result<Vec<u8>, String> {
         let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }))?;

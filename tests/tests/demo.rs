@@ -1,5 +1,5 @@
 //! `host demo --qemu` as a person uses it: the page opened in headless
-//! Chromium, digits drawn on its pad as strokes of the mouse, and the
+//! Chromium, digits drawn on its pad with a finger and with the mouse, and the
 //! answers the page shows read back: the host's and the firmware's, equal,
 //! for every network. A screenshot of the page is saved. The server's
 //! answers to bad requests are checked on a plain socket.
@@ -99,11 +99,16 @@ fn pad(browser: &mut Browser) -> (f64, f64, f64, f64) {
     (v[0], v[1], v[2], v[3])
 }
 
-/// Draws a stroke through `points` given in pad coordinates 0..1.
-fn draw(browser: &mut Browser, points: &[(f64, f64)]) {
+/// Draws a stroke through `points` given in pad coordinates 0..1, with
+/// the mouse or (`finger`) a touch.
+fn draw(browser: &mut Browser, points: &[(f64, f64)], finger: bool) {
     let (left, top, w, h) = pad(browser);
     let pts: Vec<(f64, f64)> = points.iter().map(|&(x, y)| (left + x * w, top + y * h)).collect();
-    browser.stroke(&pts).unwrap();
+    if finger {
+        browser.touch_stroke(&pts).unwrap();
+    } else {
+        browser.stroke(&pts).unwrap();
+    }
 }
 
 /// Each network's card once the device has answered: (net, host's class,
@@ -136,13 +141,13 @@ fn digits_drawn_in_chromium_are_classified_equally_by_host_and_firmware() {
     browser.wait_for("document.body.dataset.ready === 'true'", Duration::from_secs(30)).unwrap();
     assert_eq!(browser.eval("document.querySelectorAll('section.net').length").unwrap(), 3);
 
-    // A one: a single stroke down the middle.
-    draw(&mut browser, &(0..=12).map(|i| (0.5, 0.15 + 0.7 * i as f64 / 12.0)).collect::<Vec<_>>());
+    // A one: a single stroke of a finger down the middle.
+    draw(&mut browser, &(0..=12).map(|i| (0.5, 0.15 + 0.7 * i as f64 / 12.0)).collect::<Vec<_>>(), true);
     for (net, host, device, equal) in answers(&mut browser) {
         assert_eq!((host.as_str(), device.as_str(), equal.as_str()), ("1", "1", "true"), "{net}");
     }
 
-    // A zero: an ellipse in one stroke, after clearing the pad.
+    // A zero: an ellipse in one stroke of the mouse, after clearing the pad.
     browser.eval("document.getElementById('clear').click()").unwrap();
     let ellipse: Vec<(f64, f64)> = (0..=36)
         .map(|i| {
@@ -150,7 +155,7 @@ fn digits_drawn_in_chromium_are_classified_equally_by_host_and_firmware() {
             (0.5 + 0.22 * a.sin(), 0.5 - 0.32 * a.cos())
         })
         .collect();
-    draw(&mut browser, &ellipse);
+    draw(&mut browser, &ellipse, false);
     for (net, host, device, equal) in answers(&mut browser) {
         assert_eq!((host.as_str(), device.as_str(), equal.as_str()), ("0", "0", "true"), "{net}");
     }
