@@ -96,9 +96,18 @@ impl State {
 /// Serve the demo on `listen` until the process ends, with the networks of
 /// `refs` and, if given, `device`. `ready` is called with the address
 /// bound (the port may have been chosen by the system).
-pub fn serve(listen: SocketAddr, refs: Vec<Reference>, mut device: Option<Device>, ready: impl FnOnce(SocketAddr)) -> Result<()> {
-    let server = Server::http(listen).map_err(|e| Error::Config(format!("cannot listen on {listen}: {e}")))?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| Error::Config(format!("{listen} is not an IP address")))?;
+pub fn serve(
+    listen: SocketAddr,
+    refs: Vec<Reference>,
+    mut device: Option<Device>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let server = Server::http(listen)
+        .map_err(|e| Error::Config(format!("cannot listen on {listen}: {e}")))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| Error::Config(format!("{listen} is not an IP address")))?;
     let info = device.as_mut().map(Device::info).transpose()?;
     let state = Arc::new(State {
         refs,
@@ -133,7 +142,10 @@ pub fn serve(listen: SocketAddr, refs: Vec<Reference>, mut device: Option<Device
 
 /// Runs the device's jobs one at a time, the newest waiting one next.
 fn device_loop(mut device: Device, state: &State) {
-    let unit = state.device.as_ref().map_or(CostUnit::Instructions, |d| d.1);
+    let unit = state
+        .device
+        .as_ref()
+        .map_or(CostUnit::Instructions, |d| d.1);
     loop {
         let job = {
             let mut next = state.next.lock().expect("queue lock");
@@ -145,18 +157,43 @@ fn device_loop(mut device: Device, state: &State) {
             }
         };
         if let Some(why) = state.gone.lock().expect("gone lock").clone() {
-            state.set_job(job.id, Job { state: JobState::Failed, error: Some(why), answers: Vec::new() });
+            state.set_job(
+                job.id,
+                Job {
+                    state: JobState::Failed,
+                    error: Some(why),
+                    answers: Vec::new(),
+                },
+            );
             continue;
         }
-        state.set_job(job.id, Job { state: JobState::Running, error: None, answers: Vec::new() });
-        let answers: Result<Vec<DeviceAnswer>> =
-            job.host.iter().map(|h| predict::on_device(&mut device, unit, h, &job.pixels, true)).collect();
+        state.set_job(
+            job.id,
+            Job {
+                state: JobState::Running,
+                error: None,
+                answers: Vec::new(),
+            },
+        );
+        let answers: Result<Vec<DeviceAnswer>> = job
+            .host
+            .iter()
+            .map(|h| predict::on_device(&mut device, unit, h, &job.pixels, true))
+            .collect();
         let done = match answers {
-            Ok(answers) => Job { state: JobState::Done, error: None, answers },
+            Ok(answers) => Job {
+                state: JobState::Done,
+                error: None,
+                answers,
+            },
             Err(e) => {
                 let why = format!("the device is gone: {e}");
                 *state.gone.lock().expect("gone lock") = Some(why.clone());
-                Job { state: JobState::Failed, error: Some(why), answers: Vec::new() }
+                Job {
+                    state: JobState::Failed,
+                    error: Some(why),
+                    answers: Vec::new(),
+                }
             }
         };
         state.set_job(job.id, done);
@@ -165,7 +202,9 @@ fn device_loop(mut device: Device, state: &State) {
 
 fn json<T: Serialize>(status: u16, value: &T) -> Response<std::io::Cursor<Vec<u8>>> {
     let body = serde_json::to_vec(value).expect("plain data serialises");
-    Response::from_data(body).with_status_code(status).with_header(header("Content-Type", "application/json"))
+    Response::from_data(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json"))
 }
 
 fn header(name: &str, value: &str) -> Header {
@@ -186,7 +225,8 @@ fn route(request: &mut Request, state: &State) -> Response<std::io::Cursor<Vec<u
     let url = request.url().split('?').next().unwrap_or("").to_owned();
     let method = request.method().clone();
     match (url.as_str(), method) {
-        ("/", Method::Get) => Response::from_data(PAGE.as_bytes().to_vec()).with_header(header("Content-Type", "text/html; charset=utf-8")),
+        ("/", Method::Get) => Response::from_data(PAGE.as_bytes().to_vec())
+            .with_header(header("Content-Type", "text/html; charset=utf-8")),
         ("/api/info", Method::Get) => json(200, &info(state)),
         ("/api/classify", Method::Post) => match read_body(request) {
             Ok(body) => classify(&body, state),
@@ -199,11 +239,18 @@ fn route(request: &mut Request, state: &State) -> Response<std::io::Cursor<Vec<u
             let job = state.jobs.lock().expect("jobs lock").get(&id).cloned();
             match job {
                 Some(job) => json(200, &job),
-                None => json(200, &serde_json::json!({ "state": "unknown", "answers": [] })),
+                None => json(
+                    200,
+                    &serde_json::json!({ "state": "unknown", "answers": [] }),
+                ),
             }
         }
-        ("/" | "/api/info" | "/api/classify", m) => error(405, format!("{m} is not allowed on {url}")),
-        (path, m) if path.starts_with("/api/device/") => error(405, format!("{m} is not allowed on {path}")),
+        ("/" | "/api/info" | "/api/classify", m) => {
+            error(405, format!("{m} is not allowed on {url}"))
+        }
+        (path, m) if path.starts_with("/api/device/") => {
+            error(405, format!("{m} is not allowed on {path}"))
+        }
         (path, _) => error(404, format!("no such page: {path}")),
     }
 }
@@ -223,15 +270,22 @@ fn info(state: &State) -> serde_json::Value {
 }
 
 /// The request's body, or the error response: too large, or unreadable.
-fn read_body(request: &mut Request) -> std::result::Result<Vec<u8>, Response<std::io::Cursor<Vec<u8>>>> {
+fn read_body(
+    request: &mut Request,
+) -> std::result::Result<Vec<u8>, Response<std::io::Cursor<Vec<u8>>>> {
     if request.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(error(413, format!("the picture is over {MAX_BODY} bytes")));
     }
     let mut body = Vec::new();
-    let read = request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
+    let read = request
+        .as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body);
     match read {
         Err(e) => Err(error(400, format!("reading the request body: {e}"))),
-        Ok(_) if body.len() > MAX_BODY => Err(error(413, format!("the picture is over {MAX_BODY} bytes"))),
+        Ok(_) if body.len() > MAX_BODY => {
+            Err(error(413, format!("the picture is over {MAX_BODY} bytes")))
+        }
         Ok(_) => Ok(body),
     }
 }
@@ -249,13 +303,34 @@ fn classify(body: &[u8], state: &State) -> Response<std::io::Cursor<Vec<u8>>> {
             *last += 1;
             *last
         };
-        state.set_job(id, Job { state: JobState::Queued, error: None, answers: Vec::new() });
-        let replaced = state.next.lock().expect("queue lock").replace(Pending { id, pixels, host: host.clone() });
+        state.set_job(
+            id,
+            Job {
+                state: JobState::Queued,
+                error: None,
+                answers: Vec::new(),
+            },
+        );
+        let replaced = state.next.lock().expect("queue lock").replace(Pending {
+            id,
+            pixels,
+            host: host.clone(),
+        });
         if let Some(old) = replaced {
-            state.set_job(old.id, Job { state: JobState::Replaced, error: None, answers: Vec::new() });
+            state.set_job(
+                old.id,
+                Job {
+                    state: JobState::Replaced,
+                    error: None,
+                    answers: Vec::new(),
+                },
+            );
         }
         state.wake.notify_one();
         id
     });
-    json(200, &serde_json::json!({ "input": pixels.to_vec(), "host": host, "job": job }))
+    json(
+        200,
+        &serde_json::json!({ "input": pixels.to_vec(), "host": host, "job": job }),
+    )
 }

@@ -24,12 +24,25 @@ impl Device {
     /// The board on `port` (pinged until it answers), or with `qemu` the
     /// QEMU build (built, then booted); `None` if neither is asked for.
     /// Every exchange may take up to `timeout`.
-    pub fn open(port: Option<&Path>, baud: u32, qemu: bool, timeout: Duration) -> Result<Option<Device>> {
+    pub fn open(
+        port: Option<&Path>,
+        baud: u32,
+        qemu: bool,
+        timeout: Duration,
+    ) -> Result<Option<Device>> {
         Ok(match (port, qemu) {
-            (Some(port), _) => Some(Device::Port(Box::new(Client::open_serial(port, baud, timeout)?))),
+            (Some(port), _) => Some(Device::Port(Box::new(Client::open_serial(
+                port, baud, timeout,
+            )?))),
             (None, true) => {
                 let elf = firmware::build(firmware::Build::Qemu)?;
-                Some(Device::Qemu(Box::new(qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?)))
+                Some(Device::Qemu(Box::new(qemu::start(
+                    &elf,
+                    &qemu::Options {
+                        timeout,
+                        ..qemu::Options::default()
+                    },
+                )?)))
             }
             (None, false) => None,
         })

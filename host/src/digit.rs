@@ -90,7 +90,11 @@ impl Picture {
                 ((luma * alpha + 255 * (255 - alpha) + 127) / 255) as u8
             })
             .collect();
-        Ok(Picture { width: width as usize, height: height as usize, pixels })
+        Ok(Picture {
+            width: width as usize,
+            height: height as usize,
+            pixels,
+        })
     }
 
     fn at(&self, x: usize, y: usize) -> u8 {
@@ -124,7 +128,10 @@ pub fn mnist_input(picture: &Picture) -> [u8; IMAGE_PIXELS] {
     let longer = w.max(h) as f64;
     let out_w = ((w as f64 * INK_BOX as f64 / longer).round() as usize).clamp(1, INK_BOX);
     let out_h = ((h as f64 * INK_BOX as f64 / longer).round() as usize).clamp(1, INK_BOX);
-    let crop: Vec<f32> = (y0..y1).flat_map(|y| (x0..x1).map(move |x| (x, y))).map(|(x, y)| ink.at(picture, x, y)).collect();
+    let crop: Vec<f32> = (y0..y1)
+        .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+        .map(|(x, y)| ink.at(picture, x, y))
+        .collect();
     let scaled = resample(&crop, (w, h), (out_w, out_h));
     place(&scaled, out_w, out_h)
 }
@@ -149,7 +156,11 @@ impl Ink {
         border.sort_unstable();
         let background = i32::from(border[border.len() / 2]);
         let dark_ink = background > 127;
-        let mut ink = Ink { background, dark_ink, strongest: 0 };
+        let mut ink = Ink {
+            background,
+            dark_ink,
+            strongest: 0,
+        };
         ink.strongest = p.pixels.iter().map(|&v| ink.raw(v)).max().unwrap_or(0);
         ink
     }
@@ -247,7 +258,10 @@ fn place(ink: &[f32], w: usize, h: usize) -> [u8; IMAGE_PIXELS] {
     }
     let centre = IMAGE_SIDE as f64 / 2.0;
     let (dx, dy) = if mass > 0.0 {
-        ((centre - mx / mass).round() as isize, (centre - my / mass).round() as isize)
+        (
+            (centre - mx / mass).round() as isize,
+            (centre - my / mass).round() as isize,
+        )
     } else {
         ((IMAGE_SIDE - w) as isize / 2, (IMAGE_SIDE - h) as isize / 2)
     };
@@ -270,12 +284,20 @@ mod tests {
     use crate::data::{Dataset, Verify, DEFAULT_DATA_DIR};
 
     fn picture(width: usize, height: usize, f: impl Fn(usize, usize) -> u8) -> Picture {
-        let pixels = (0..height).flat_map(|y| (0..width).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect();
-        Picture { width, height, pixels }
+        let pixels = (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect();
+        Picture {
+            width,
+            height,
+            pixels,
+        }
     }
 
     fn encode(p: &Picture, format: image::ImageFormat) -> Vec<u8> {
-        let img = image::GrayImage::from_raw(p.width as u32, p.height as u32, p.pixels.clone()).unwrap();
+        let img =
+            image::GrayImage::from_raw(p.width as u32, p.height as u32, p.pixels.clone()).unwrap();
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, format).unwrap();
         out.into_inner()
@@ -286,11 +308,21 @@ mod tests {
     /// rows 4..24, full ink, nothing else.
     #[test]
     fn a_block_lands_where_its_centre_of_mass_says() {
-        let p = picture(100, 70, |x, y| if (30..40).contains(&x) && (25..45).contains(&y) { 0 } else { 255 });
+        let p = picture(100, 70, |x, y| {
+            if (30..40).contains(&x) && (25..45).contains(&y) {
+                0
+            } else {
+                255
+            }
+        });
         let input = mnist_input(&p);
         for y in 0..IMAGE_SIDE {
             for x in 0..IMAGE_SIDE {
-                let want = if (9..19).contains(&x) && (4..24).contains(&y) { 255 } else { 0 };
+                let want = if (9..19).contains(&x) && (4..24).contains(&y) {
+                    255
+                } else {
+                    0
+                };
                 assert_eq!(input[y * IMAGE_SIDE + x], want, "({x}, {y})");
             }
         }
@@ -301,12 +333,22 @@ mod tests {
     /// 12..17 (its centre of mass 2.5 rounds the shift 11.5 to 12).
     #[test]
     fn a_bar_is_scaled_to_twenty_pixels_keeping_its_aspect() {
-        let p = picture(64, 32, |x, y| if (10..50).contains(&x) && (11..21).contains(&y) { 255 } else { 0 });
+        let p = picture(64, 32, |x, y| {
+            if (10..50).contains(&x) && (11..21).contains(&y) {
+                255
+            } else {
+                0
+            }
+        });
         let input = mnist_input(&p);
-        let ink: Vec<(usize, usize)> =
-            (0..IMAGE_PIXELS).filter(|&i| input[i] > 0).map(|i| (i % IMAGE_SIDE, i / IMAGE_SIDE)).collect();
+        let ink: Vec<(usize, usize)> = (0..IMAGE_PIXELS)
+            .filter(|&i| input[i] > 0)
+            .map(|i| (i % IMAGE_SIDE, i / IMAGE_SIDE))
+            .collect();
         assert_eq!(ink.len(), 20 * 5);
-        assert!(ink.iter().all(|&(x, y)| (4..24).contains(&x) && (12..17).contains(&y) && input[y * IMAGE_SIDE + x] == 255));
+        assert!(ink.iter().all(|&(x, y)| (4..24).contains(&x)
+            && (12..17).contains(&y)
+            && input[y * IMAGE_SIDE + x] == 255));
     }
 
     /// Area averaging against an independent computation: each output
@@ -321,7 +363,12 @@ mod tests {
             seed ^= seed << 17;
             (seed % 1000) as f32 / 999.0
         };
-        for ((w, h), (ow, oh)) in [((37, 23), (20, 12)), ((7, 5), (20, 14)), ((50, 50), (20, 20)), ((3, 40), (2, 20))] {
+        for ((w, h), (ow, oh)) in [
+            ((37, 23), (20, 12)),
+            ((7, 5), (20, 14)),
+            ((50, 50), (20, 20)),
+            ((3, 40), (2, 20)),
+        ] {
             let src: Vec<f32> = (0..w * h).map(|_| rand()).collect();
             let got = resample(&src, (w, h), (ow, oh));
             const FINE: usize = 256;
@@ -331,16 +378,21 @@ mod tests {
                     // Sample points at the centres of a fine grid over the
                     // output pixel's footprint in input coordinates.
                     for sy in 0..FINE {
-                        let y = (oy as f64 + (sy as f64 + 0.5) / FINE as f64) * h as f64 / oh as f64;
+                        let y =
+                            (oy as f64 + (sy as f64 + 0.5) / FINE as f64) * h as f64 / oh as f64;
                         for sx in 0..FINE {
-                            let x = (ox as f64 + (sx as f64 + 0.5) / FINE as f64) * w as f64 / ow as f64;
+                            let x = (ox as f64 + (sx as f64 + 0.5) / FINE as f64) * w as f64
+                                / ow as f64;
                             sum += f64::from(src[y as usize * w + x as usize]);
                             n += 1;
                         }
                     }
                     let want = sum / n as f64;
                     let g = f64::from(got[oy * ow + ox]);
-                    assert!((g - want).abs() < 0.01, "{w}x{h} -> {ow}x{oh} at ({ox}, {oy}): {g} vs {want}");
+                    assert!(
+                        (g - want).abs() < 0.01,
+                        "{w}x{h} -> {ow}x{oh} at ({ox}, {oy}): {g} vs {want}"
+                    );
                 }
             }
         }
@@ -354,8 +406,14 @@ mod tests {
     /// the networks read it the same.
     #[test]
     fn mnist_digits_come_back() {
-        let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly).unwrap().test;
-        let model = crate::reference::Reference::load(crate::reference::MODEL_DIR.as_ref(), shared::NetId::ResNetIdentity).unwrap();
+        let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly)
+            .unwrap()
+            .test;
+        let model = crate::reference::Reference::load(
+            crate::reference::MODEL_DIR.as_ref(),
+            shared::NetId::ResNetIdentity,
+        )
+        .unwrap();
         let n = 300;
         let (mut same_class, mut total_diff, mut worst_mean) = (0, 0f64, 0f64);
         for i in 0..n {
@@ -363,7 +421,11 @@ mod tests {
             let (ox, oy) = (13 + i % 7, 29 + i % 5);
             let page = picture(150, 170, |x, y| {
                 let (dx, dy) = (x.wrapping_sub(ox) / 4, y.wrapping_sub(oy) / 4);
-                if dx < IMAGE_SIDE && dy < IMAGE_SIDE { 255 - digit[dy * IMAGE_SIDE + dx] } else { 255 }
+                if dx < IMAGE_SIDE && dy < IMAGE_SIDE {
+                    255 - digit[dy * IMAGE_SIDE + dx]
+                } else {
+                    255
+                }
             });
             let back = mnist_input(&page);
             // Mean absolute difference per pixel, at the best shift of at
@@ -371,14 +433,24 @@ mod tests {
             let mean_diff = |sx: isize, sy: isize| {
                 let sum: u32 = (0..IMAGE_PIXELS)
                     .map(|j| {
-                        let (x, y) = ((j % IMAGE_SIDE) as isize + sx, (j / IMAGE_SIDE) as isize + sy);
-                        let d = if (0..28).contains(&x) && (0..28).contains(&y) { digit[(y * 28 + x) as usize] } else { 0 };
+                        let (x, y) = (
+                            (j % IMAGE_SIDE) as isize + sx,
+                            (j / IMAGE_SIDE) as isize + sy,
+                        );
+                        let d = if (0..28).contains(&x) && (0..28).contains(&y) {
+                            digit[(y * 28 + x) as usize]
+                        } else {
+                            0
+                        };
                         u32::from(back[j].abs_diff(d))
                     })
                     .sum();
                 f64::from(sum) / IMAGE_PIXELS as f64
             };
-            let best = (-1..=1).flat_map(|sy| (-1..=1).map(move |sx| (sx, sy))).map(|(sx, sy)| mean_diff(sx, sy)).fold(f64::MAX, f64::min);
+            let best = (-1..=1)
+                .flat_map(|sy| (-1..=1).map(move |sx| (sx, sy)))
+                .map(|(sx, sy)| mean_diff(sx, sy))
+                .fold(f64::MAX, f64::min);
             total_diff += best;
             worst_mean = worst_mean.max(best);
             same_class += usize::from(model.predict(&back).class == model.predict(digit).class);
@@ -390,7 +462,9 @@ mod tests {
 
     #[test]
     fn light_ink_on_dark_and_dark_ink_on_light_give_one_input() {
-        let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly).unwrap().test;
+        let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly)
+            .unwrap()
+            .test;
         let digit = test.image(3);
         let light = picture(56, 56, |x, y| digit[(y / 2) * IMAGE_SIDE + x / 2]);
         let dark = picture(56, 56, |x, y| 255 - digit[(y / 2) * IMAGE_SIDE + x / 2]);
@@ -408,12 +482,22 @@ mod tests {
     fn png_jpeg_and_pgm_decode_to_the_same_picture() {
         let p = picture(40, 30, |x, y| ((x * 5 + y * 3) % 256) as u8);
         for format in [image::ImageFormat::Png, image::ImageFormat::Pnm] {
-            assert_eq!(Picture::decode(&encode(&p, format)).unwrap(), p, "{format:?}");
+            assert_eq!(
+                Picture::decode(&encode(&p, format)).unwrap(),
+                p,
+                "{format:?}"
+            );
         }
         // JPEG is lossy: close, not equal.
         let jpeg = Picture::decode(&encode(&p, image::ImageFormat::Jpeg)).unwrap();
         assert_eq!((jpeg.width, jpeg.height), (40, 30));
-        let worst = jpeg.pixels.iter().zip(&p.pixels).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        let worst = jpeg
+            .pixels
+            .iter()
+            .zip(&p.pixels)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
         assert!(worst < 40, "{worst}");
     }
 
@@ -431,8 +515,16 @@ mod tests {
         let p = Picture::decode(&bytes.into_inner()).unwrap();
         assert_eq!(p.pixels[..2], [0, 255]);
         // BT.709 luma, as image-rs computes it: 0.2126 * 200.
-        assert!((41..=45).contains(&p.pixels[2]), "red is dark grey: {}", p.pixels[2]);
-        assert!((120..135).contains(&p.pixels[3]), "half transparent black is mid grey: {}", p.pixels[3]);
+        assert!(
+            (41..=45).contains(&p.pixels[2]),
+            "red is dark grey: {}",
+            p.pixels[2]
+        );
+        assert!(
+            (120..135).contains(&p.pixels[3]),
+            "half transparent black is mid grey: {}",
+            p.pixels[3]
+        );
     }
 
     #[test]
@@ -464,7 +556,16 @@ mod tests {
             png.extend(shared::model::crc32(chunk).to_be_bytes());
         }
         let e = Picture::decode(&png).unwrap_err();
-        assert!(matches!(e, PictureError::TooLarge { width: 10_000, height: 10_000 }), "{e}");
+        assert!(
+            matches!(
+                e,
+                PictureError::TooLarge {
+                    width: 10_000,
+                    height: 10_000
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("10000x10000"), "{e}");
     }
 }

@@ -51,7 +51,12 @@ pub fn on_host(refs: &[Reference], pixels: &[u8; IMAGE_PIXELS]) -> Vec<HostAnswe
     refs.iter()
         .map(|r| {
             let p = r.predict(pixels);
-            HostAnswer { net: r.net().name(), class: p.class, logits: p.logits, probabilities: r.probabilities(&p.logits) }
+            HostAnswer {
+                net: r.net().name(),
+                class: p.class,
+                logits: p.logits,
+                probabilities: r.probabilities(&p.logits),
+            }
         })
         .collect()
 }
@@ -69,7 +74,10 @@ pub fn on_device(
     let started = Instant::now();
     let (prediction, layers) = if profile {
         let p = device.profile(net, pixels)?;
-        (p.prediction, p.layers.into_iter().map(|l| (l.name, l.cost)).collect())
+        (
+            p.prediction,
+            p.layers.into_iter().map(|l| (l.name, l.cost)).collect(),
+        )
     } else {
         (device.classify(net, pixels)?, Vec::new())
     };

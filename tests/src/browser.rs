@@ -72,15 +72,32 @@ impl Browser {
                 return Err("Chromium did not open its DevTools endpoint".into());
             }
         };
-        let (ws, _) = tungstenite::connect(&url).map_err(|e| format!("connecting to {url}: {e}"))?;
+        let (ws, _) =
+            tungstenite::connect(&url).map_err(|e| format!("connecting to {url}: {e}"))?;
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(TIMEOUT))
+                .map_err(|e| e.to_string())?;
         }
-        let mut browser = Browser { child, ws, session: String::new(), next_id: 0, _profile: profile };
+        let mut browser = Browser {
+            child,
+            ws,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
         let target = browser.call("Target.createTarget", json!({ "url": "about:blank" }))?;
-        let target = target["targetId"].as_str().ok_or("no target id")?.to_owned();
-        let attached = browser.call("Target.attachToTarget", json!({ "targetId": target, "flatten": true }))?;
-        browser.session = attached["sessionId"].as_str().ok_or("no session id")?.to_owned();
+        let target = target["targetId"]
+            .as_str()
+            .ok_or("no target id")?
+            .to_owned();
+        let attached = browser.call(
+            "Target.attachToTarget",
+            json!({ "targetId": target, "flatten": true }),
+        )?;
+        browser.session = attached["sessionId"]
+            .as_str()
+            .ok_or("no session id")?
+            .to_owned();
         browser.call("Page.enable", json!({}))?;
         Ok(browser)
     }
@@ -93,14 +110,17 @@ impl Browser {
         if !self.session.is_empty() {
             msg["sessionId"] = json!(self.session);
         }
-        self.ws.send(Message::text(msg.to_string())).map_err(|e| format!("{method}: {e}"))?;
+        self.ws
+            .send(Message::text(msg.to_string()))
+            .map_err(|e| format!("{method}: {e}"))?;
         let deadline = Instant::now() + TIMEOUT;
         while Instant::now() < deadline {
             let text = match self.ws.read().map_err(|e| format!("{method}: {e}"))? {
                 Message::Text(t) => t,
                 _ => continue,
             };
-            let reply: Value = serde_json::from_str(text.as_str()).map_err(|e| format!("{method}: {e}"))?;
+            let reply: Value =
+                serde_json::from_str(text.as_str()).map_err(|e| format!("{method}: {e}"))?;
             // Events (no id) and other replies are skipped.
             if reply["id"].as_u64() == Some(id) {
                 if let Some(e) = reply.get("error") {
@@ -147,9 +167,7 @@ impl Browser {
     /// Presses the left button at the first point, moves through the
     /// others and releases it at the last: one stroke of a pen.
     pub fn stroke(&mut self, points: &[(f64, f64)]) -> Result<(), String> {
-        let mouse = |kind: &str, (x, y): (f64, f64), buttons: u32| {
-            json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1 })
-        };
+        let mouse = |kind: &str, (x, y): (f64, f64), buttons: u32| json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1 });
         let (first, last) = (points[0], points[points.len() - 1]);
         self.call("Input.dispatchMouseEvent", mouse("mousePressed", first, 1))?;
         for &p in &points[1..] {
@@ -163,11 +181,20 @@ impl Browser {
     /// point, moved through the others, lifted at the last.
     pub fn touch_stroke(&mut self, points: &[(f64, f64)]) -> Result<(), String> {
         let touch = |kind: &str, pts: &[(f64, f64)]| {
-            let pts: Vec<Value> = pts.iter().map(|&(x, y)| json!({ "x": x, "y": y, "id": 1 })).collect();
+            let pts: Vec<Value> = pts
+                .iter()
+                .map(|&(x, y)| json!({ "x": x, "y": y, "id": 1 }))
+                .collect();
             json!({ "type": kind, "touchPoints": pts })
         };
-        self.call("Emulation.setTouchEmulationEnabled", json!({ "enabled": true, "maxTouchPoints": 1 }))?;
-        self.call("Input.dispatchTouchEvent", touch("touchStart", &points[..1]))?;
+        self.call(
+            "Emulation.setTouchEmulationEnabled",
+            json!({ "enabled": true, "maxTouchPoints": 1 }),
+        )?;
+        self.call(
+            "Input.dispatchTouchEvent",
+            touch("touchStart", &points[..1]),
+        )?;
         for &p in &points[1..] {
             self.call("Input.dispatchTouchEvent", touch("touchMove", &[p]))?;
         }
@@ -179,7 +206,9 @@ impl Browser {
     pub fn screenshot(&mut self) -> Result<Vec<u8>, String> {
         let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }))?;
         let data = shot["data"].as_str().ok_or("no screenshot data")?;
-        data_encoding::BASE64.decode(data.as_bytes()).map_err(|e| format!("screenshot: {e}"))
+        data_encoding::BASE64
+            .decode(data.as_bytes())
+            .map_err(|e| format!("screenshot: {e}"))
     }
 }
 

@@ -39,7 +39,13 @@ impl Demo {
             .expect("start host demo");
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let url = lines
-            .find_map(|l| l.ok()?.strip_prefix("demo on ")?.split_whitespace().next().map(str::to_owned))
+            .find_map(|l| {
+                l.ok()?
+                    .strip_prefix("demo on ")?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
             .expect("host demo names its address");
         Demo { child, url }
     }
@@ -60,7 +66,10 @@ impl Demo {
     /// `GET /api/device/ID` until the job is over: its final JSON.
     fn job(&self, id: u64) -> serde_json::Value {
         for _ in 0..600 {
-            let (_, body) = self.raw(format!("GET /api/device/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+            let (_, body) = self.raw(
+                format!("GET /api/device/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             if !matches!(v["state"].as_str(), Some("queued" | "running")) {
                 return v;
@@ -95,7 +104,12 @@ impl Drop for Demo {
 /// The pad's rectangle on the page: (left, top, width, height).
 fn pad(browser: &mut Browser) -> (f64, f64, f64, f64) {
     let r = browser.eval("(() => { const r = document.getElementById('pad').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()").unwrap();
-    let v: Vec<f64> = r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let v: Vec<f64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     (v[0], v[1], v[2], v[3])
 }
 
@@ -103,7 +117,10 @@ fn pad(browser: &mut Browser) -> (f64, f64, f64, f64) {
 /// the mouse or (`finger`) a touch.
 fn draw(browser: &mut Browser, points: &[(f64, f64)], finger: bool) {
     let (left, top, w, h) = pad(browser);
-    let pts: Vec<(f64, f64)> = points.iter().map(|&(x, y)| (left + x * w, top + y * h)).collect();
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(x, y)| (left + x * w, top + y * h))
+        .collect();
     if finger {
         browser.touch_stroke(&pts).unwrap();
     } else {
@@ -138,17 +155,39 @@ fn digits_drawn_in_chromium_are_classified_equally_by_host_and_firmware() {
     let demo = Demo::start(&["--qemu"]);
     let mut browser = Browser::launch(1280, 1000).unwrap_or_else(|e| panic!("{e}"));
     browser.navigate(&demo.url).unwrap();
-    browser.wait_for("document.body.dataset.ready === 'true'", Duration::from_secs(30)).unwrap();
-    assert_eq!(browser.eval("document.querySelectorAll('section.net').length").unwrap(), 3);
+    browser
+        .wait_for(
+            "document.body.dataset.ready === 'true'",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('section.net').length")
+            .unwrap(),
+        3
+    );
 
     // A one: a single stroke of a finger down the middle.
-    draw(&mut browser, &(0..=12).map(|i| (0.5, 0.15 + 0.7 * i as f64 / 12.0)).collect::<Vec<_>>(), true);
+    draw(
+        &mut browser,
+        &(0..=12)
+            .map(|i| (0.5, 0.15 + 0.7 * i as f64 / 12.0))
+            .collect::<Vec<_>>(),
+        true,
+    );
     for (net, host, device, equal) in answers(&mut browser) {
-        assert_eq!((host.as_str(), device.as_str(), equal.as_str()), ("1", "1", "true"), "{net}");
+        assert_eq!(
+            (host.as_str(), device.as_str(), equal.as_str()),
+            ("1", "1", "true"),
+            "{net}"
+        );
     }
 
     // A zero: an ellipse in one stroke of the mouse, after clearing the pad.
-    browser.eval("document.getElementById('clear').click()").unwrap();
+    browser
+        .eval("document.getElementById('clear').click()")
+        .unwrap();
     let ellipse: Vec<(f64, f64)> = (0..=36)
         .map(|i| {
             let a = std::f64::consts::TAU * i as f64 / 36.0;
@@ -157,13 +196,27 @@ fn digits_drawn_in_chromium_are_classified_equally_by_host_and_firmware() {
         .collect();
     draw(&mut browser, &ellipse, false);
     for (net, host, device, equal) in answers(&mut browser) {
-        assert_eq!((host.as_str(), device.as_str(), equal.as_str()), ("0", "0", "true"), "{net}");
+        assert_eq!(
+            (host.as_str(), device.as_str(), equal.as_str()),
+            ("0", "0", "true"),
+            "{net}"
+        );
     }
     // The page shows the device's cost and profile.
     let text = browser.eval("document.body.innerText").unwrap();
     let text = text.as_str().unwrap();
-    assert!(text.contains("equal to the host's") && text.contains("instructions per inference"), "{text}");
-    assert!(browser.eval("document.querySelectorAll('.profile .bar-row').length").unwrap().as_u64().unwrap() > 10);
+    assert!(
+        text.contains("equal to the host's") && text.contains("instructions per inference"),
+        "{text}"
+    );
+    assert!(
+        browser
+            .eval("document.querySelectorAll('.profile .bar-row').length")
+            .unwrap()
+            .as_u64()
+            .unwrap()
+            > 10
+    );
 
     // Drawings sent while the device is busy: the host answers each at
     // once; the device runs the first, and of those waiting behind it only
@@ -175,11 +228,18 @@ fn digits_drawn_in_chromium_are_classified_equally_by_host_and_firmware() {
             v["job"].as_u64().unwrap()
         })
         .collect();
-    let states: Vec<String> = jobs.iter().map(|&id| demo.job(id)["state"].as_str().unwrap().to_owned()).collect();
+    let states: Vec<String> = jobs
+        .iter()
+        .map(|&id| demo.job(id)["state"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(states, ["done", "replaced", "replaced", "done"]);
     let last = demo.job(jobs[3]);
     for a in last["answers"].as_array().unwrap() {
-        assert_eq!((a["class"].as_u64(), a["equal"].as_bool()), (Some(u64::from(test_set().labels[3])), Some(true)), "{a}");
+        assert_eq!(
+            (a["class"].as_u64(), a["equal"].as_bool()),
+            (Some(u64::from(test_set().labels[3])), Some(true)),
+            "{a}"
+        );
     }
 
     let png = browser.screenshot().unwrap();
@@ -196,16 +256,28 @@ fn bad_requests_get_a_4xx_and_a_message() {
     assert!(status.contains(" 400 "), "{status}");
     assert!(body.contains("not a PNG, JPEG or PGM image"), "{body}");
     let (status, body) = demo.raw(b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n");
-    assert!(status.contains(" 413 ") && body.contains("over"), "{status} {body}");
-    let (status, body) = demo.raw(b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(status.contains(" 404 ") && body.contains("no such page"), "{status} {body}");
-    let (status, _) = demo.raw(b"DELETE /api/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        status.contains(" 413 ") && body.contains("over"),
+        "{status} {body}"
+    );
+    let (status, body) =
+        demo.raw(b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        status.contains(" 404 ") && body.contains("no such page"),
+        "{status} {body}"
+    );
+    let (status, _) =
+        demo.raw(b"DELETE /api/classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(status.contains(" 405 "), "{status}");
     let (status, _) = demo.raw(b"this is not HTTP\r\n\r\n");
     assert!(status.contains(" 400 ") || status.is_empty(), "{status}");
     // Still serving, and without a device the answers are the host's alone.
-    let (status, body) = demo.raw(b"GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(status.contains(" 200 ") && body.contains("\"device_state\":\"none\""), "{status} {body}");
+    let (status, body) =
+        demo.raw(b"GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        status.contains(" 200 ") && body.contains("\"device_state\":\"none\""),
+        "{status} {body}"
+    );
 }
 
 #[test]
@@ -218,13 +290,24 @@ fn predict_with_qemu_shows_the_firmware_answer_beside_the_host_one() {
             path.to_str().unwrap().to_owned()
         })
         .collect();
-    let args: Vec<&str> = ["predict", "--qemu", "--json"].into_iter().chain(files.iter().map(String::as_str)).collect();
+    let args: Vec<&str> = ["predict", "--qemu", "--json"]
+        .into_iter()
+        .chain(files.iter().map(String::as_str))
+        .collect();
     let v: serde_json::Value = serde_json::from_str(host_cli(&args).trim()).unwrap();
     for (i, image) in v["images"].as_array().unwrap().iter().enumerate() {
-        let (host, device) = (image["host"].as_array().unwrap(), image["device"].as_array().unwrap());
+        let (host, device) = (
+            image["host"].as_array().unwrap(),
+            image["device"].as_array().unwrap(),
+        );
         assert_eq!(device.len(), host.len());
         for (h, d) in host.iter().zip(device) {
-            assert_eq!((&h["class"], &h["logits"]), (&d["class"], &d["logits"]), "{}", h["net"]);
+            assert_eq!(
+                (&h["class"], &h["logits"]),
+                (&d["class"], &d["logits"]),
+                "{}",
+                h["net"]
+            );
             assert_eq!(d["equal"], true);
             assert_eq!(d["unit"], "instructions");
             assert!(d["cost"].as_u64().unwrap() > 1_000_000);
