@@ -16,6 +16,9 @@ pub const TARGET: &str = "thumbv7em-none-eabihf";
 pub enum Build {
     /// QEMU's netduinoplus2: defmt over semihosting, semihosting exit.
     Qemu,
+    /// The QEMU build that also fails on request (`Request::Crash`): for
+    /// the tests of its fault reports.
+    QemuFaults,
     /// A real STM32F405 board: defmt over RTT, probe-rs runner.
     Board,
 }
@@ -24,6 +27,16 @@ impl Build {
     fn features(self) -> &'static str {
         match self {
             Build::Qemu => "qemu",
+            Build::QemuFaults => "qemu,fault-injection",
+            Build::Board => "board",
+        }
+    }
+
+    /// The build's name: its target directory and ELF (`firmware-<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Build::Qemu => "qemu",
+            Build::QemuFaults => "qemu-faults",
             Build::Board => "board",
         }
     }
@@ -35,9 +48,11 @@ impl Build {
 /// variables cargo sets for a host build (`RUSTFLAGS` and friends, a build
 /// target) would leak into the thumbv7em build, so they are removed.
 ///
-/// Both builds write the same `firmware` ELF, so each is copied to
-/// `firmware-<build>` while a lock keeps the other build out: tests that
-/// build both in parallel each get their own.
+/// Each build has a target directory of its own (`firmware/target/<build>`):
+/// every build links an ELF named `firmware`, and two processes building
+/// different features into one directory could each take the other's.
+/// Within one, cargo's lock serialises builds of the same features; this
+/// process's lock keeps its own threads from copying the ELF at once.
 pub fn build(build: Build) -> Result<PathBuf> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -45,7 +60,7 @@ pub fn build(build: Build) -> Result<PathBuf> {
     let dir = PathBuf::from(FIRMWARE_DIR);
     // Paths without `host/..` in messages.
     let dir = dir.canonicalize().unwrap_or(dir);
-    let target_dir = dir.join("target");
+    let target_dir = dir.join("target").join(build.name());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&dir)
@@ -66,7 +81,7 @@ pub fn build(build: Build) -> Result<PathBuf> {
         });
     }
     let out = target_dir.join(TARGET).join("release");
-    let elf = out.join(format!("firmware-{features}"));
+    let elf = out.join(format!("firmware-{}", build.name()));
     // Atomically: a QEMU started meanwhile (another test, `host profile`)
     // must find the old ELF or the new one, never a half-copied file.
     let built = out.join("firmware");
