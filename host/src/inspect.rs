@@ -41,7 +41,9 @@ pub struct Inspection {
     pub net: &'static str,
     /// Model format version.
     pub version: u16,
-    /// The architecture's shape signature stored in the header.
+    /// The int8 arithmetic the file was written for.
+    pub opset: u16,
+    /// The graph signature stored in the header.
     pub signature: u32,
     /// The CRC-32 trailer (checked).
     pub crc: u32,
@@ -135,6 +137,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, shared::Error> {
     Ok(Inspection {
         net: spec.net.name(),
         version: FORMAT_VERSION,
+        opset: file.header.opset,
         signature: file.header.signature,
         crc: file.crc,
         file_bytes: bytes.len(),
@@ -152,8 +155,8 @@ impl Inspection {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} model, format v{}, shape signature {:#010x}, CRC-32 {:#010x} (ok)",
-            self.net, self.version, self.signature, self.crc
+            "{} model, format v{}, op-set {}, graph signature {:#010x}, CRC-32 {:#010x} (ok)",
+            self.net, self.version, self.opset, self.signature, self.crc
         );
         let _ = writeln!(
             s,

@@ -17,7 +17,7 @@ use core::fmt;
 pub enum Part {
     /// Magic bytes and format version.
     Preamble,
-    /// Network id, shape signature, layer count and input quantisation.
+    /// Op-set, network id, graph signature, layer count and input quantisation.
     Header,
     /// The 4-byte CRC-32 trailer.
     Crc,
@@ -133,6 +133,14 @@ pub enum Error {
         /// Version in the file.
         found: u16,
         /// [`FORMAT_VERSION`](crate::model::FORMAT_VERSION).
+        supported: u16,
+    },
+    /// The file was written for int8 arithmetic other than this build's
+    /// kernels implement ([`OPSET`](crate::model::OPSET)).
+    UnsupportedOpset {
+        /// Op-set in the file.
+        found: u16,
+        /// [`OPSET`](crate::model::OPSET).
         supported: u16,
     },
     /// The network id byte names no network we know.
@@ -284,6 +292,12 @@ impl fmt::Display for Error {
                 f,
                 "model format version {found}, this build reads version {supported}"
             ),
+            Error::UnsupportedOpset { found, supported } => write!(
+                f,
+                "model written for int8 op-set {found}, but this build's kernels implement op-set \
+                 {supported} (their rounding, the add's left shift, the average pool's /9): \
+                 re-export it with this build"
+            ),
             Error::UnknownNetwork { id } => write!(f, "unknown network id {id}"),
             Error::WrongNetwork { expected, found } => {
                 write!(f, "model file holds {found:?}, expected {expected:?}")
@@ -294,7 +308,7 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "{net:?} model made for another architecture (signature {found:#010x}, \
+                "{net:?} model made for another graph (signature {found:#010x}, \
                  expected {expected:#010x})"
             ),
             Error::LayerCount {

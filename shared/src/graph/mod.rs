@@ -6,7 +6,7 @@
 //! [`Graph::finish`]; a graph that is not well formed fails `cargo build`.
 //!
 //! Everything else that depends on a network's topology is derived from
-//! its graph: the model file's layer records and shape signature
+//! its graph: the model file's layer records and graph signature
 //! ([`crate::model::layers`]), the decoder's checks (shapes, activations,
 //! which zero point each layer reads, which layers share a concat's
 //! quantisation), the f32 forward pass ([`crate::nets::float`]), the
@@ -874,6 +874,57 @@ impl Graph {
             _ => (0, 0),
         }
     }
+}
+
+impl Graph {
+    /// Continues the FNV-1a hash `h` over every node in order: its name, a
+    /// 0 byte, its operation, its inputs (count and ids), kernel and
+    /// padding, activation, channels and side (u16 LE). The wiring is in
+    /// it as much as the shapes: what [`crate::model::signature`] is made
+    /// of.
+    pub const fn signature(&self, mut h: u32) -> u32 {
+        let nodes = self.nodes();
+        let mut i = 0;
+        while i < nodes.len() {
+            let n = &nodes[i];
+            h = fnv1a(h, n.name.bytes());
+            let (tag, kernel, pad) = match n.op {
+                Op::Input => (0, 0, 0),
+                Op::Conv { kernel, pad, .. } => (1, kernel, pad),
+                Op::Linear { .. } => (2, 0, 0),
+                Op::MaxPool2 { .. } => (3, 0, 0),
+                Op::AvgPool3 { .. } => (4, 0, 0),
+                Op::Add { .. } => (5, 0, 0),
+                Op::Concat { .. } => (6, 0, 0),
+            };
+            let (inputs, count) = n.inputs();
+            h = fnv1a(h, &[0, tag, count as u8]);
+            let mut k = 0;
+            while k < count {
+                h = fnv1a(h, &[inputs[k].0]);
+                k += 1;
+            }
+            let act = match n.act {
+                Act::None => 0,
+                Act::Relu => 1,
+            };
+            let (c, s) = (n.channels.to_le_bytes(), n.side.to_le_bytes());
+            h = fnv1a(h, &[kernel, pad, act, c[0], c[1], s[0], s[1]]);
+            i += 1;
+        }
+        h
+    }
+}
+
+/// FNV-1a, 32 bits, over a byte string, continuing from `h`.
+pub(crate) const fn fnv1a(mut h: u32, bytes: &[u8]) -> u32 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u32;
+        h = h.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h
 }
 
 const fn is_first_part(concat: &Node, id: NodeId) -> bool {

@@ -2,6 +2,7 @@
 //! and `state_dict` names, the MAC counts, and the derived wiring.
 
 use super::*;
+use crate::arch::CLASSES;
 use crate::model::{layers, Activation, LayerKind};
 
 // PyTorch's `sum(p.numel() for p in model.parameters())` for the reference
@@ -205,4 +206,30 @@ fn concat_offsets_follow_the_parts() {
         .collect();
     assert_eq!(offsets, [0, 16, 40, 64]);
     assert_eq!(g.node(find("incep1")).channels, 88);
+}
+
+/// The signature covers the wiring: a seed-style block whose add reads
+/// conv1 instead of conv2 has every layer's shape and name, but another
+/// signature.
+#[test]
+fn the_signature_covers_the_wiring() {
+    const fn block(rewired: bool) -> Graph {
+        let mut g = Graph::new(NetId::ResNet);
+        g.step(&[Graph::INPUT]);
+        let conv1 = g.conv("conv1", Graph::INPUT, 4, 3, 1, Act::Relu);
+        let conv2 = g.conv("conv2", conv1, 4, 3, 1, Act::None);
+        let sc = g.conv("conv", Graph::INPUT, 4, 3, 1, Act::None);
+        let add = g.add("add", if rewired { conv1 } else { conv2 }, sc, Act::Relu);
+        let pool = g.max_pool("pool", add, Act::None);
+        g.step(&[conv1, sc]);
+        g.step(&[conv2]);
+        g.step(&[add, pool]);
+        let fc = g.linear("fc", pool, CLASSES);
+        g.step(&[fc]);
+        g
+    }
+    let (a, b) = (block(false), block(true));
+    assert_ne!(a.signature(1), b.signature(1));
+    let shapes = |g: &Graph| g.nodes().iter().map(|n| (n.name, n.channels, n.side)).collect::<Vec<_>>();
+    assert_eq!(shapes(&a), shapes(&b));
 }

@@ -34,6 +34,8 @@ pub mod pool;
 pub mod tiled;
 
 #[cfg(test)]
+mod opset_tests;
+#[cfg(test)]
 pub(crate) mod testutil;
 
 pub use add::{

@@ -4,7 +4,7 @@
 use super::decode::{Layers, REQUANT_BYTES};
 use super::layers::{layers, signature, Activation, LayerKind};
 use super::wire::{File, Header, LayerRecord, OutputRecord, Preamble};
-use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC};
+use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC, OPSET};
 use crate::graph::Source;
 use crate::arch::normalize_pixel;
 use crate::error::Error;
@@ -165,6 +165,7 @@ impl ModelSpec {
         );
         let mut header = Header {
             net: self.net as u8,
+            opset: OPSET,
             signature: signature(self.net),
             layer_count: self.layers.len() as u16,
             input_scale: self.input.scale,

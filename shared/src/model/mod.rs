@@ -5,30 +5,39 @@
 //!
 //! A model file is a sequence of [postcard] records followed by a CRC:
 //!
-//! | # | record | postcard fields, in order |
-//! |---|--------|---------------------------|
-//! | 1 | [`Preamble`] | `magic: [u8; 4]` = [`MAGIC`] (`b"MNQ8"`, 4 raw bytes), `version: u16` = [`FORMAT_VERSION`] (varint) |
-//! | 2 | [`Header`] | `net: u8` ([`NetId`]), `signature: u32` ([`signature`] of that network, varint), `layer_count: u16`, `input_scale: f32` (LE), `input_zero_point: i8`, `input_lut: bytes` (varint length 256, then 256 int8 values) |
-//! | 3.. | [`LayerRecord`], `layer_count` times, in the order of [`layers()`] | `name: str`, `kind: u8` ([`LayerKind`]), `dims: [u16; 4]`, `pad: u8`, `weights: bytes`, `bias: bytes`, `requant: bytes`, `output: {scale: f32, zero_point: i8, min: i8, max: i8}` |
-//! | end | CRC | 4 bytes: CRC-32 (ISO-HDLC, as zlib and PNG) of every byte before it, little-endian |
+//! | # | record | postcard fields, in order, and their encoding |
+//! |---|--------|-----------------------------------------------|
+//! | 1 | [`Preamble`] | `magic: [u8; 4]` = [`MAGIC`] (`b"MNQ8"`: 4 raw bytes, a fixed-size array has no length), `version: u16` = [`FORMAT_VERSION`] (varint) |
+//! | 2 | [`Header`] | `net: u8` ([`NetId`]: 1 byte), `opset: u16` ([`OPSET`]: varint), `signature: u32` ([`signature`] of that network: varint), `layer_count: u16` (varint), `input_scale: f32` (4 bytes, little-endian IEEE 754), `input_zero_point: i8` (1 byte, two's complement), `input_lut: bytes` (varint length 256, then 256 bytes, each an int8 value in two's complement) |
+//! | 3.. | [`LayerRecord`], `layer_count` times, in the order of [`layers()`] | `name: str` (varint length, then UTF-8), `kind: u8` ([`LayerKind`]: 1 byte), `dims: [u16; 4]` (4 varints, no length), `pad: u8` (1 byte), `weights: bytes`, `bias: bytes`, `requant: bytes` (each a varint length, then that many bytes, laid out as below), `output`: `scale: f32` (4 bytes LE), `zero_point: i8`, `min: i8`, `max: i8` (1 byte each) |
+//! | end | CRC | 4 bytes: CRC-32 (ISO-HDLC, as zlib and PNG) of every byte before it (preamble, header and every record), little-endian |
+//!
+//! postcard's varint is unsigned LEB128: 7 bits per byte, the least
+//! significant group first, the high bit set on every byte but the last
+//! (so values below 128 take one byte). `u8` and `i8` are single raw bytes;
+//! no field of the format is a signed varint.
 //!
 //! Per layer record (`CO` output channels; see [`LayerKind`]):
 //! - `weights`: int8, conv OHWI `[CO][K][K][CI]`, fc `[O][H][W][C]` (the
 //!   features in HWC order), nothing for an add. From PyTorch's tensors:
 //!   `conv[co][ky][kx][ci] = torch[co][ci][ky][kx]` and
 //!   `fc[o][y][x][c] = torch[o][c * H * W + y * W + x]`;
-//! - `bias`: `CO` int32 little-endian, at scale `in_scale * w_scale[c]`
-//!   (nothing for an add);
-//! - `requant`: 5 bytes per multiplier, i32 LE Q31 `multiplier` then i8
-//!   `shift` (see [`Requant`](crate::quant::Requant)): one per output
+//! - `bias`: `CO` int32, each 4 bytes little-endian, at scale
+//!   `in_scale * w_scale[c]` (nothing for an add);
+//! - `requant`: 5 bytes per multiplier, the Q31 `multiplier` as i32
+//!   little-endian then the `shift` as one i8 byte (see
+//!   [`Requant`](crate::quant::Requant)): one per output
 //!   channel, `in_scale * w_scale[c] / out_scale`; an add has three, for
 //!   input a, input b and the output, as [`AddS8`](crate::kernels::AddS8)
 //!   defines them;
 //! - `output`: the output tensor's scale, zero point and clamp.
 //!
 //! Decoding ([`Model::decode`](crate::nets::Model::decode) for any network,
-//! or [`Decode::decode`] for one network's typed model) checks, in order: magic, version, network id (and that it is the one
-//! asked for), the shape signature, the layer count, the input table's
+//! or [`Decode::decode`] for one network's typed model) checks, in order:
+//! magic, version, op-set (a file written for other int8 arithmetic is
+//! refused by name), network id (and that it is the one asked for), the
+//! graph signature (the network's whole graph, wiring included), the layer
+//! count, the input table's
 //! length and scale, the CRC, then every record against [`layers()`] (see
 //! [`Layers`]): name, kind, dims, padding, the length of every byte field,
 //! every requant's range, the output scale, that the clamp implements the
@@ -106,8 +115,21 @@ use crate::graph::NetId;
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MNQ8";
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes and reads. Version 2 added
+/// [`OPSET`] to the header and made the signature cover the whole graph.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The int8 arithmetic this build's kernels implement, which a model file
+/// must have been written for: TFLite-style requantisation (one rounding
+/// doubling high multiply, then a rounding right shift, half away from
+/// zero), the residual add's inputs shifted left by
+/// [`ADD_LEFT_SHIFT`](crate::kernels::ADD_LEFT_SHIFT) before their
+/// multipliers, the 3x3 average pool's sum divided by 9 (rounded half away
+/// from zero, padding counted), max pools and ReLU as clamps keeping the
+/// quantisation, the input table. Bump it with any change to these: a
+/// test pins the reference kernels' outputs to it, and the decoder refuses
+/// a file of another op-set by name.
+pub const OPSET: u16 = 1;
 
 /// Entries of the input lookup table (one per raw pixel value).
 pub const INPUT_LUT_LEN: usize = 256;

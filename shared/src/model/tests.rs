@@ -538,6 +538,17 @@ fn header_errors_are_named() {
     let spec = ModelSpec::synthetic(NetId::ResNet, 11);
     let with = |f: fn(&mut Header<'_>)| decode_all(&spec.encode_edited(f, |_, _| {}));
     assert_eq!(with(|h| h.net = 9), Err(Error::UnknownNetwork { id: 9 }));
+    // A file written for other arithmetic is refused by name.
+    let old = with(|h| h.opset = OPSET - 1);
+    assert_eq!(
+        old,
+        Err(Error::UnsupportedOpset {
+            found: OPSET - 1,
+            supported: OPSET
+        })
+    );
+    let msg = old.unwrap_err().to_string();
+    assert!(msg.contains("op-set 0") && msg.contains("op-set 1"), "{msg}");
     assert_eq!(
         with(|h| h.signature ^= 1),
         Err(Error::ShapeSignature {
@@ -560,15 +571,15 @@ fn header_errors_are_named() {
     );
     assert_eq!(with(|h| h.input_scale = 0.0), Err(Error::InputScale));
     let mut bytes = spec.encode().unwrap();
-    bytes[4] = 2; // version 2
+    bytes[4] = 1; // a version 1 file (before the op-set)
     assert_eq!(
         decode_all(&bytes),
         Err(Error::UnsupportedVersion {
-            found: 2,
+            found: 1,
             supported: FORMAT_VERSION
         })
     );
-    bytes[4] = 1;
+    bytes[4] = FORMAT_VERSION as u8;
     bytes[0] = b'X';
     assert!(matches!(decode_all(&bytes), Err(Error::BadMagic { .. })));
     assert_eq!(

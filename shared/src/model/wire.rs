@@ -3,7 +3,7 @@
 //! an iterator over the layer records. Everything borrows from the input.
 
 use super::layers::{self, LayerKind, LayerSpec};
-use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC};
+use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC, OPSET};
 use crate::error::{Error, LayerProblem, Part};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,8 @@ pub struct Preamble {
 pub struct Header<'a> {
     /// [`NetId`] as a byte.
     pub net: u8,
+    /// [`OPSET`]: the int8 arithmetic the file was written for.
+    pub opset: u16,
     /// [`layers::signature`] of the network the file was made for.
     pub signature: u32,
     /// Number of layer records that follow.
@@ -101,8 +103,9 @@ pub struct File<'a> {
 }
 
 impl<'a> File<'a> {
-    /// Checks, in this order: preamble (magic, version), header (network
-    /// id, shape signature, layer count, input table and scale), CRC.
+    /// Checks, in this order: preamble (magic, version), header (op-set,
+    /// network id, graph signature, layer count, input table and scale),
+    /// CRC.
     /// `expected`: the network the caller wants, or `None` for any.
     pub fn parse(bytes: &'a [u8], expected: Option<NetId>) -> Result<File<'a>, Error> {
         let (pre, rest) =
@@ -118,6 +121,12 @@ impl<'a> File<'a> {
         }
         let (header, rest) =
             postcard::take_from_bytes::<Header>(rest).map_err(part_error(Part::Header))?;
+        if header.opset != OPSET {
+            return Err(Error::UnsupportedOpset {
+                found: header.opset,
+                supported: OPSET,
+            });
+        }
         let net = NetId::from_u8(header.net).ok_or(Error::UnknownNetwork { id: header.net })?;
         if let Some(expected) = expected {
             if net != expected {
