@@ -2,12 +2,11 @@
 //! served network, each prediction and its cost logged. The host's test
 //! decodes the log and checks every line against its own computation.
 
-use crate::cost::CostCounter;
-use crate::models::Models;
 use crate::selftest_digits::DIGITS;
 use shared::arch::IMAGE_PIXELS;
-use shared::NetId;
 use shared::nets::{Arena, Prediction, ARENA_BYTES};
+use shared::server::{CostCounter, Networks};
+use shared::NetId;
 
 /// One embedded test image.
 pub struct Digit {
@@ -20,7 +19,7 @@ pub struct Digit {
 }
 
 /// Classify every digit with every served network and log the results.
-pub fn run<C: CostCounter>(models: &Models, arena: &mut Arena<ARENA_BYTES>, counter: &C) {
+pub fn run<C: CostCounter>(models: &impl Networks, arena: &mut Arena<ARENA_BYTES>, counter: &C) {
     let unit = C::UNIT.name();
     for net in NetId::ALL {
         let mut correct = 0u32;

@@ -1,8 +1,8 @@
 //! The stack's high-water mark: paint the free stack with a pattern at boot,
 //! and later find the lowest word that no longer holds it.
 //!
-//! cortex-m-rt gives the stack all RAM above the statics: from `_stack_end`
-//! (the end of `.bss`/`.uninit`) up to `_stack_start` (the end of RAM).
+//! flip-link gives the stack all RAM below the statics: from `_stack_end`
+//! (the start of RAM) up to `_stack_start` (where `.data` begins).
 
 use core::ptr::addr_of;
 
@@ -14,7 +14,9 @@ extern "C" {
     static _stack_end: u32;
 }
 
-fn bounds() -> (usize, usize) {
+/// The stack region `[bottom, top)`: with flip-link, from the start of RAM
+/// (`_stack_end`) up to the statics (`_stack_start`).
+pub fn bounds() -> (usize, usize) {
     // Only the symbols' addresses are taken (no read: safe).
     (
         addr_of!(_stack_end) as usize,

@@ -137,6 +137,13 @@ pub enum Error {
         /// Its error code.
         code: shared::protocol::ErrorCode,
     },
+    /// The firmware failed (and reset, or under QEMU exited).
+    #[error("the firmware failed: {report}")]
+    DeviceFault {
+        /// The firmware's fault report (a panic's message and location, or
+        /// a fault's PC and status).
+        report: String,
+    },
     /// The firmware answered with a different kind of response.
     #[error("expected {expected} from the firmware, got {found}")]
     UnexpectedResponse {

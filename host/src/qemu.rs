@@ -125,10 +125,23 @@ impl Session {
     }
 
     /// Stop QEMU (if the firmware is still running) and decode its log.
-    pub fn stop(mut self) -> Result<Run> {
+    pub fn stop(self) -> Result<Run> {
+        self.wait(Duration::ZERO)
+    }
+
+    /// Wait up to `timeout` for the firmware to end the run itself (after
+    /// a fault, say), then stop QEMU if it has not and decode its log.
+    pub fn wait(mut self, timeout: Duration) -> Result<Run> {
         self.client = None;
         let mut child = self.child.take().expect("a session has a child until stopped");
-        let status = child.try_wait().map_err(|source| Error::Io { path: QEMU.into(), source })?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            let status = child.try_wait().map_err(|source| Error::Io { path: QEMU.into(), source })?;
+            if status.is_some() || Instant::now() >= deadline {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         if status.is_none() {
             let _ = child.kill();
             let _ = child.wait();

@@ -243,6 +243,7 @@ fn check_version(found: u8) -> Result<()> {
 fn unexpected(expected: &'static str, reply: Reply) -> Error {
     match reply {
         Reply::Error(code) => Error::Device { code },
+        Reply::Fault(fault) => Error::DeviceFault { report: fault.to_string() },
         other => Error::UnexpectedResponse {
             expected,
             found: format!("{other:?}"),

@@ -4,7 +4,8 @@
 //! ([`kernels`], [`quant`]), the model file format ([`model`]), the
 //! forward passes ([`nets`]: int8 with a static buffer plan, and f32 with
 //! feature `std`) and the serial protocol between host and firmware
-//! ([`protocol`]: postcard messages in COBS frames).
+//! ([`protocol`]: postcard messages in COBS frames) with the firmware's
+//! server of it ([`server`]).
 //!
 //! `no_std`, no heap, no float in the int8 path. Feature `std` adds the
 //! model encoder ([`model::ModelSpec`]), the f32 networks
@@ -21,6 +22,7 @@ pub mod model;
 pub mod nets;
 pub mod protocol;
 pub mod quant;
+pub mod server;
 
 pub use error::Error;
 pub use graph::NetId;

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape; [`Response::Ready`] and
 /// [`Info`] carry it.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// The largest message (postcard bytes, before COBS) either side sends or
 /// accepts. A classification request, the largest, is 788 bytes.
@@ -78,6 +78,11 @@ pub enum Request<'a> {
         /// The 784 raw pixels.
         pixels: &'a [u8],
     },
+    /// Make the firmware fail on purpose, to test how it reports faults: a
+    /// build with fault injection (never a board build) ends in a
+    /// [`Response::Fault`]; any other answers
+    /// [`ErrorCode::Unsupported`].
+    Crash(FaultKind),
 }
 
 impl<'a> Request<'a> {
@@ -120,6 +125,51 @@ pub enum Response<S> {
     Profile(Profile<S>),
     /// The request could not be served.
     Error(ErrorCode),
+    /// The firmware failed (sent unasked, as its last frame before it
+    /// resets, or under QEMU exits).
+    Fault(Fault<S>),
+}
+
+/// How the firmware failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// A Rust panic (a bug: the firmware's code cannot fail on any input).
+    Panic,
+    /// A processor fault (HardFault, escalated from a bus, memory or usage
+    /// fault).
+    HardFault,
+    /// The stack ran into the end of RAM (below the statics, which the
+    /// memory layout keeps out of its way).
+    StackOverflow,
+}
+
+/// What the firmware reports of a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fault<S> {
+    /// What happened.
+    pub kind: FaultKind,
+    /// The program counter of the faulting instruction (0 if unknown: a
+    /// panic, or a fault whose exception frame could not be stacked).
+    pub pc: u32,
+    /// The faulting address, for a bus or memory fault that recorded one
+    /// (0 otherwise).
+    pub address: u32,
+    /// The panic's message and location, or the fault's status bits.
+    pub message: S,
+}
+
+impl<S: fmt::Display> fmt::Display for Fault<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FaultKind::Panic => return write!(f, "panic: {}", self.message),
+            FaultKind::HardFault => write!(f, "HardFault at PC {:#010x}", self.pc)?,
+            FaultKind::StackOverflow => write!(f, "stack overflow (PC {:#010x})", self.pc)?,
+        }
+        if self.address != 0 {
+            write!(f, ", address {:#010x}", self.address)?;
+        }
+        write!(f, ": {}", self.message)
+    }
 }
 
 /// The result of [`Request::Classify`].
@@ -235,6 +285,8 @@ pub enum ErrorCode {
     ImageLength,
     /// The network's model was refused at boot.
     ModelUnavailable,
+    /// The request is known but this build does not serve it.
+    Unsupported,
 }
 
 impl fmt::Display for ErrorCode {
@@ -248,6 +300,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::UnknownNetwork => "unknown network id",
             ErrorCode::ImageLength => "image is not 784 pixels",
             ErrorCode::ModelUnavailable => "the network's model was refused at boot",
+            ErrorCode::Unsupported => "this build does not serve that request",
         })
     }
 }

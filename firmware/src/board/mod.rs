@@ -1,13 +1,16 @@
 //! Everything that differs between a real board and QEMU: clocks, the
-//! logger transport, the cost counter, the panic handler and how a run
-//! ends ([`stm32f405`] or [`qemu`], one per build). Both are the same chip,
+//! logger transport, the cost counter and how a run ends (after a fault:
+//! a reset, or QEMU's exit) ([`stm32f405`] or [`qemu`], one per build). Both are the same chip,
 //! so the USART1 set-up here is common; the rest of the firmware only sees
-//! a [`Board`]: an embedded-io link and a [`CostCounter`](crate::cost::CostCounter).
+//! a [`Board`]: an embedded-io link and a
+//! [`CostCounter`](shared::server::CostCounter).
 
 #[cfg(all(feature = "board", feature = "qemu"))]
 compile_error!("features `board` and `qemu` select the target: enable exactly one (use --no-default-features --features qemu for QEMU)");
 #[cfg(not(any(feature = "board", feature = "qemu")))]
 compile_error!("enable feature `board` (real STM32F405) or `qemu` (netduinoplus2)");
+#[cfg(all(feature = "board", feature = "fault-injection"))]
+compile_error!("fault injection is for tests under QEMU, never a board build");
 
 #[cfg(feature = "board")]
 mod stm32f405;

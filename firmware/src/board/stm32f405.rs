@@ -1,10 +1,9 @@
 //! A real STM32F405 board: 168 MHz from the PLL, defmt over RTT (read by
 //! `probe-rs run`), and the DWT cycle counter.
 
-use crate::cost::CostCounter;
+use shared::server::CostCounter;
 use cortex_m::peripheral::DWT;
 use defmt_rtt as _;
-use panic_probe as _;
 use shared::protocol::CostUnit;
 use stm32f4xx_hal::pac::{self, TIM2};
 use stm32f4xx_hal::prelude::*;
@@ -49,6 +48,11 @@ pub fn wake_on_rx(_serial: &mut Serial<pac::USART1, u8>) {}
 /// A board polls the receiver without sleeping: sleep would cost the debug
 /// probe its access (and RTT its log) unless DBGMCU is set up for it.
 pub fn idle() {}
+
+/// After a fault (reported): reset, and serve again.
+pub fn after_fault() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
+}
 
 /// A board has nowhere to return to: report the code and halt for the probe.
 pub fn exit(code: i32) -> ! {
