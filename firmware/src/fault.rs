@@ -50,26 +50,38 @@ const MSTKERR: u32 = 1 << 4;
 const BFARVALID: u32 = 1 << 15;
 const MMARVALID: u32 = 1 << 7;
 
+/// What the CFSR's first set status bit means (usage, bus and memory
+/// faults; the valid-address bits are not causes).
+fn cause(cfsr: u32) -> &'static str {
+    const CAUSES: [(u32, &str); 14] = [
+        (16, "undefined instruction"),
+        (17, "invalid state (not Thumb)"),
+        (18, "invalid PC on exception return"),
+        (19, "no coprocessor"),
+        (24, "unaligned access"),
+        (25, "division by zero"),
+        (12, "bus error while stacking the exception frame"),
+        (11, "bus error while unstacking"),
+        (9, "precise data bus error"),
+        (10, "imprecise data bus error"),
+        (8, "instruction bus error"),
+        (4, "memory fault while stacking the exception frame"),
+        (1, "data access violation"),
+        (0, "instruction access violation"),
+    ];
+    CAUSES.iter().find(|&&(bit, _)| cfsr & (1 << bit) != 0).map_or("forced HardFault", |&(_, why)| why)
+}
+
 /// `sp`: the stack pointer when the fault was taken.
 extern "C" fn hard_fault(sp: u32) -> ! {
     // SAFETY: reads of the SCB's fault registers, always mapped.
-    let (cfsr, hfsr, mmfar, bfar) = unsafe {
-        (
-            read_volatile(CFSR),
-            read_volatile(HFSR),
-            read_volatile(MMFAR),
-            read_volatile(BFAR),
-        )
-    };
+    let (cfsr, hfsr, mmfar, bfar) =
+        unsafe { (read_volatile(CFSR), read_volatile(HFSR), read_volatile(MMFAR), read_volatile(BFAR)) };
     let (bottom, top) = crate::stack::bounds();
     let stacked = sp as usize >= bottom && sp as usize + 32 <= top;
     // The exception frame: r0-r3, r12, lr, pc, xpsr.
     // SAFETY: inside the stack region, checked just above.
-    let pc = if stacked {
-        unsafe { read_volatile((sp + 24) as *const u32) }
-    } else {
-        0
-    };
+    let pc = if stacked { unsafe { read_volatile((sp + 24) as *const u32) } } else { 0 };
     let overflow = !stacked || cfsr & (STKERR | MSTKERR) != 0;
     let address = if cfsr & BFARVALID != 0 {
         bfar
@@ -78,22 +90,11 @@ extern "C" fn hard_fault(sp: u32) -> ! {
     } else {
         0
     };
-    let mut message = heapless::String::<64>::new();
-    let _ = write!(
-        message,
-        "CFSR {cfsr:#010x}, HFSR {hfsr:#010x}, SP {sp:#010x}"
-    );
-    let kind = if overflow {
-        FaultKind::StackOverflow
-    } else {
-        FaultKind::HardFault
-    };
-    report(Fault {
-        kind,
-        pc,
-        address,
-        message: &message,
-    })
+    // The registers go to the log (formatted on the host), the cause to
+    // both.
+    defmt::error!("fault status: CFSR {=u32:#010x}, HFSR {=u32:#010x}, SP {=u32:#010x}", cfsr, hfsr, sp);
+    let kind = if overflow { FaultKind::StackOverflow } else { FaultKind::HardFault };
+    report(Fault { kind, pc, address, message: cause(cfsr) })
 }
 
 #[panic_handler]

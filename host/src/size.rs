@@ -4,7 +4,7 @@
 //!
 //! Flash holds every allocated section with contents (code, constants, the
 //! model files, and `.data`'s initial values); RAM holds `.data`, `.bss` and
-//! `.uninit`. The stack gets all RAM above them (cortex-m-rt), so what it
+//! `.uninit`. The stack gets all the rest of RAM, below them (flip-link), so what it
 //! needs is measured on the running firmware instead ([`Info::stack_used`](shared::protocol::Info)).
 
 use crate::error::{Error, Result};
@@ -113,7 +113,7 @@ impl SizeReport {
 pub struct StackUse {
     /// The high-water mark (bytes).
     pub used: u32,
-    /// The stack's size: RAM above the statics (bytes).
+    /// The stack's size: the RAM below the statics (bytes).
     pub size: u32,
 }
 
@@ -156,7 +156,7 @@ impl fmt::Display for SizeReport {
             percent(self.flash(), FLASH.1),
             percent(self.static_ram(), RAM.1)
         )?;
-        write!(f, "stack: {} bytes of RAM above the statics", self.stack_room())
+        write!(f, "stack: {} bytes of RAM below the statics (flip-link)", self.stack_room())
     }
 }
 
