@@ -5,7 +5,7 @@
 //! change of arithmetic comes with a new op-set, and model files written
 //! for the old one are refused instead of answering differently.
 
-use super::testutil::{random_output, random_params, Rng};
+use super::testutil::{random_add, random_output, random_params, Rng};
 use super::*;
 use crate::model::{InputSpec, OPSET};
 use crate::quant::requantize_ref;
@@ -61,14 +61,7 @@ fn fingerprint() -> u32 {
             .iter()
             .map(|&v| i32::from(v)),
     );
-    let add = AddS8 {
-        a_zero_point: rng.i8(),
-        a: rng.requant(),
-        b_zero_point: rng.i8(),
-        b: rng.requant(),
-        out: rng.requant(),
-        output: random_output(&mut rng),
-    };
+    let add = random_add(&mut rng);
     let mut z = [[[0i8; 4]; 5]; 5];
     rng.fill_i8(z.as_flattened_mut().as_flattened_mut());
     let mut sum = [[[0i8; 4]; 5]; 5];

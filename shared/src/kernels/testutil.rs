@@ -135,6 +135,18 @@ pub fn random_output(rng: &mut Rng) -> OutputQuant {
     }
 }
 
+/// A residual add with random zero points, multipliers and output stage.
+pub fn random_add(rng: &mut Rng) -> crate::kernels::AddS8 {
+    crate::kernels::AddS8 {
+        a_zero_point: rng.i8(),
+        a: rng.requant(),
+        b_zero_point: rng.i8(),
+        b: rng.requant(),
+        out: rng.requant(),
+        output: random_output(rng),
+    }
+}
+
 pub fn random_params<const CI: usize, const K: usize, const CO: usize>(
     rng: &mut Rng,
 ) -> Params<CI, K, CO> {

@@ -206,11 +206,7 @@ fn add_pool_case<
         let range = random_range(&mut rng);
         let add = AddS8 {
             a_zero_point: p.output.zero_point,
-            a: rng.requant(),
-            b_zero_point: rng.i8(),
-            b: rng.requant(),
-            out: rng.requant(),
-            output: crate::kernels::testutil::random_output(&mut rng),
+            ..crate::kernels::testutil::random_add(&mut rng)
         };
         let input = random_input::<S, S, CI>(&mut rng);
         let shortcut = random_input::<S, S, CO>(&mut rng);
