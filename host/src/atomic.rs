@@ -43,6 +43,56 @@ where
     }
 }
 
+/// Writes several files as one: after a crash at any moment, the next
+/// [`recover_group`] leaves either all of their old versions or all of
+/// their new ones (a checkpoint and the optimizer state that goes with it).
+///
+/// Each new file is first written whole (atomically) beside its target as
+/// `.NAME.pending`; only then are they renamed into place, first file
+/// first. So a pending first file means the new set may be incomplete and
+/// the old set is intact; no pending first file but others pending means
+/// the renames had begun and the rest are due.
+pub fn write_group_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
+    for (path, bytes) in files {
+        write_atomic(&pending_path(path), bytes)?;
+    }
+    for (path, _) in files {
+        rename_pending(path)?;
+    }
+    Ok(())
+}
+
+/// Completes or undoes a [`write_group_atomic`] of `paths` that a crash
+/// interrupted (see there); does nothing if none was.
+pub fn recover_group(paths: &[&Path]) -> Result<()> {
+    let Some(first) = paths.first() else { return Ok(()) };
+    let pending = |p: &Path| pending_path(p).exists();
+    if pending(first) {
+        for path in paths.iter().filter(|p| pending(p)) {
+            let path = pending_path(path);
+            fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+        }
+    } else {
+        for path in paths.iter().filter(|p| pending(p)) {
+            rename_pending(path)?;
+        }
+    }
+    Ok(())
+}
+
+fn pending_path(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".pending");
+    path.with_file_name(name)
+}
+
+fn rename_pending(path: &Path) -> Result<()> {
+    fs::rename(pending_path(path), path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    Ok(())
+}
+
 /// Creates `dir` (and its parents) if needed and proves it writable by
 /// creating and removing a probe file, so that a run can fail before it
 /// spends any training time rather than when it saves the results.
@@ -183,6 +233,29 @@ mod tests {
         let path = dir.path().join("no/such/dir/out.json");
         let msg = write_atomic(&path, b"x").unwrap_err().to_string();
         assert!(msg.contains("no/such/dir/out.json"), "{msg}");
+    }
+
+    /// Every point where a group write can be cut short (after each of its
+    /// file operations), then recovery: both files old, or both new.
+    #[test]
+    fn a_group_write_cut_short_anywhere_recovers_to_one_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("net.safetensors"), dir.path().join("net.optim.safetensors"));
+        let steps: [&dyn Fn(); 4] = [
+            &|| write_atomic(&pending_path(&a), b"new a").unwrap(),
+            &|| write_atomic(&pending_path(&b), b"new b").unwrap(),
+            &|| rename_pending(&a).unwrap(),
+            &|| rename_pending(&b).unwrap(),
+        ];
+        for cut in 0..=steps.len() {
+            write_group_atomic(&[(&a, b"old a"), (&b, b"old b")]).unwrap();
+            steps[..cut].iter().for_each(|step| step());
+            recover_group(&[&a, &b]).unwrap();
+            let both = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
+            let expected: (&[u8], &[u8]) = if cut >= 3 { (b"new a", b"new b") } else { (b"old a", b"old b") };
+            assert_eq!((both.0.as_slice(), both.1.as_slice()), expected, "cut after {cut} steps");
+            assert_eq!(names_in(dir.path()), ["net.optim.safetensors", "net.safetensors"], "cut after {cut} steps");
+        }
     }
 
     #[test]

@@ -57,10 +57,3 @@ pub fn measure<M: Net, const B: usize>(train: &Split, warmup: usize, steps: usiz
         epoch_seconds: median * (60_000 / B) as f64 / 1e3,
     }
 }
-
-/// The process's peak resident memory in MiB (Linux), if known.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib / 1024.0)
-}

@@ -10,9 +10,8 @@
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// The `format` metadata value of our checkpoints; bump on incompatible change.
@@ -50,22 +49,6 @@ impl NamedTensor {
     }
 }
 
-/// safetensors serialises through this view: the f32 values as LE bytes.
-impl View for &NamedTensor {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.data.iter().flat_map(|v| v.to_le_bytes()).collect())
-    }
-    fn data_len(&self) -> usize {
-        self.data.len() * size_of::<f32>()
-    }
-}
-
 /// A network's parameters, tagged with the network's name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -99,12 +82,20 @@ impl Checkpoint {
         self.tensors.iter().map(|t| t.data.len()).sum()
     }
 
-    /// Encodes the checkpoint as safetensors bytes.
+    /// Encodes the checkpoint as safetensors bytes. The same checkpoint
+    /// always gives the same bytes: the header's keys are sorted (the
+    /// metadata first), the tensors laid out by name.
     ///
     /// Errors (as [`Error::Checkpoint`] naming `path`, the file it is meant
     /// for) on duplicate names, a reserved metadata key, or a tensor whose
     /// data length does not match its shape.
     pub fn to_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+        self.encode(FORMAT, path)
+    }
+
+    /// [`Checkpoint::to_bytes`] with another `format` tag: the same container
+    /// for other tensors, such as an optimizer's state.
+    pub(crate) fn encode(&self, format: &str, path: &Path) -> Result<Vec<u8>> {
         let bad = |problem: String| Error::Checkpoint {
             path: path.to_owned(),
             problem,
@@ -129,18 +120,10 @@ impl Checkpoint {
         {
             return Err(bad(format!("metadata key `{k}` is reserved")));
         }
-        let mut meta: HashMap<String, String> = self
-            .meta
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut meta = self.meta.clone();
         meta.insert(KEY_NET.into(), self.net.clone());
-        meta.insert(KEY_FORMAT.into(), FORMAT.into());
-        safetensors::serialize(
-            self.tensors.iter().map(|t| (t.name.as_str(), t)),
-            Some(meta),
-        )
-        .map_err(|e| bad(e.to_string()))
+        meta.insert(KEY_FORMAT.into(), format.into());
+        Ok(serialize(&self.tensors, &meta))
     }
 
     /// Saves to `path` atomically: an interrupted save leaves the previous
@@ -152,18 +135,29 @@ impl Checkpoint {
     /// Loads a checkpoint saved by [`Checkpoint::save`] (or any safetensors
     /// file of F32 tensors with our metadata).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_format(path, FORMAT)
+    }
+
+    /// [`Checkpoint::load`] of a file tagged `format` (see [`Checkpoint::encode`]).
+    pub(crate) fn load_format(path: &Path, format: &str) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_bytes(&bytes).map_err(|problem| Error::Checkpoint {
+        Self::parse(path, &bytes, format)
+    }
+
+    /// Decodes the `bytes` read from `path` (which errors name), a file
+    /// tagged `format`.
+    pub(crate) fn parse(path: &Path, bytes: &[u8], format: &str) -> Result<Self> {
+        Self::from_bytes(bytes, format).map_err(|problem| Error::Checkpoint {
             path: path.to_owned(),
             problem,
         })
     }
 
     /// Decodes safetensors bytes; the error says what is wrong.
-    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+    fn from_bytes(bytes: &[u8], format: &str) -> Result<Self, String> {
         let st = SafeTensors::deserialize(bytes).map_err(describe)?;
         // `read_metadata` repeats the header parse, but it is the only public
         // way to the `__metadata__` map; the header is a few kilobytes.
@@ -175,8 +169,8 @@ impl Checkpoint {
             .into_iter()
             .collect();
         match meta.remove(KEY_FORMAT) {
-            Some(f) if f == FORMAT => {}
-            Some(f) => return Err(format!("unsupported format `{f}` (expected `{FORMAT}`)")),
+            Some(f) if f == format => {}
+            Some(f) => return Err(format!("unsupported format `{f}` (expected `{format}`)")),
             None => {
                 return Err(format!(
                     "no `{KEY_FORMAT}` in the safetensors metadata: not saved by this project"
@@ -262,6 +256,36 @@ impl Checkpoint {
     }
 }
 
+/// The safetensors layout: the header's length (u64, little-endian), the
+/// header (JSON, padded with spaces to a multiple of 8 bytes so the data
+/// is aligned), then each tensor's little-endian bytes, by name. The
+/// `safetensors` crate's writer takes the metadata as a `HashMap`, whose
+/// order changes from run to run; here every key is sorted.
+fn serialize(tensors: &[NamedTensor], meta: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut order: Vec<&NamedTensor> = tensors.iter().collect();
+    order.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut header = format!("{{\"__metadata__\":{}", serde_json::to_string(meta).expect("strings serialise"));
+    let mut offset = 0;
+    for t in &order {
+        let end = offset + t.data.len() * size_of::<f32>();
+        let name = serde_json::to_string(&t.name).expect("strings serialise");
+        let shape = serde_json::to_string(&t.shape).expect("numbers serialise");
+        header += &format!(",{name}:{{\"dtype\":\"F32\",\"shape\":{shape},\"data_offsets\":[{offset},{end}]}}");
+        offset = end;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for t in order {
+        out.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    out
+}
+
 /// The safetensors crate's errors, phrased for someone who passed a file.
 fn describe(e: SafeTensorError) -> String {
     use SafeTensorError::*;
@@ -282,7 +306,13 @@ fn describe(e: SafeTensorError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safetensors::tensor::TensorView;
     use serde_json::Value;
+    use std::collections::HashMap;
+
+    fn view(t: &NamedTensor) -> (String, Vec<u8>) {
+        (t.name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
 
     /// A small checkpoint with the naming and layout of the real ones.
     fn sample() -> Checkpoint {
@@ -375,6 +405,41 @@ mod tests {
         assert_eq!(spans.last().unwrap().1, data.len());
     }
 
+    /// With one metadata key (so no order to vary), the `safetensors`
+    /// crate's own writer gives exactly our bytes.
+    #[test]
+    fn bytes_are_those_of_the_safetensors_writer() {
+        let ck = sample();
+        let bytes: Vec<(String, Vec<u8>)> = ck.tensors.iter().map(view).collect();
+        let views = bytes.iter().zip(&ck.tensors).map(|((name, b), t)| (name.as_str(), TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap()));
+        let theirs = safetensors::serialize(views, Some(HashMap::from([("epoch".to_string(), "3".to_string())]))).unwrap();
+        let ours = serialize(&ck.tensors, &BTreeMap::from([("epoch".to_string(), "3".to_string())]));
+        assert_eq!(String::from_utf8_lossy(&ours[..200]), String::from_utf8_lossy(&theirs[..200]));
+        assert_eq!(ours, theirs);
+    }
+
+    /// Same checkpoint, same bytes, however its metadata was built; and the
+    /// header lists the metadata in key order.
+    #[test]
+    fn the_same_checkpoint_always_gives_the_same_bytes() {
+        let path = Path::new("ck.safetensors");
+        let keys: Vec<String> = (0..12).map(|i| format!("key{i:02}")).collect();
+        let mut forward = sample();
+        keys.iter().for_each(|k| drop(forward.meta.insert(k.clone(), k.repeat(2))));
+        let mut backward = sample();
+        backward.tensors.reverse();
+        keys.iter().rev().for_each(|k| drop(backward.meta.insert(k.clone(), k.repeat(2))));
+        let first = forward.to_bytes(path).unwrap();
+        for _ in 0..20 {
+            assert_eq!(forward.to_bytes(path).unwrap(), first);
+            assert_eq!(backward.to_bytes(path).unwrap(), first);
+        }
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
+        let positions: Vec<usize> = ["epoch", "format", "key00", "key11", "net"].iter().map(|k| header.find(&format!("\"{k}\"")).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{header}");
+    }
+
     #[test]
     fn truncated_file_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
@@ -399,8 +464,8 @@ mod tests {
         assert!(msg.contains("not a safetensors file"), "{msg}");
 
         // A valid safetensors file from elsewhere: no metadata of ours.
-        let t = NamedTensor::new("w", vec![1], vec![1.0]);
-        std::fs::write(&path, safetensors::serialize([("w", &t)], None).unwrap()).unwrap();
+        let one = TensorView::new(Dtype::F32, vec![1], &[0, 0, 128, 63]).unwrap();
+        std::fs::write(&path, safetensors::serialize([("w", one)], None).unwrap()).unwrap();
         let msg = Checkpoint::load(&path).unwrap_err().to_string();
         assert!(msg.contains("no `format`"), "{msg}");
 

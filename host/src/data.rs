@@ -90,6 +90,15 @@ impl Split {
         counts
     }
 
+    /// SHA-256 of the pixels, then the labels (hex): which data a run
+    /// trained on, so a resumed run can tell whether it has the same.
+    pub fn sha256(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(&self.images);
+        h.update(&self.labels);
+        hex(&h.finalize())
+    }
+
     /// The first `n` images (all of them if `n` is larger).
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());
@@ -225,6 +234,6 @@ fn parse_idx(bytes: &[u8]) -> std::result::Result<Idx, String> {
     Ok(Idx { dims, data: data.to_vec() })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

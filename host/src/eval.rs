@@ -7,6 +7,7 @@ use crate::data::Split;
 use crate::error::Result;
 use crate::export::net_id;
 use crate::nets::{load_checkpoint, Net};
+use crate::ops::tensor_from_slice;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -32,11 +33,12 @@ pub fn argmax(logits: &[f32]) -> usize {
 pub fn logits<M: Net>(model: &M, dev: &Cpu, pixels: &[f32]) -> Vec<f32> {
     let n = pixels.len() / IMAGE_PIXELS;
     let mut out = Vec::with_capacity(n * CLASSES);
+    let mut batch = vec![0.0; EVAL_BATCH * IMAGE_PIXELS];
     for chunk in pixels.chunks(EVAL_BATCH * IMAGE_PIXELS) {
-        // The batch size is a compile-time shape: pad the last batch.
-        let mut batch = chunk.to_vec();
-        batch.resize(EVAL_BATCH * IMAGE_PIXELS, 0.0);
-        let x = dev.tensor_from_vec(batch, Rank4::<EVAL_BATCH, 1, IMAGE_SIDE, IMAGE_SIDE>::default());
+        // The batch size is a compile-time shape: the last batch is padded.
+        batch[..chunk.len()].copy_from_slice(chunk);
+        batch[chunk.len()..].fill(0.0);
+        let x = tensor_from_slice::<Rank4<EVAL_BATCH, 1, IMAGE_SIDE, IMAGE_SIDE>>(dev, &batch);
         let y = model.logits(x).as_vec();
         out.extend_from_slice(&y[..chunk.len() / IMAGE_PIXELS * CLASSES]);
     }

@@ -15,6 +15,7 @@ pub mod eval;
 pub mod export;
 pub mod firmware;
 pub mod inspect;
+pub mod memory;
 pub mod nets;
 pub mod ops;
 pub mod predict;

@@ -70,10 +70,10 @@ struct DeviceArgs {
     #[arg(long)]
     qemu: bool,
     /// The serial port's speed (the firmware uses 115200, 8N1).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = 115_200, value_parser = at_least_one::<u32>)]
     baud: u32,
     /// Seconds to wait for the firmware to answer (and, with --qemu, to boot).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = at_least_one::<u64>)]
     timeout: u64,
 }
 
@@ -133,7 +133,7 @@ struct ProfileArgs {
     #[arg(long, default_value_t = 0)]
     image: usize,
     /// Seconds to wait for the firmware to boot and to answer.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = at_least_one::<u64>)]
     timeout: u64,
     #[command(flatten)]
     data: DataArgs,
@@ -148,19 +148,19 @@ struct ClassifyArgs {
     #[arg(long)]
     qemu: bool,
     /// The serial port's speed (the firmware uses 115200, 8N1).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = 115_200, value_parser = at_least_one::<u32>)]
     baud: u32,
     /// Which network to run.
     #[arg(long, value_enum, default_value_t = NetChoice::All)]
     net: NetChoice,
     /// Test images per network [default: all 10,000].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<usize>)]
     limit: Option<usize>,
     /// Directory of the model files the firmware embeds (the host's reference runs them).
     #[arg(long, default_value = host::reference::MODEL_DIR)]
     models: PathBuf,
     /// Seconds to wait for the firmware to answer (and, with --qemu, to boot).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = at_least_one::<u64>)]
     timeout: u64,
     #[command(flatten)]
     data: DataArgs,
@@ -195,7 +195,7 @@ struct ExportArgs {
     #[arg(long, default_value = "artifacts")]
     out: PathBuf,
     /// Training images to calibrate activation ranges on.
-    #[arg(long, default_value_t = export::CALIBRATION_IMAGES)]
+    #[arg(long, default_value_t = export::CALIBRATION_IMAGES, value_parser = at_least_one::<usize>)]
     calibration: usize,
     #[command(flatten)]
     data: DataArgs,
@@ -211,10 +211,10 @@ struct EvalArgs {
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Evaluate the first N test images only.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<usize>)]
     limit: Option<usize>,
-    /// Worker threads [default: all cores].
-    #[arg(long)]
+    /// Worker threads, at most one per core [default: all cores].
+    #[arg(long, value_parser = thread_count)]
     threads: Option<usize>,
     #[command(flatten)]
     data: DataArgs,
@@ -241,10 +241,10 @@ struct BenchArgs {
     #[arg(long, default_value_t = 128, value_parser = parse_batch)]
     batch: usize,
     /// Timed steps per network (after 3 untimed ones).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one::<usize>)]
     steps: usize,
-    /// Worker threads [default: all cores].
-    #[arg(long)]
+    /// Worker threads, at most one per core [default: all cores].
+    #[arg(long, value_parser = thread_count)]
     threads: Option<usize>,
     #[command(flatten)]
     data: DataArgs,
@@ -257,6 +257,7 @@ struct BenchArgs {
 struct DataArgs {
     /// Directory holding the four IDX files (gzip or raw).
     #[arg(long, default_value = data::DEFAULT_DATA_DIR)]
+    #[serde(serialize_with = "display_path")]
     data_dir: PathBuf,
     /// `mnist` checks the canonical SHA-256 digests; `idx` accepts any IDX
     /// set of 28x28 images and 10 classes (Fashion-MNIST, for instance).
@@ -339,36 +340,85 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value_t = NetChoice::All)]
     net: NetChoice,
     /// Epochs per network [default: 6 for inception, 8 for resnet, 5 for
-    /// resnet-identity].
-    #[arg(long)]
+    /// resnet-identity; resuming, the run's own].
+    #[arg(long, value_parser = at_least_one::<usize>)]
     epochs: Option<usize>,
-    /// Images per batch (a compile-time shape: one of 16, 32, 64, 128, 256).
-    #[arg(long, default_value_t = 128, value_parser = parse_batch)]
-    batch: usize,
+    /// Images per batch (a compile-time shape: one of 16, 32, 64, 128, 256)
+    /// [default: 128; resuming, the run's own].
+    #[arg(long, value_parser = parse_batch)]
+    batch: Option<usize>,
     /// Base learning rate [default: 1e-3 for inception, 1e-2 for resnet,
-    /// 2e-3 for resnet-identity].
-    #[arg(long)]
+    /// 2e-3 for resnet-identity; resuming, the run's own].
+    #[arg(long, value_parser = learning_rate)]
     lr: Option<f64>,
-    /// Learning-rate schedule (`constant` with `--lr 0.01 --epochs 10` is the seed's recipe).
-    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
-    schedule: Schedule,
-    /// Worker threads [default: all cores].
-    #[arg(long)]
+    /// Learning-rate schedule (`constant` with `--lr 0.01 --epochs 10` is
+    /// the seed's recipe) [default: cosine; resuming, the run's own].
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    /// Worker threads, at most one per core [default: all cores].
+    #[arg(long, value_parser = thread_count)]
     threads: Option<usize>,
     #[command(flatten)]
     data: DataArgs,
-    /// Where checkpoints, the log and the pictures go.
+    /// Where checkpoints, their training state, the log and the pictures go.
     #[arg(long, default_value = "artifacts")]
+    #[serde(serialize_with = "display_path")]
     out: PathBuf,
-    /// Seeds initial weights and shuffling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Train on the first N training images only (quick runs).
+    /// Seeds initial weights and shuffling [default: 0; resuming, the run's own].
     #[arg(long)]
+    seed: Option<u64>,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long, value_parser = at_least_one::<usize>)]
     limit_train: Option<usize>,
-    /// Continue from the checkpoints in `--out` up to `--epochs`.
+    /// Continue the runs saved in `--out` (checkpoint and training state)
+    /// where they stopped, with their own settings unless flags change them.
     #[arg(long)]
     resume: bool,
+}
+
+impl TrainArgs {
+    fn requested(&self) -> train::Requested {
+        train::Requested { epochs: self.epochs, batch: self.batch, lr: self.lr, schedule: self.schedule, seed: self.seed }
+    }
+}
+
+/// Paths in the log as text, even where they are not UTF-8.
+fn display_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// A count that must be at least 1: zero images, epochs or steps would run
+/// and report nothing.
+fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + From<u8> + PartialOrd,
+    T::Err: std::fmt::Display,
+{
+    let v: T = s.parse().map_err(|e: T::Err| e.to_string())?;
+    if v < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(v)
+}
+
+/// A learning rate: finite and positive (zero trains nothing, a negative
+/// rate climbs the loss, NaN poisons the weights at the first step).
+fn learning_rate(s: &str) -> Result<f64, String> {
+    let lr: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err("must be a positive number, such as 1e-3".into());
+    }
+    Ok(lr)
+}
+
+/// Worker threads: 1 up to the cores there are (more only contend).
+fn thread_count(s: &str) -> Result<usize, String> {
+    let n: usize = at_least_one(s)?;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n > cores {
+        return Err(format!("this machine runs {cores} threads at once; more would only slow the work down"));
+    }
+    Ok(n)
 }
 
 const BATCHES: [usize; 5] = [16, 32, 64, 128, 256];
@@ -594,7 +644,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     for net in args.net.nets() {
         results.push(with_net!(net, M => with_batch!(args.batch, host::bench::measure, M, (&ds.train, 3, args.steps))));
     }
-    let peak = host::bench::peak_rss_mib();
+    let peak = host::memory::run_peak_mib();
     if args.json {
         println!("{}", serde_json::json!({ "results": results, "peak_rss_mib": peak }));
         return Ok(());
@@ -721,9 +771,17 @@ fn train_command(args: TrainArgs) -> Result<()> {
     }
     host::atomic::check_writable_dir(&args.out)?;
     let nets = args.net.nets();
-    for &net in &nets {
-        with_net!(net, M => start::<M>(&args).map(drop))?;
+    if args.resume {
+        for &net in &nets {
+            train::state::recover(&args.out, net.name())?;
+        }
     }
+    for &net in &nets {
+        with_net!(net, M => start::<M>(&args, &ds.train, true).map(drop))?;
+    }
+    let log_path = args.out.join(report::LOG_FILE);
+    // The other networks' history stays in the log.
+    let mut log = if log_path.exists() { TrainLog::load(&log_path)? } else { TrainLog::default() };
     set_threads(args.threads)?;
     println!(
         "data: {} training and {} test images from {}; {} threads; output in {}",
@@ -734,49 +792,73 @@ fn train_command(args: TrainArgs) -> Result<()> {
         args.out.display()
     );
 
-    let log_path = args.out.join(report::LOG_FILE);
-    let mut log = if args.resume && log_path.exists() { TrainLog::load(&log_path)? } else { TrainLog::default() };
     log.settings = match serde_json::to_value(&args)? {
         serde_json::Value::Object(map) => map,
         _ => unreachable!("TrainArgs serialises to an object"),
     };
     for net in nets {
-        with_net!(net, M => run(start::<M>(&args)?, &ds, &args, &mut log))?;
+        with_net!(net, M => run(start::<M>(&args, &ds.train, false)?, &ds, &args, &mut log))?;
     }
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
     println!("wrote {} and {}", log_path.display(), pictures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
-    if let Some(mib) = host::bench::peak_rss_mib() {
+    if let Some(mib) = host::memory::run_peak_mib() {
         println!("peak resident memory of this run: {mib:.0} MiB");
     }
     Ok(())
 }
 
-/// The starting point for `M`: fresh, or its checkpoint in `--out`.
-fn start<M: Net>(args: &TrainArgs) -> Result<Start<M>> {
-    Ok(if args.resume { Start::resume(&args.out)? } else { Start::fresh(args.seed) })
+/// The starting point for `M`: fresh, or its run in `--out`. With
+/// `--resume`, a network with no checkpoint yet starts fresh if another
+/// chosen network has one (a `--net all` run stopped before reaching it);
+/// if none has, `--out` is likely wrong and resuming fails. `announce`
+/// prints what will happen.
+fn start<M: Net>(args: &TrainArgs, train_split: &Split, announce: bool) -> Result<Start<M>> {
+    let req = args.requested();
+    let name = M::ID.name();
+    if !args.resume {
+        return Ok(Start::fresh(&req));
+    }
+    let has_checkpoint = |net: NetId| train::checkpoint_path(&args.out, net.name()).exists();
+    if !has_checkpoint(M::ID) && args.net.nets().into_iter().any(has_checkpoint) {
+        if announce {
+            println!("{name}: no checkpoint in {} yet; it will train from the start", args.out.display());
+        }
+        return Ok(Start::fresh(&req));
+    }
+    let start = Start::<M>::resume(&args.out, &req, train_split)?;
+    if announce {
+        if start.is_complete() {
+            println!("{name}: the checkpoint already has all {} epochs; nothing to train", start.epochs_done());
+        } else if !start.inexact.is_empty() {
+            eprintln!(
+                "warning: {name} resumes after epoch {} but will not match an uninterrupted run: {}",
+                start.epochs_done(),
+                start.inexact.join("; ")
+            );
+        }
+    }
+    Ok(start)
 }
 
 fn run<M: Net>(start: Start<M>, ds: &Dataset, args: &TrainArgs, log: &mut TrainLog) -> Result<()> {
-    let cfg = train::Config {
-        epochs: args.epochs.unwrap_or(M::DEFAULT_EPOCHS),
-        lr: args.lr.unwrap_or(M::DEFAULT_LR),
-        schedule: args.schedule,
-        seed: args.seed,
-        out: args.out.clone(),
-        progress: true,
-    };
     let log_path = args.out.join(report::LOG_FILE);
-    let mut net_log = log.net_mut(M::ID.name(), M::ID.graph().params()).clone();
+    let (name, params) = (M::ID.name(), M::ID.graph().params());
+    // A fresh run starts the network's history over; a resumed one extends it.
+    let mut net_log = if start.epochs_done() == 0 { report::NetLog::new(name, params) } else { log.net_mut(name, params).clone() };
     let settings = log.settings.clone();
     let save = |net_log: &report::NetLog| -> host::Result<()> {
         let mut snapshot = TrainLog { settings: settings.clone(), nets: log.nets.clone() };
-        *snapshot.net_mut(M::ID.name(), M::ID.graph().params()) = net_log.clone();
+        *snapshot.net_mut(name, params) = net_log.clone();
         snapshot.save(&log_path)
     };
-    let model = with_batch!(args.batch, train::train, M, (start, ds, &cfg, &mut net_log, save))?;
+    let model = if start.is_complete() {
+        start.into_model()
+    } else {
+        with_batch!(start.settings.batch, train::train, M, (start, ds, &args.out, true, &mut net_log, save))?
+    };
     net_log.int8 = Some(export_one(&host::nets::to_checkpoint(&model), ds, &args.out, export::CALIBRATION_IMAGES)?);
     save(&net_log)?;
-    *log.net_mut(M::ID.name(), M::ID.graph().params()) = net_log;
+    *log.net_mut(name, params) = net_log;
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Training images processed per second.
     pub images_per_second: f64,
+    /// The process's peak resident memory during the epoch (training,
+    /// evaluation and saving), in MiB, where the system tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// The training history of one network.
@@ -49,6 +53,9 @@ pub struct NetLog {
     /// The int8 model exported after training, once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int8: Option<Int8Record>,
+    /// The settings of the run that produced the last epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::train::Settings>,
 }
 
 /// The int8 model file exported from a network's final checkpoint.
@@ -71,6 +78,7 @@ impl NetLog {
             epochs: Vec::new(),
             confusion: None,
             int8: None,
+            settings: None,
         }
     }
 
@@ -280,6 +288,7 @@ pub(crate) mod tests {
                     seconds: secs + i as f64 * 0.25,
                     lr: 1e-3 * 0.5f64.powi(i as i32),
                     images_per_second: 60_000.0 / secs,
+                    peak_rss_mib: Some(240.0 + i as f64),
                 });
             }
             let mut m = [[0u32; CLASSES]; CLASSES];

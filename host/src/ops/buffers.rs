@@ -49,6 +49,14 @@ pub(crate) fn tensor_from<S: ConstShape>(
     dev.tensor_from_vec(data, S::default())
 }
 
+/// A tape-less tensor holding a copy of `src`, on a buffer from the cache.
+/// `tensor_from_vec` would wrap a fresh allocation that, once dropped,
+/// joins the cache under a size nothing else asks for: a leak of one input
+/// batch per step.
+pub(crate) fn tensor_from_slice<S: ConstShape>(dev: &Cpu, src: &[f32]) -> Tensor<S, f32, Cpu> {
+    tensor_from(dev, |data| data.copy_from_slice(src))
+}
+
 /// Moves a gradient out of its slot so that several can be used at once;
 /// every taken buffer must go back with [`put`] (dropped, its memory would
 /// leave the cache and the slot would be empty).
@@ -128,5 +136,17 @@ impl std::ops::Deref for Pooled {
 impl std::ops::DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut [f32] {
         &mut self.0
+    }
+}
+
+/// Frees the scratch kept from step to step (every thread's im2col buffers
+/// and the pool), which is sized for the network that used it: call it when
+/// that network is done, or the next one's buffers come on top.
+pub(crate) fn release_scratch() {
+    let clear = || SCRATCH.with(|s| *s.borrow_mut() = Default::default());
+    rayon::broadcast(|_| clear());
+    clear();
+    if let Ok(mut pool) = POOL.lock() {
+        pool.clear();
     }
 }

@@ -43,6 +43,7 @@ pub use conv_concat::{conv2d_concat4, Branch};
 pub use flatten::flatten;
 pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
 pub use relu::add_relu;
+pub(crate) use buffers::{alloc, release_scratch, tensor_from_slice, Buf};
 
 #[cfg(test)]
 mod bench;
