@@ -180,10 +180,15 @@ fn conv<
 /// Floats of im2col columns per group: about half of a 1 MiB L2.
 const GROUP_FLOATS: usize = 128 * 1024;
 
-/// Samples per contiguous run handed to one rayon task: a few runs per
-/// thread, so a thread slowed by another process does not hold up the rest.
+/// Runs a batch is cut into, each one rayon task: four per thread on two
+/// cores, so a thread slowed by another process does not hold up the rest.
+/// A fixed count rather than one per thread: the weight gradient is summed
+/// run by run, and the same cut on any machine gives the same bits.
+const RUNS: usize = 8;
+
+/// Samples per run.
 fn run_len(batch: usize) -> usize {
-    batch.div_ceil(4 * rayon::current_num_threads()).max(1)
+    batch.div_ceil(RUNS).max(1)
 }
 
 /// Samples per GEMM within a run.
