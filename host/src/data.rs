@@ -119,38 +119,65 @@ pub struct Dataset {
 
 impl Dataset {
     /// Load and check the four files in `dir`.
+    ///
+    /// The structure is checked first, so a damaged file is named with what
+    /// is wrong with it. With [`Verify::CanonicalMnist`], four valid files
+    /// none of which is MNIST's are another data set ([`Error::NotMnist`]);
+    /// some but not all differing is corruption ([`Error::Digest`]).
     pub fn load(dir: &Path, verify: Verify) -> Result<Self> {
-        Ok(Dataset {
-            train: load_split(dir, TRAIN_IMAGES, TRAIN_LABELS, verify)?,
-            test: load_split(dir, TEST_IMAGES, TEST_LABELS, verify)?,
-        })
+        let files = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|file| read_idx(dir, file));
+        let [train_images, train_labels, test_images, test_labels] = files;
+        let (train_images, train_labels) = (train_images?, train_labels?);
+        let (test_images, test_labels) = (test_images?, test_labels?);
+        let read = [&train_images, &train_labels, &test_images, &test_labels];
+        let differing: Vec<Error> = read
+            .into_iter()
+            .filter(|r| r.sha256 != r.file.mnist_sha256)
+            .map(|r| Error::Digest { path: r.path.clone(), expected: r.file.mnist_sha256, actual: r.sha256.clone() })
+            .collect();
+        let all_differ = differing.len() == read.len();
+        let dataset = Dataset { train: to_split(train_images, train_labels)?, test: to_split(test_images, test_labels)? };
+        match differing.into_iter().next() {
+            Some(_) if verify == Verify::CanonicalMnist && all_differ => Err(Error::NotMnist { dir: dir.to_path_buf() }),
+            Some(digest) if verify == Verify::CanonicalMnist => Err(digest),
+            _ => Ok(dataset),
+        }
     }
 }
 
-fn load_split(dir: &Path, images: IdxFile, labels: IdxFile, verify: Verify) -> Result<Split> {
-    let (img_path, img) = read_idx(dir, images, verify)?;
-    let (lbl_path, lbl) = read_idx(dir, labels, verify)?;
+fn to_split(images: IdxRead, labels: IdxRead) -> Result<Split> {
+    let (img_path, img) = (&images.path, images.idx);
+    let (lbl_path, lbl) = (&labels.path, labels.idx);
     let idx_err = |path: &PathBuf, problem: String| Error::Idx { path: path.clone(), problem };
 
     if img.dims.len() != 3 || img.dims[1] != IMAGE_SIDE || img.dims[2] != IMAGE_SIDE {
         return Err(idx_err(
-            &img_path,
+            img_path,
             format!("expected images of shape N x {IMAGE_SIDE} x {IMAGE_SIDE}, found {:?}", img.dims),
         ));
     }
     if lbl.dims.len() != 1 {
-        return Err(idx_err(&lbl_path, format!("expected a 1-D label file, found dimensions {:?}", lbl.dims)));
+        return Err(idx_err(lbl_path, format!("expected a 1-D label file, found dimensions {:?}", lbl.dims)));
     }
     if img.dims[0] != lbl.dims[0] {
         return Err(idx_err(
-            &lbl_path,
+            lbl_path,
             format!("{} labels for {} images in {}", lbl.dims[0], img.dims[0], img_path.display()),
         ));
     }
     if let Some(pos) = lbl.data.iter().position(|&l| l as usize >= CLASSES) {
-        return Err(idx_err(&lbl_path, format!("label {} at index {pos} is not a class 0..{CLASSES}", lbl.data[pos])));
+        return Err(idx_err(lbl_path, format!("label {} at index {pos} is not a class 0..{CLASSES}", lbl.data[pos])));
     }
     Ok(Split { images: img.data, labels: lbl.data })
+}
+
+/// One file as read: where it was, its contents and their digest.
+struct IdxRead {
+    file: IdxFile,
+    path: PathBuf,
+    idx: Idx,
+    /// SHA-256 of the decompressed bytes, in hex.
+    sha256: String,
 }
 
 /// A decoded IDX file of unsigned bytes.
@@ -159,8 +186,9 @@ struct Idx {
     data: Vec<u8>,
 }
 
-/// Find `file` in `dir` (gzip first, then raw), read it and check it.
-fn read_idx(dir: &Path, file: IdxFile, verify: Verify) -> Result<(PathBuf, Idx)> {
+/// Find `file` in `dir` (gzip first, then raw), read it and check its
+/// structure.
+fn read_idx(dir: &Path, file: IdxFile) -> Result<IdxRead> {
     let gz = dir.join(format!("{}.gz", file.name));
     let raw = dir.join(file.name);
     let path = if gz.is_file() {
@@ -171,14 +199,9 @@ fn read_idx(dir: &Path, file: IdxFile, verify: Verify) -> Result<(PathBuf, Idx)>
         return Err(Error::MissingFile { dir: dir.to_path_buf(), name: file.name });
     };
     let bytes = read_maybe_gzip(&path)?;
-    if verify == Verify::CanonicalMnist {
-        let actual = hex(&Sha256::digest(&bytes));
-        if actual != file.mnist_sha256 {
-            return Err(Error::Digest { path, expected: file.mnist_sha256, actual });
-        }
-    }
-    let idx = parse_idx(&bytes).map_err(|problem| Error::Idx { path: path.clone(), problem })?;
-    Ok((path, idx))
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let idx = parse_idx(bytes).map_err(|problem| Error::Idx { path: path.clone(), problem })?;
+    Ok(IdxRead { file, path, idx, sha256 })
 }
 
 fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
@@ -203,7 +226,7 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 
 /// Parse an IDX file of unsigned bytes: magic `00 00 08 ndim`, `ndim`
 /// big-endian u32 dimensions, then exactly their product of bytes.
-fn parse_idx(bytes: &[u8]) -> std::result::Result<Idx, String> {
+fn parse_idx(mut bytes: Vec<u8>) -> std::result::Result<Idx, String> {
     let header = bytes.get(..4).ok_or_else(|| format!("file is {} bytes, shorter than the 4-byte IDX magic", bytes.len()))?;
     if header[..2] != [0, 0] {
         return Err(format!("bad IDX magic {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)", header[0], header[1], header[2], header[3]));
@@ -231,7 +254,8 @@ fn parse_idx(bytes: &[u8]) -> std::result::Result<Idx, String> {
     if data.len() > expected {
         return Err(format!("{} unexpected trailing bytes after the {expected} data bytes of dimensions {dims:?}", data.len() - expected));
     }
-    Ok(Idx { dims, data: data.to_vec() })
+    bytes.drain(..dims_end);
+    Ok(Idx { dims, data: bytes })
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -49,6 +49,16 @@ pub enum Error {
         /// The digest of the bytes read.
         actual: String,
     },
+    /// Four valid IDX files of MNIST's shape, none of them MNIST's.
+    #[error(
+        "{dir}: the four files are valid IDX files of 28x28 images and 10 classes, but none of them is MNIST's \
+         (their SHA-256 digests differ from the canonical ones); to use another data set of this shape, \
+         such as Fashion-MNIST, pass `--dataset idx`"
+    )]
+    NotMnist {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// Building the firmware failed.
     #[error("building the firmware ({features}) failed: {detail}")]
     FirmwareBuild {

@@ -74,10 +74,22 @@ fn another_idx_set_of_the_same_shape_loads_without_the_mnist_digests() {
     let ds = Dataset::load(dir.path(), Verify::ShapeOnly).unwrap();
     assert_eq!((ds.train.len(), ds.test.len()), (20, 20));
     assert_eq!(ds.test.image(1)[0], (784 % 251) as u8);
-    // The same files are not MNIST, and the canonical check says so.
+    // The same files are not MNIST: the canonical check says so, and how to
+    // use them.
+    let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
+    assert!(matches!(err, Error::NotMnist { .. }), "{msg}");
+    assert!(msg.contains("none of them is MNIST's") && msg.contains("--dataset idx"), "{msg}");
+}
+
+#[test]
+fn one_file_of_another_set_among_mnist_is_corruption_not_another_set() {
+    let dir = mnist_copy();
+    let other = synthetic_dir(10_000);
+    std::fs::remove_file(dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
+    std::fs::copy(other.path().join("t10k-images-idx3-ubyte"), dir.path().join("t10k-images-idx3-ubyte")).unwrap();
     let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
     assert!(matches!(err, Error::Digest { .. }), "{msg}");
-    assert!(msg.contains("train-images-idx3-ubyte"), "{msg}");
+    assert!(msg.contains("t10k-images-idx3-ubyte") && msg.contains("corrupted"), "{msg}");
 }
 
 #[test]
