@@ -69,19 +69,32 @@ fn cause(cfsr: u32) -> &'static str {
         (1, "data access violation"),
         (0, "instruction access violation"),
     ];
-    CAUSES.iter().find(|&&(bit, _)| cfsr & (1 << bit) != 0).map_or("forced HardFault", |&(_, why)| why)
+    CAUSES
+        .iter()
+        .find(|&&(bit, _)| cfsr & (1 << bit) != 0)
+        .map_or("forced HardFault", |&(_, why)| why)
 }
 
 /// `sp`: the stack pointer when the fault was taken.
 extern "C" fn hard_fault(sp: u32) -> ! {
     // SAFETY: reads of the SCB's fault registers, always mapped.
-    let (cfsr, hfsr, mmfar, bfar) =
-        unsafe { (read_volatile(CFSR), read_volatile(HFSR), read_volatile(MMFAR), read_volatile(BFAR)) };
+    let (cfsr, hfsr, mmfar, bfar) = unsafe {
+        (
+            read_volatile(CFSR),
+            read_volatile(HFSR),
+            read_volatile(MMFAR),
+            read_volatile(BFAR),
+        )
+    };
     let (bottom, top) = crate::stack::bounds();
     let stacked = sp as usize >= bottom && sp as usize + 32 <= top;
     // The exception frame: r0-r3, r12, lr, pc, xpsr.
     // SAFETY: inside the stack region, checked just above.
-    let pc = if stacked { unsafe { read_volatile((sp + 24) as *const u32) } } else { 0 };
+    let pc = if stacked {
+        unsafe { read_volatile((sp + 24) as *const u32) }
+    } else {
+        0
+    };
     let overflow = !stacked || cfsr & (STKERR | MSTKERR) != 0;
     let address = if cfsr & BFARVALID != 0 {
         bfar
@@ -92,9 +105,23 @@ extern "C" fn hard_fault(sp: u32) -> ! {
     };
     // The registers go to the log (formatted on the host), the cause to
     // both.
-    defmt::error!("fault status: CFSR {=u32:#010x}, HFSR {=u32:#010x}, SP {=u32:#010x}", cfsr, hfsr, sp);
-    let kind = if overflow { FaultKind::StackOverflow } else { FaultKind::HardFault };
-    report(Fault { kind, pc, address, message: cause(cfsr) })
+    defmt::error!(
+        "fault status: CFSR {=u32:#010x}, HFSR {=u32:#010x}, SP {=u32:#010x}",
+        cfsr,
+        hfsr,
+        sp
+    );
+    let kind = if overflow {
+        FaultKind::StackOverflow
+    } else {
+        FaultKind::HardFault
+    };
+    report(Fault {
+        kind,
+        pc,
+        address,
+        message: cause(cfsr),
+    })
 }
 
 #[panic_handler]

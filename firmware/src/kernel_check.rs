@@ -11,9 +11,8 @@ use shared::kernels::dsp::{Step, STEP_WORDS};
 use shared::kernels::tiled::scratch_steps;
 use shared::kernels::{
     add_requant_s8, add_requant_s8_ref, conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast,
-    conv2d_s8_ref,
-    linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, LinearS8,
-    OutputQuant,
+    conv2d_s8_ref, linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset,
+    Conv2dS8, LinearS8, OutputQuant,
 };
 use shared::quant::Requant;
 
@@ -116,7 +115,13 @@ fn conv<
     let mut fast = [[[0i8; CO]; WO]; HO];
     let mut slow = fast;
     let mut scratch = [[0u32; STEP_WORDS]; S];
-    conv2d_fast(&layer.kernel::<PAD>(), &x, &mut fast, ChannelOffset::<0>, &mut scratch);
+    conv2d_fast(
+        &layer.kernel::<PAD>(),
+        &x,
+        &mut fast,
+        ChannelOffset::<0>,
+        &mut scratch,
+    );
     conv2d_s8_ref(&layer.kernel::<PAD>(), &x, &mut slow, ChannelOffset::<0>);
     fast == slow
 }
@@ -160,7 +165,14 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 3] {
     let mut fast = slow;
     fast[2][2][2] = fast[2][2][2].wrapping_add(1);
     let mut lut = [[0i32; 256]; 2];
-    conv2d_add_pool_fast((&k, &add), range, &x, &shortcut, &mut fast, (&mut scratch, &mut lut));
+    conv2d_add_pool_fast(
+        (&k, &add),
+        range,
+        &x,
+        &shortcut,
+        &mut fast,
+        (&mut scratch, &mut lut),
+    );
     let add_pooled = fast == slow;
 
     let mut fast = sum;
@@ -198,9 +210,16 @@ fn linear<const H: usize, const W: usize, const C: usize, const O: usize>(rng: &
 pub fn log() {
     let (cases, equal) = run();
     if cases == equal {
-        defmt::info!("kernel check: {=u32} cases, fast kernels equal to the references", cases);
+        defmt::info!(
+            "kernel check: {=u32} cases, fast kernels equal to the references",
+            cases
+        );
     } else {
-        defmt::error!("kernel check: {=u32} of {=u32} cases differ from the references", cases - equal, cases);
+        defmt::error!(
+            "kernel check: {=u32} of {=u32} cases differ from the references",
+            cases - equal,
+            cases
+        );
     }
 }
 
@@ -215,12 +234,24 @@ fn run() -> (u32, u32) {
     for _ in 0..3 {
         // Reduction lengths 27 (3 mod 4), 7 (3), 50 (2), 72 (0), 300 (0);
         // 600 goes row by row (120 per row); partial last tiles.
-        count(conv::<5, 7, 3, 3, 1, 5, 5, 7, { scratch_steps(3, 3) }>(&mut rng));
-        count(conv::<6, 5, 7, 1, 0, 9, 6, 5, { scratch_steps(7, 1) }>(&mut rng));
-        count(conv::<7, 4, 2, 5, 2, 4, 7, 4, { scratch_steps(2, 5) }>(&mut rng));
-        count(conv::<4, 4, 8, 3, 2, 3, 6, 6, { scratch_steps(8, 3) }>(&mut rng));
-        count(conv::<3, 8, 12, 5, 2, 2, 3, 8, { scratch_steps(12, 5) }>(&mut rng));
-        count(conv::<6, 6, 24, 5, 0, 4, 2, 2, { scratch_steps(24, 5) }>(&mut rng));
+        count(conv::<5, 7, 3, 3, 1, 5, 5, 7, { scratch_steps(3, 3) }>(
+            &mut rng,
+        ));
+        count(conv::<6, 5, 7, 1, 0, 9, 6, 5, { scratch_steps(7, 1) }>(
+            &mut rng,
+        ));
+        count(conv::<7, 4, 2, 5, 2, 4, 7, 4, { scratch_steps(2, 5) }>(
+            &mut rng,
+        ));
+        count(conv::<4, 4, 8, 3, 2, 3, 6, 6, { scratch_steps(8, 3) }>(
+            &mut rng,
+        ));
+        count(conv::<3, 8, 12, 5, 2, 2, 3, 8, { scratch_steps(12, 5) }>(
+            &mut rng,
+        ));
+        count(conv::<6, 6, 24, 5, 0, 4, 2, 2, { scratch_steps(24, 5) }>(
+            &mut rng,
+        ));
         for ok in fused::<5, { scratch_steps(5, 3) }>(&mut rng) {
             count(ok);
         }

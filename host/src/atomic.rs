@@ -65,7 +65,9 @@ pub fn write_group_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
 /// Completes or undoes a [`write_group_atomic`] of `paths` that a crash
 /// interrupted (see there); does nothing if none was.
 pub fn recover_group(paths: &[&Path]) -> Result<()> {
-    let Some(first) = paths.first() else { return Ok(()) };
+    let Some(first) = paths.first() else {
+        return Ok(());
+    };
     let pending = |p: &Path| pending_path(p).exists();
     if pending(first) {
         for path in paths.iter().filter(|p| pending(p)) {
@@ -88,8 +90,15 @@ fn pending_path(path: &Path) -> PathBuf {
 }
 
 fn rename_pending(path: &Path) -> Result<()> {
-    fs::rename(pending_path(path), path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-    sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    fs::rename(pending_path(path), path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    sync_dir(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    );
     Ok(())
 }
 
@@ -240,7 +249,10 @@ mod tests {
     #[test]
     fn a_group_write_cut_short_anywhere_recovers_to_one_version() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("net.safetensors"), dir.path().join("net.optim.safetensors"));
+        let (a, b) = (
+            dir.path().join("net.safetensors"),
+            dir.path().join("net.optim.safetensors"),
+        );
         let steps: [&dyn Fn(); 4] = [
             &|| write_atomic(&pending_path(&a), b"new a").unwrap(),
             &|| write_atomic(&pending_path(&b), b"new b").unwrap(),
@@ -252,9 +264,21 @@ mod tests {
             steps[..cut].iter().for_each(|step| step());
             recover_group(&[&a, &b]).unwrap();
             let both = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
-            let expected: (&[u8], &[u8]) = if cut >= 3 { (b"new a", b"new b") } else { (b"old a", b"old b") };
-            assert_eq!((both.0.as_slice(), both.1.as_slice()), expected, "cut after {cut} steps");
-            assert_eq!(names_in(dir.path()), ["net.optim.safetensors", "net.safetensors"], "cut after {cut} steps");
+            let expected: (&[u8], &[u8]) = if cut >= 3 {
+                (b"new a", b"new b")
+            } else {
+                (b"old a", b"old b")
+            };
+            assert_eq!(
+                (both.0.as_slice(), both.1.as_slice()),
+                expected,
+                "cut after {cut} steps"
+            );
+            assert_eq!(
+                names_in(dir.path()),
+                ["net.optim.safetensors", "net.safetensors"],
+                "cut after {cut} steps"
+            );
         }
     }
 

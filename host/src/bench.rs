@@ -33,7 +33,11 @@ pub fn measure<M: Net, const B: usize>(train: &Split, warmup: usize, steps: usiz
     dev.enable_cache();
     let mut stepper = Stepper::<M, B>::new(M::build(&dev), dev, M::DEFAULT_LR);
     let pixels = eval::normalized(&train.clone().truncated(B));
-    assert_eq!(pixels.len(), B * IMAGE_PIXELS, "the benchmark needs at least {B} training images");
+    assert_eq!(
+        pixels.len(),
+        B * IMAGE_PIXELS,
+        "the benchmark needs at least {B} training images"
+    );
     let mut onehot = vec![0f32; B * CLASSES];
     for (i, &l) in train.labels[..B].iter().enumerate() {
         onehot[i * CLASSES + l as usize] = 1.0;

@@ -264,13 +264,18 @@ impl Checkpoint {
 fn serialize(tensors: &[NamedTensor], meta: &BTreeMap<String, String>) -> Vec<u8> {
     let mut order: Vec<&NamedTensor> = tensors.iter().collect();
     order.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut header = format!("{{\"__metadata__\":{}", serde_json::to_string(meta).expect("strings serialise"));
+    let mut header = format!(
+        "{{\"__metadata__\":{}",
+        serde_json::to_string(meta).expect("strings serialise")
+    );
     let mut offset = 0;
     for t in &order {
         let end = offset + t.data.len() * size_of::<f32>();
         let name = serde_json::to_string(&t.name).expect("strings serialise");
         let shape = serde_json::to_string(&t.shape).expect("numbers serialise");
-        header += &format!(",{name}:{{\"dtype\":\"F32\",\"shape\":{shape},\"data_offsets\":[{offset},{end}]}}");
+        header += &format!(
+            ",{name}:{{\"dtype\":\"F32\",\"shape\":{shape},\"data_offsets\":[{offset},{end}]}}"
+        );
         offset = end;
     }
     header.push('}');
@@ -311,7 +316,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn view(t: &NamedTensor) -> (String, Vec<u8>) {
-        (t.name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        (
+            t.name.clone(),
+            t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 
     /// A small checkpoint with the naming and layout of the real ones.
@@ -411,10 +419,25 @@ mod tests {
     fn bytes_are_those_of_the_safetensors_writer() {
         let ck = sample();
         let bytes: Vec<(String, Vec<u8>)> = ck.tensors.iter().map(view).collect();
-        let views = bytes.iter().zip(&ck.tensors).map(|((name, b), t)| (name.as_str(), TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap()));
-        let theirs = safetensors::serialize(views, Some(HashMap::from([("epoch".to_string(), "3".to_string())]))).unwrap();
-        let ours = serialize(&ck.tensors, &BTreeMap::from([("epoch".to_string(), "3".to_string())]));
-        assert_eq!(String::from_utf8_lossy(&ours[..200]), String::from_utf8_lossy(&theirs[..200]));
+        let views = bytes.iter().zip(&ck.tensors).map(|((name, b), t)| {
+            (
+                name.as_str(),
+                TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap(),
+            )
+        });
+        let theirs = safetensors::serialize(
+            views,
+            Some(HashMap::from([("epoch".to_string(), "3".to_string())])),
+        )
+        .unwrap();
+        let ours = serialize(
+            &ck.tensors,
+            &BTreeMap::from([("epoch".to_string(), "3".to_string())]),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ours[..200]),
+            String::from_utf8_lossy(&theirs[..200])
+        );
         assert_eq!(ours, theirs);
     }
 
@@ -425,10 +448,13 @@ mod tests {
         let path = Path::new("ck.safetensors");
         let keys: Vec<String> = (0..12).map(|i| format!("key{i:02}")).collect();
         let mut forward = sample();
-        keys.iter().for_each(|k| drop(forward.meta.insert(k.clone(), k.repeat(2))));
+        keys.iter()
+            .for_each(|k| drop(forward.meta.insert(k.clone(), k.repeat(2))));
         let mut backward = sample();
         backward.tensors.reverse();
-        keys.iter().rev().for_each(|k| drop(backward.meta.insert(k.clone(), k.repeat(2))));
+        keys.iter()
+            .rev()
+            .for_each(|k| drop(backward.meta.insert(k.clone(), k.repeat(2))));
         let first = forward.to_bytes(path).unwrap();
         for _ in 0..20 {
             assert_eq!(forward.to_bytes(path).unwrap(), first);
@@ -436,7 +462,10 @@ mod tests {
         }
         let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
         let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
-        let positions: Vec<usize> = ["epoch", "format", "key00", "key11", "net"].iter().map(|k| header.find(&format!("\"{k}\"")).unwrap()).collect();
+        let positions: Vec<usize> = ["epoch", "format", "key00", "key11", "net"]
+            .iter()
+            .map(|k| header.find(&format!("\"{k}\"")).unwrap())
+            .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{header}");
     }
 

@@ -4,9 +4,9 @@
 use crate::data::Split;
 use crate::error::Result;
 use crate::serial::Client;
-use shared::NetId;
 use shared::nets::Prediction;
 use shared::protocol::{Classification, CostUnit};
+use shared::NetId;
 use std::fmt;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -77,15 +77,20 @@ impl Report {
             .filter(|(o, &l)| o.prediction.class == l)
             .count();
         let agreement = reference.map(|r| {
-            let same =
-                |(o, p): (&Outcome, &Prediction)| o.prediction.class == p.class && o.prediction.logits == p.logits;
+            let same = |(o, p): (&Outcome, &Prediction)| {
+                o.prediction.class == p.class && o.prediction.logits == p.logits
+            };
             let agree = outcomes.iter().zip(r).filter(|&pair| same(pair)).count();
             (agree, outcomes.iter().zip(r).position(|pair| !same(pair)))
         });
         let mut times: Vec<Duration> = outcomes.iter().map(|o| o.round_trip).collect();
         times.sort();
         let mean = times.iter().sum::<Duration>() / n as u32;
-        let cost = outcomes.iter().map(|o| u64::from(o.prediction.cost)).sum::<u64>() / n as u64;
+        let cost = outcomes
+            .iter()
+            .map(|o| u64::from(o.prediction.cost))
+            .sum::<u64>()
+            / n as u64;
         Report {
             net,
             images: outcomes.len(),

@@ -125,7 +125,8 @@ impl Dataset {
     /// none of which is MNIST's are another data set ([`Error::NotMnist`]);
     /// some but not all differing is corruption ([`Error::Digest`]).
     pub fn load(dir: &Path, verify: Verify) -> Result<Self> {
-        let files = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|file| read_idx(dir, file));
+        let files =
+            [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|file| read_idx(dir, file));
         let [train_images, train_labels, test_images, test_labels] = files;
         let (train_images, train_labels) = (train_images?, train_labels?);
         let (test_images, test_labels) = (test_images?, test_labels?);
@@ -133,12 +134,21 @@ impl Dataset {
         let differing: Vec<Error> = read
             .into_iter()
             .filter(|r| r.sha256 != r.file.mnist_sha256)
-            .map(|r| Error::Digest { path: r.path.clone(), expected: r.file.mnist_sha256, actual: r.sha256.clone() })
+            .map(|r| Error::Digest {
+                path: r.path.clone(),
+                expected: r.file.mnist_sha256,
+                actual: r.sha256.clone(),
+            })
             .collect();
         let all_differ = differing.len() == read.len();
-        let dataset = Dataset { train: to_split(train_images, train_labels)?, test: to_split(test_images, test_labels)? };
+        let dataset = Dataset {
+            train: to_split(train_images, train_labels)?,
+            test: to_split(test_images, test_labels)?,
+        };
         match differing.into_iter().next() {
-            Some(_) if verify == Verify::CanonicalMnist && all_differ => Err(Error::NotMnist { dir: dir.to_path_buf() }),
+            Some(_) if verify == Verify::CanonicalMnist && all_differ => Err(Error::NotMnist {
+                dir: dir.to_path_buf(),
+            }),
             Some(digest) if verify == Verify::CanonicalMnist => Err(digest),
             _ => Ok(dataset),
         }
@@ -148,27 +158,50 @@ impl Dataset {
 fn to_split(images: IdxRead, labels: IdxRead) -> Result<Split> {
     let (img_path, img) = (&images.path, images.idx);
     let (lbl_path, lbl) = (&labels.path, labels.idx);
-    let idx_err = |path: &PathBuf, problem: String| Error::Idx { path: path.clone(), problem };
+    let idx_err = |path: &PathBuf, problem: String| Error::Idx {
+        path: path.clone(),
+        problem,
+    };
 
     if img.dims.len() != 3 || img.dims[1] != IMAGE_SIDE || img.dims[2] != IMAGE_SIDE {
         return Err(idx_err(
             img_path,
-            format!("expected images of shape N x {IMAGE_SIDE} x {IMAGE_SIDE}, found {:?}", img.dims),
+            format!(
+                "expected images of shape N x {IMAGE_SIDE} x {IMAGE_SIDE}, found {:?}",
+                img.dims
+            ),
         ));
     }
     if lbl.dims.len() != 1 {
-        return Err(idx_err(lbl_path, format!("expected a 1-D label file, found dimensions {:?}", lbl.dims)));
+        return Err(idx_err(
+            lbl_path,
+            format!("expected a 1-D label file, found dimensions {:?}", lbl.dims),
+        ));
     }
     if img.dims[0] != lbl.dims[0] {
         return Err(idx_err(
             lbl_path,
-            format!("{} labels for {} images in {}", lbl.dims[0], img.dims[0], img_path.display()),
+            format!(
+                "{} labels for {} images in {}",
+                lbl.dims[0],
+                img.dims[0],
+                img_path.display()
+            ),
         ));
     }
     if let Some(pos) = lbl.data.iter().position(|&l| l as usize >= CLASSES) {
-        return Err(idx_err(lbl_path, format!("label {} at index {pos} is not a class 0..{CLASSES}", lbl.data[pos])));
+        return Err(idx_err(
+            lbl_path,
+            format!(
+                "label {} at index {pos} is not a class 0..{CLASSES}",
+                lbl.data[pos]
+            ),
+        ));
     }
-    Ok(Split { images: img.data, labels: lbl.data })
+    Ok(Split {
+        images: img.data,
+        labels: lbl.data,
+    })
 }
 
 /// One file as read: where it was, its contents and their digest.
@@ -196,16 +229,30 @@ fn read_idx(dir: &Path, file: IdxFile) -> Result<IdxRead> {
     } else if raw.is_file() {
         raw
     } else {
-        return Err(Error::MissingFile { dir: dir.to_path_buf(), name: file.name });
+        return Err(Error::MissingFile {
+            dir: dir.to_path_buf(),
+            name: file.name,
+        });
     };
     let bytes = read_maybe_gzip(&path)?;
     let sha256 = hex(&Sha256::digest(&bytes));
-    let idx = parse_idx(bytes).map_err(|problem| Error::Idx { path: path.clone(), problem })?;
-    Ok(IdxRead { file, path, idx, sha256 })
+    let idx = parse_idx(bytes).map_err(|problem| Error::Idx {
+        path: path.clone(),
+        problem,
+    })?;
+    Ok(IdxRead {
+        file,
+        path,
+        idx,
+        sha256,
+    })
 }
 
 fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let io_err = |source| Error::Io { path: path.to_path_buf(), source };
+    let io_err = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::read(path).map_err(io_err)?;
     if !file.starts_with(&[0x1f, 0x8b]) {
         return Ok(file);
@@ -214,7 +261,10 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     flate2::read::GzDecoder::new(&file[..])
         .take(MAX_IDX_BYTES + 1)
         .read_to_end(&mut out)
-        .map_err(|source| Error::Gzip { path: path.to_path_buf(), source })?;
+        .map_err(|source| Error::Gzip {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if out.len() as u64 > MAX_IDX_BYTES {
         return Err(Error::Idx {
             path: path.to_path_buf(),
@@ -227,32 +277,55 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 /// Parse an IDX file of unsigned bytes: magic `00 00 08 ndim`, `ndim`
 /// big-endian u32 dimensions, then exactly their product of bytes.
 fn parse_idx(mut bytes: Vec<u8>) -> std::result::Result<Idx, String> {
-    let header = bytes.get(..4).ok_or_else(|| format!("file is {} bytes, shorter than the 4-byte IDX magic", bytes.len()))?;
+    let header = bytes.get(..4).ok_or_else(|| {
+        format!(
+            "file is {} bytes, shorter than the 4-byte IDX magic",
+            bytes.len()
+        )
+    })?;
     if header[..2] != [0, 0] {
-        return Err(format!("bad IDX magic {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)", header[0], header[1], header[2], header[3]));
+        return Err(format!(
+            "bad IDX magic {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)",
+            header[0], header[1], header[2], header[3]
+        ));
     }
     if header[2] != 0x08 {
-        return Err(format!("IDX element type 0x{:02x} is not unsigned byte (0x08)", header[2]));
+        return Err(format!(
+            "IDX element type 0x{:02x} is not unsigned byte (0x08)",
+            header[2]
+        ));
     }
     let ndim = header[3] as usize;
     if ndim == 0 {
         return Err("IDX file declares zero dimensions".into());
     }
     let dims_end = 4 + 4 * ndim;
-    let dim_bytes = bytes
-        .get(4..dims_end)
-        .ok_or_else(|| format!("truncated header: {ndim} dimensions need {dims_end} bytes, file has {}", bytes.len()))?;
+    let dim_bytes = bytes.get(4..dims_end).ok_or_else(|| {
+        format!(
+            "truncated header: {ndim} dimensions need {dims_end} bytes, file has {}",
+            bytes.len()
+        )
+    })?;
     let dims: Vec<usize> = dim_bytes
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes(c.try_into().expect("4-byte chunk")) as usize)
         .collect();
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("dimensions overflow")?;
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("dimensions overflow")?;
     let data = &bytes[dims_end..];
     if data.len() < expected {
-        return Err(format!("truncated: dimensions {dims:?} need {expected} data bytes, found {}", data.len()));
+        return Err(format!(
+            "truncated: dimensions {dims:?} need {expected} data bytes, found {}",
+            data.len()
+        ));
     }
     if data.len() > expected {
-        return Err(format!("{} unexpected trailing bytes after the {expected} data bytes of dimensions {dims:?}", data.len() - expected));
+        return Err(format!(
+            "{} unexpected trailing bytes after the {expected} data bytes of dimensions {dims:?}",
+            data.len() - expected
+        ));
     }
     bytes.drain(..dims_end);
     Ok(Idx { dims, data: bytes })

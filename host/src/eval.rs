@@ -26,7 +26,10 @@ pub fn normalized(split: &Split) -> Vec<f32> {
 
 /// Index of the largest value (the first one on ties).
 pub fn argmax(logits: &[f32]) -> usize {
-    logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best })
+    logits
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best })
 }
 
 /// The model's logits for every image of `pixels` (normalised), in order.
@@ -47,12 +50,19 @@ pub fn logits<M: Net>(model: &M, dev: &Cpu, pixels: &[f32]) -> Vec<f32> {
 
 /// The predicted class of every image of `pixels` (normalised).
 pub fn predictions<M: Net>(model: &M, dev: &Cpu, pixels: &[f32]) -> Vec<u8> {
-    logits(model, dev, pixels).chunks(CLASSES).map(|l| argmax(l) as u8).collect()
+    logits(model, dev, pixels)
+        .chunks(CLASSES)
+        .map(|l| argmax(l) as u8)
+        .collect()
 }
 
 /// Fraction of `predictions` equal to `labels`.
 pub fn accuracy(predictions: &[u8], labels: &[u8]) -> f64 {
-    let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+    let correct = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| p == l)
+        .count();
     correct as f64 / labels.len().max(1) as f64
 }
 
@@ -62,9 +72,10 @@ pub fn int8_predictions(model: &Model<'_>, split: &Split, count: usize) -> Vec<P
     (0..count.min(split.len()))
         .into_par_iter()
         // One arena per worker, on the heap (the firmware keeps it in a static).
-        .map_init(|| Box::new(Arena::<ARENA_BYTES>::new()), |arena, i| {
-            shared::nets::classify(model, split.image(i), arena, &mut ())
-        })
+        .map_init(
+            || Box::new(Arena::<ARENA_BYTES>::new()),
+            |arena, i| shared::nets::classify(model, split.image(i), arena, &mut ()),
+        )
         .collect()
 }
 
@@ -78,14 +89,20 @@ pub fn float_logits(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Ve
         Ok(logits(&model, &dev, pixels))
     }
     let count = count.min(split.len());
-    let pixels: Vec<f32> = split.images[..count * IMAGE_PIXELS].iter().map(|&p| normalize_pixel(p)).collect();
+    let pixels: Vec<f32> = split.images[..count * IMAGE_PIXELS]
+        .iter()
+        .map(|&p| normalize_pixel(p))
+        .collect();
     crate::with_net!(net_id(&ckpt.net)?, M => run::<M>(ckpt, &pixels))
 }
 
 /// The trained f32 network's predicted class for each of the first `count`
 /// images of `split`.
 pub fn float_predictions(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Vec<u8>> {
-    Ok(float_logits(ckpt, split, count)?.chunks(CLASSES).map(|l| argmax(l) as u8).collect())
+    Ok(float_logits(ckpt, split, count)?
+        .chunks(CLASSES)
+        .map(|l| argmax(l) as u8)
+        .collect())
 }
 
 /// What `host eval` reports about a model file.
@@ -109,12 +126,22 @@ pub struct ModelEval {
 
 /// Evaluate a decoded model on the first `count` images of `split`, and the
 /// checkpoint it came from beside it if given.
-pub fn evaluate(model: &Model<'_>, ckpt: Option<&Checkpoint>, split: &Split, count: usize) -> Result<ModelEval> {
+pub fn evaluate(
+    model: &Model<'_>,
+    ckpt: Option<&Checkpoint>,
+    split: &Split,
+    count: usize,
+) -> Result<ModelEval> {
     let started = Instant::now();
-    let int8: Vec<u8> = int8_predictions(model, split, count).iter().map(|p| p.class).collect();
+    let int8: Vec<u8> = int8_predictions(model, split, count)
+        .iter()
+        .map(|p| p.class)
+        .collect();
     let seconds = started.elapsed().as_secs_f64();
     let labels = &split.labels[..int8.len()];
-    let float = ckpt.map(|c| float_predictions(c, split, count)).transpose()?;
+    let float = ckpt
+        .map(|c| float_predictions(c, split, count))
+        .transpose()?;
     Ok(ModelEval {
         net: model.net().name(),
         images: int8.len(),

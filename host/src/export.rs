@@ -45,8 +45,10 @@ pub fn net_id(name: &str) -> Result<NetId> {
 /// held to), with the checkpoint's tensors copied in.
 pub fn float_net(ckpt: &Checkpoint) -> Result<FloatNet> {
     let get = |key: &str| ckpt.get(key).map(|t| t.data.clone());
-    FloatNet::from_tensors(net_id(&ckpt.net)?, get)
-        .map_err(|e| Error::TensorMismatch { net: ckpt.net.clone(), problem: e.to_string() })
+    FloatNet::from_tensors(net_id(&ckpt.net)?, get).map_err(|e| Error::TensorMismatch {
+        net: ckpt.net.clone(),
+        problem: e.to_string(),
+    })
 }
 
 /// The observed value range of every node's output.
@@ -115,7 +117,10 @@ pub fn activation_quant(lo: f32, hi: f32) -> (f32, i8) {
 pub fn quantize(ckpt: &Checkpoint, ranges: &Ranges) -> Result<ModelSpec> {
     let net = net_id(&ckpt.net)?;
     let g = net.graph();
-    let bad = |problem: String| Error::Quantize { net: net.name(), problem };
+    let bad = |problem: String| Error::Quantize {
+        net: net.name(),
+        problem,
+    };
     let mut spec = ModelSpec::template(net);
     spec.input = InputSpec::full_range();
     for (i, table) in layers(net).iter().enumerate() {
@@ -124,10 +129,17 @@ pub fn quantize(ckpt: &Checkpoint, ranges: &Ranges) -> Result<ModelSpec> {
         let (lo, hi) = ranges
             .get(tensor)
             .ok_or_else(|| bad(format!("no calibrated range for `{}`", g.node(tensor).name)))?;
-        let relu = matches!(table.activation, Activation::Relu | Activation::ReluAfterPool);
+        let relu = matches!(
+            table.activation,
+            Activation::Relu | Activation::ReluAfterPool
+        );
         // A fused ReLU spends all 256 codes on 0..=hi.
         let (out_scale, out_zp) = activation_quant(if relu { 0.0 } else { lo }, hi);
-        let output = if relu { OutputQuant::relu(out_zp) } else { OutputQuant::linear(out_zp) };
+        let output = if relu {
+            OutputQuant::relu(out_zp)
+        } else {
+            OutputQuant::linear(out_zp)
+        };
         // Layers come in graph order, so every source is quantised already.
         let quant = |source: Source| match source {
             Source::Image => (f64::from(spec.input.scale), spec.input.zero_point),
@@ -138,8 +150,13 @@ pub fn quantize(ckpt: &Checkpoint, ranges: &Ranges) -> Result<ModelSpec> {
         };
         let add = match table.kind {
             LayerKind::Add => Some(
-                AddS8::from_scales(quant(table.input), quant(table.input_b), f64::from(out_scale), output)
-                    .ok_or_else(|| bad(format!("`{name}`: scales out of range")))?,
+                AddS8::from_scales(
+                    quant(table.input),
+                    quant(table.input_b),
+                    f64::from(out_scale),
+                    output,
+                )
+                .ok_or_else(|| bad(format!("`{name}`: scales out of range")))?,
             ),
             LayerKind::Conv | LayerKind::Linear => None,
         };
@@ -149,7 +166,15 @@ pub fn quantize(ckpt: &Checkpoint, ranges: &Ranges) -> Result<ModelSpec> {
         layer.output_scale = out_scale;
         match add {
             Some(add) => layer.requant = vec![add.a, add.b, add.out],
-            None => quantize_weights(ckpt, name, table.dims, in_scale, f64::from(out_scale), layer).map_err(bad)?,
+            None => quantize_weights(
+                ckpt,
+                name,
+                table.dims,
+                in_scale,
+                f64::from(out_scale),
+                layer,
+            )
+            .map_err(bad)?,
         }
     }
     Ok(spec)
@@ -170,32 +195,51 @@ fn quantize_weights(
 ) -> std::result::Result<(), String> {
     let tensor = |field: &str| {
         let key = format!("{name}.{field}");
-        ckpt.get(&key).map(|t| &t.data).ok_or_else(|| format!("the checkpoint has no `{key}`"))
+        ckpt.get(&key)
+            .map(|t| &t.data)
+            .ok_or_else(|| format!("the checkpoint has no `{key}`"))
     };
     let (w, b) = (tensor("weight")?, tensor("bias")?);
     let [co, d1, d2, d3] = dims.map(usize::from);
     let per = d1 * d2 * d3;
     if w.len() != co * per || b.len() != co {
-        return Err(format!("`{name}`: {} weights and {} biases, expected {} and {co}", w.len(), b.len(), co * per));
+        return Err(format!(
+            "`{name}`: {} weights and {} biases, expected {} and {co}",
+            w.len(),
+            b.len(),
+            co * per
+        ));
     }
     for c in 0..co {
         let row = &w[c * per..(c + 1) * per];
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
         // An all-zero channel: any scale represents it; keep its bias exact.
-        let w_scale = if max > 0.0 { f64::from(max) / 127.0 } else { 1.0 / 127.0 };
+        let w_scale = if max > 0.0 {
+            f64::from(max) / 127.0
+        } else {
+            1.0 / 127.0
+        };
         let dst = &mut layer.weights[c * per..(c + 1) * per];
         for i in 0..d3 {
             for y in 0..d1 {
                 for x in 0..d2 {
-                    let q = (f64::from(row[(i * d1 + y) * d2 + x]) / w_scale).round().clamp(-127.0, 127.0);
+                    let q = (f64::from(row[(i * d1 + y) * d2 + x]) / w_scale)
+                        .round()
+                        .clamp(-127.0, 127.0);
                     dst[(y * d2 + x) * d3 + i] = q as i8;
                 }
             }
         }
         let acc_scale = in_scale * w_scale;
-        layer.bias[c] = (f64::from(b[c]) / acc_scale).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32;
-        layer.requant[c] = quantize_multiplier(acc_scale / out_scale)
-            .ok_or_else(|| format!("`{name}` channel {c}: multiplier {} out of range", acc_scale / out_scale))?;
+        layer.bias[c] = (f64::from(b[c]) / acc_scale)
+            .round()
+            .clamp(i32::MIN as f64, i32::MAX as f64) as i32;
+        layer.requant[c] = quantize_multiplier(acc_scale / out_scale).ok_or_else(|| {
+            format!(
+                "`{name}` channel {c}: multiplier {} out of range",
+                acc_scale / out_scale
+            )
+        })?;
     }
     Ok(())
 }
@@ -206,7 +250,10 @@ pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>>
     let net = float_net(ckpt)?;
     let ranges = calibrate(&net, train, count);
     let spec = quantize(ckpt, &ranges)?;
-    spec.encode().map_err(|e| Error::Quantize { net: net.net().name(), problem: format!("the encoder refused the result: {e}") })
+    spec.encode().map_err(|e| Error::Quantize {
+        net: net.net().name(),
+        problem: format!("the encoder refused the result: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -214,9 +261,9 @@ mod tests {
     use super::*;
     use crate::data::{Dataset, Verify, DEFAULT_DATA_DIR};
     use crate::nets::{to_checkpoint, Net, ResNet};
-    use shared::arch::CLASSES;
     use dfdx::nn::BuildModule;
     use dfdx::prelude::*;
+    use shared::arch::CLASSES;
     use shared::nets::{Arena, Model, ARENA_BYTES};
 
     /// An untrained network (dfdx's initialisation, seeded) quantised on
@@ -239,16 +286,32 @@ mod tests {
             let f = float.forward_pixels(ds.test.image(i));
             let q = shared::nets::classify(&model, ds.test.image(i), &mut arena, &mut ());
             let mean = f.iter().sum::<f32>() / CLASSES as f32;
-            spread = spread.max(f.iter().map(|v| f64::from((v - mean).abs())).fold(0.0, f64::max));
+            spread = spread.max(
+                f.iter()
+                    .map(|v| f64::from((v - mean).abs()))
+                    .fold(0.0, f64::max),
+            );
             for (a, &b) in f.iter().zip(&q.logits) {
-                let deq = f64::from(fc.output_scale) * f64::from(i32::from(b) - i32::from(fc.output.zero_point));
+                let deq = f64::from(fc.output_scale)
+                    * f64::from(i32::from(b) - i32::from(fc.output.zero_point));
                 worst = worst.max((deq - f64::from(*a)).abs());
             }
             agree += usize::from(crate::eval::argmax(&f) == usize::from(q.class));
         }
-        println!("{}: worst logit error {worst:.4}, logit spread {spread:.4}, {agree}/{n} agree", M::ID.name());
-        assert!(worst < 0.1 * spread, "{}: int8 logits off by {worst}, spread {spread}", M::ID.name());
-        assert!(agree >= 90, "{}: {agree} of {n} predictions agree", M::ID.name());
+        println!(
+            "{}: worst logit error {worst:.4}, logit spread {spread:.4}, {agree}/{n} agree",
+            M::ID.name()
+        );
+        assert!(
+            worst < 0.1 * spread,
+            "{}: int8 logits off by {worst}, spread {spread}",
+            M::ID.name()
+        );
+        assert!(
+            agree >= 90,
+            "{}: {agree} of {n} predictions agree",
+            M::ID.name()
+        );
     }
 
     #[test]
@@ -260,12 +323,24 @@ mod tests {
 
     #[test]
     fn activation_quant_keeps_zero_exact() {
-        for (lo, hi) in [(-1.0, 3.0), (0.0, 6.0), (0.5, 2.0), (-4.0, -1.0), (0.0, 0.0)] {
+        for (lo, hi) in [
+            (-1.0, 3.0),
+            (0.0, 6.0),
+            (0.5, 2.0),
+            (-4.0, -1.0),
+            (0.0, 0.0),
+        ] {
             let (scale, zp) = activation_quant(lo, hi);
             assert!(scale > 0.0);
             // The real range covered includes lo, hi and 0.
-            let (min, max) = (scale * (-128.0 - f32::from(zp)), scale * (127.0 - f32::from(zp)));
-            assert!(min <= lo.min(0.0) + scale && max >= hi.max(0.0) - scale, "{lo}..{hi}: {min}..{max}");
+            let (min, max) = (
+                scale * (-128.0 - f32::from(zp)),
+                scale * (127.0 - f32::from(zp)),
+            );
+            assert!(
+                min <= lo.min(0.0) + scale && max >= hi.max(0.0) - scale,
+                "{lo}..{hi}: {min}..{max}"
+            );
         }
     }
 

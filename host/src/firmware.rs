@@ -55,7 +55,9 @@ impl Build {
 /// process's lock keeps its own threads from copying the ELF at once.
 pub fn build(build: Build) -> Result<PathBuf> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let features = build.features();
     let dir = PathBuf::from(FIRMWARE_DIR);
     // Paths without `host/..` in messages.
@@ -64,7 +66,13 @@ pub fn build(build: Build) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&dir)
-        .args(["build", "--release", "--no-default-features", "--features", features])
+        .args([
+            "build",
+            "--release",
+            "--no-default-features",
+            "--features",
+            features,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
@@ -73,7 +81,10 @@ pub fn build(build: Build) -> Result<PathBuf> {
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .status()
-        .map_err(|e| Error::FirmwareBuild { features: features.into(), detail: format!("cannot run cargo: {e}") })?;
+        .map_err(|e| Error::FirmwareBuild {
+            features: features.into(),
+            detail: format!("cannot run cargo: {e}"),
+        })?;
     if !status.success() {
         return Err(Error::FirmwareBuild {
             features: features.into(),
@@ -85,6 +96,8 @@ pub fn build(build: Build) -> Result<PathBuf> {
     // Atomically: a QEMU started meanwhile (another test, `host profile`)
     // must find the old ELF or the new one, never a half-copied file.
     let built = out.join("firmware");
-    crate::atomic::write_atomic_with(&elf, |w| std::io::copy(&mut std::fs::File::open(&built)?, w).map(drop))?;
+    crate::atomic::write_atomic_with(&elf, |w| {
+        std::io::copy(&mut std::fs::File::open(&built)?, w).map(drop)
+    })?;
     Ok(elf)
 }

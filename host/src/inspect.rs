@@ -75,7 +75,10 @@ impl BufferPlan {
     /// The arena and the buffers of `net`'s plan.
     pub fn of(net: NetId) -> BufferPlan {
         let plan = plan(net);
-        BufferPlan { arena_bytes: plan.arena_bytes(), buffers: buffers(plan) }
+        BufferPlan {
+            arena_bytes: plan.arena_bytes(),
+            buffers: buffers(plan),
+        }
     }
 }
 
@@ -100,7 +103,11 @@ impl fmt::Display for BufferPlan {
             self.arena_bytes as f64 / 1024.0
         )?;
         for (name, offset, len) in &self.buffers {
-            writeln!(f, "  {name:<8} {offset:>6}..{:<6} {len:>6} bytes", offset + len)?;
+            writeln!(
+                f,
+                "  {name:<8} {offset:>6}..{:<6} {len:>6} bytes",
+                offset + len
+            )?;
         }
         Ok(())
     }
@@ -123,14 +130,23 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, shared::Error> {
                     LayerKind::Linear => "linear",
                     LayerKind::Add => "add",
                 },
-                shape: if l.kind == LayerKind::Add { l.dims[..3].to_vec() } else { l.dims.to_vec() },
+                shape: if l.kind == LayerKind::Add {
+                    l.dims[..3].to_vec()
+                } else {
+                    l.dims.to_vec()
+                },
                 pad: l.pad,
                 macs: table.macs(),
-                bytes: l.weights.len() + 4 * l.bias.len() + shared::model::REQUANT_BYTES * l.requant.len(),
+                bytes: l.weights.len()
+                    + 4 * l.bias.len()
+                    + shared::model::REQUANT_BYTES * l.requant.len(),
                 output_scale: l.output_scale,
                 output_zero_point: l.output.zero_point,
                 clamp: (l.output.range.min(), l.output.range.max()),
-                multipliers: (reals.clone().fold(f64::INFINITY, f64::min), reals.fold(0.0, f64::max)),
+                multipliers: (
+                    reals.clone().fold(f64::INFINITY, f64::min),
+                    reals.fold(0.0, f64::max),
+                ),
             }
         })
         .collect();
@@ -163,14 +179,23 @@ impl Inspection {
             "flash: {} bytes ({} of int8 weights); {} MACs per inference",
             self.file_bytes, self.weight_bytes, self.macs
         );
-        let _ = writeln!(s, "input: scale {:.6}, zero point {}\n", self.input.0, self.input.1);
+        let _ = writeln!(
+            s,
+            "input: scale {:.6}, zero point {}\n",
+            self.input.0, self.input.1
+        );
         let _ = writeln!(
             s,
             "{:<13} {:<6} {:<16} {:>3} {:>9} {:>7} {:>10} {:>4} {:>10}  multipliers",
             "layer", "kind", "shape", "pad", "MACs", "bytes", "out scale", "zp", "clamp"
         );
         for l in &self.layers {
-            let shape = l.shape.iter().map(u16::to_string).collect::<Vec<_>>().join("x");
+            let shape = l
+                .shape
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join("x");
             let _ = writeln!(
                 s,
                 "{:<13} {:<6} {:<16} {:>3} {:>9} {:>7} {:>10.6} {:>4} {:>10}  {:.3e}..{:.3e}",

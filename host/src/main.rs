@@ -8,23 +8,26 @@ use host::data::{self, Dataset, Split, Verify};
 use host::export;
 use host::firmware;
 use host::inspect::BufferPlan;
+use host::nets::Net;
 use host::qemu;
 use host::reference::Reference;
+use host::report::{self, TrainLog};
+use host::schedule::Schedule;
 use host::serial::Client;
 use host::size::SizeReport;
+use host::train::{self, Start};
 use host::with_net;
 use shared::nets::Model;
 use shared::protocol::ModelStatus;
 use shared::NetId;
-use std::time::Duration;
-use host::nets::Net;
-use host::report::{self, TrainLog};
-use host::schedule::Schedule;
-use host::train::{self, Start};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(version, about = "Train the MNIST networks, quantize them to int8 and run them on a Cortex-M")]
+#[command(
+    version,
+    about = "Train the MNIST networks, quantize them to int8 and run them on a Cortex-M"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -80,7 +83,8 @@ struct DeviceArgs {
 impl DeviceArgs {
     fn open(&self) -> Result<Option<host::device::Device>> {
         let timeout = Duration::from_secs(self.timeout);
-        let device = host::device::Device::open(self.port.as_deref(), self.baud, self.qemu, timeout);
+        let device =
+            host::device::Device::open(self.port.as_deref(), self.baud, self.qemu, timeout);
         device.context("connecting to the firmware")
     }
 }
@@ -314,7 +318,10 @@ impl NetChoice {
 
     /// The networks chosen, in id order.
     fn nets(self) -> Vec<NetId> {
-        NetId::ALL.into_iter().filter(|&n| self.includes(n)).collect()
+        NetId::ALL
+            .into_iter()
+            .filter(|&n| self.includes(n))
+            .collect()
     }
 }
 
@@ -378,12 +385,21 @@ struct TrainArgs {
 
 impl TrainArgs {
     fn requested(&self) -> train::Requested {
-        train::Requested { epochs: self.epochs, batch: self.batch, lr: self.lr, schedule: self.schedule, seed: self.seed }
+        train::Requested {
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            schedule: self.schedule,
+            seed: self.seed,
+        }
     }
 }
 
 /// Paths in the log as text, even where they are not UTF-8.
-fn display_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn display_path<S: serde::Serializer>(
+    path: &std::path::Path,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&path.to_string_lossy())
 }
 
@@ -416,7 +432,9 @@ fn thread_count(s: &str) -> Result<usize, String> {
     let n: usize = at_least_one(s)?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     if n > cores {
-        return Err(format!("this machine runs {cores} threads at once; more would only slow the work down"));
+        return Err(format!(
+            "this machine runs {cores} threads at once; more would only slow the work down"
+        ));
     }
     Ok(n)
 }
@@ -428,7 +446,9 @@ fn parse_batch(s: &str) -> Result<usize, String> {
     if BATCHES.contains(&b) {
         Ok(b)
     } else {
-        Err(format!("batch sizes are compile-time shapes; choose one of {BATCHES:?}"))
+        Err(format!(
+            "batch sizes are compile-time shapes; choose one of {BATCHES:?}"
+        ))
     }
 }
 
@@ -458,13 +478,18 @@ fn main() -> Result<()> {
 
 /// The chosen networks' model files in `dir`, checked.
 fn references(dir: &std::path::Path, nets: &[NetId]) -> Result<Vec<Reference>> {
-    nets.iter().map(|&net| Reference::load(dir, net).context("loading the model files")).collect()
+    nets.iter()
+        .map(|&net| Reference::load(dir, net).context("loading the model files"))
+        .collect()
 }
 
 fn predict_command(args: PredictArgs) -> Result<()> {
     let refs = references(&args.models, &args.net.nets())?;
     let mut device = args.device.open()?;
-    let unit = device.as_mut().map(|d| d.info().map(|i| i.cost_unit)).transpose()?;
+    let unit = device
+        .as_mut()
+        .map(|d| d.info().map(|i| i.cost_unit))
+        .transpose()?;
     let mut images = Vec::new();
     let (mut failed, mut differ) = (0, 0);
     for path in &args.images {
@@ -483,19 +508,37 @@ fn predict_command(args: PredictArgs) -> Result<()> {
         let pixels = host::digit::mnist_input(&picture);
         let answers = host::predict::on_host(&refs, &pixels);
         let on_device = match (&mut device, unit) {
-            (Some(d), Some(unit)) => {
-                answers.iter().map(|h| host::predict::on_device(d, unit, h, &pixels, false)).collect::<host::Result<Vec<_>>>()?
-            }
+            (Some(d), Some(unit)) => answers
+                .iter()
+                .map(|h| host::predict::on_device(d, unit, h, &pixels, false))
+                .collect::<host::Result<Vec<_>>>()?,
             _ => Vec::new(),
         };
         differ += on_device.iter().filter(|d| !d.equal).count();
         if !args.json {
-            println!("{} ({}x{} pixels):", path.display(), picture.width, picture.height);
+            println!(
+                "{} ({}x{} pixels):",
+                path.display(),
+                picture.width,
+                picture.height
+            );
             for (i, h) in answers.iter().enumerate() {
-                let mut line = format!("  {:<16} {}  {:5.1}%", h.net, h.class, 100.0 * h.probabilities[usize::from(h.class)]);
+                let mut line = format!(
+                    "  {:<16} {}  {:5.1}%",
+                    h.net,
+                    h.class,
+                    100.0 * h.probabilities[usize::from(h.class)]
+                );
                 if let Some(d) = on_device.get(i) {
-                    let same = if d.equal { "equal to the host's" } else { "DIFFERS from the host's" };
-                    line += &format!("   device {} ({same}), {} {}, {:.0} ms", d.class, d.cost, d.unit, d.round_trip_ms);
+                    let same = if d.equal {
+                        "equal to the host's"
+                    } else {
+                        "DIFFERS from the host's"
+                    };
+                    line += &format!(
+                        "   device {} ({same}), {} {}, {:.0} ms",
+                        d.class, d.cost, d.unit, d.round_trip_ms
+                    );
                 }
                 println!("{line}");
             }
@@ -510,8 +553,15 @@ fn predict_command(args: PredictArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::json!({ "images": images }));
     }
-    anyhow::ensure!(differ == 0, "{differ} device answers differ from the host's");
-    anyhow::ensure!(failed == 0, "{failed} of {} files could not be classified", args.images.len());
+    anyhow::ensure!(
+        differ == 0,
+        "{differ} device answers differ from the host's"
+    );
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} files could not be classified",
+        args.images.len()
+    );
     Ok(())
 }
 
@@ -520,7 +570,14 @@ fn demo_command(args: DemoArgs) -> Result<()> {
     let device = args.device.open()?;
     let with = match &device {
         Some(_) if args.device.qemu => "the QEMU firmware".to_owned(),
-        Some(_) => format!("the board on {}", args.device.port.as_deref().unwrap_or(std::path::Path::new("?")).display()),
+        Some(_) => format!(
+            "the board on {}",
+            args.device
+                .port
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"))
+                .display()
+        ),
         None => "no device".to_owned(),
     };
     host::demo::serve(args.listen, refs, device, |addr| {
@@ -552,11 +609,19 @@ fn export_command(args: ExportArgs) -> Result<()> {
 
 /// Quantize `ckpt`, write `<out>/<net>.postcard` and report its int8 test
 /// accuracy beside the float one.
-fn export_one(ckpt: &Checkpoint, ds: &Dataset, out: &std::path::Path, calibration: usize) -> Result<report::Int8Record> {
+fn export_one(
+    ckpt: &Checkpoint,
+    ds: &Dataset,
+    out: &std::path::Path,
+    calibration: usize,
+) -> Result<report::Int8Record> {
     let bytes = export::export(ckpt, &ds.train, calibration)?;
     let path = host::reference::model_path(out, export::net_id(&ckpt.net)?);
     host::atomic::write_atomic(&path, &bytes)?;
-    let model = Model::decode(&bytes).map_err(|source| host::Error::Model { path: path.clone(), source })?;
+    let model = Model::decode(&bytes).map_err(|source| host::Error::Model {
+        path: path.clone(),
+        source,
+    })?;
     let e = host::eval::evaluate(&model, Some(ckpt), &ds.test, ds.test.len())?;
     println!(
         "{:<9} int8 model {} ({} bytes): test accuracy {:.2}% (f32 {:.2}%), predictions agree on {:.2}%",
@@ -567,21 +632,36 @@ fn export_one(ckpt: &Checkpoint, ds: &Dataset, out: &std::path::Path, calibratio
         100.0 * e.float_accuracy.unwrap_or(f64::NAN),
         100.0 * e.agreement.unwrap_or(f64::NAN)
     );
-    Ok(report::Int8Record { model_bytes: bytes.len(), test_accuracy: e.accuracy, agreement: e.agreement.unwrap_or(f64::NAN) })
+    Ok(report::Int8Record {
+        model_bytes: bytes.len(),
+        test_accuracy: e.accuracy,
+        agreement: e.agreement.unwrap_or(f64::NAN),
+    })
 }
 
 fn eval_command(args: EvalArgs) -> Result<()> {
     let bytes = read_model(&args.model)?;
-    let model = Model::decode(&bytes).map_err(|source| host::Error::Model { path: args.model.clone(), source })?;
+    let model = Model::decode(&bytes).map_err(|source| host::Error::Model {
+        path: args.model.clone(),
+        source,
+    })?;
     let beside = args.model.with_extension("safetensors");
-    let ckpt_path = args.checkpoint.clone().or_else(|| beside.exists().then_some(beside));
+    let ckpt_path = args
+        .checkpoint
+        .clone()
+        .or_else(|| beside.exists().then_some(beside));
     let ckpt = ckpt_path.as_deref().map(Checkpoint::load).transpose()?;
     if let Some(c) = &ckpt {
         c.expect_net(model.net().name())?;
     }
     let ds = args.data.load()?;
     set_threads(args.threads)?;
-    let e = host::eval::evaluate(&model, ckpt.as_ref(), &ds.test, args.limit.unwrap_or(usize::MAX))?;
+    let e = host::eval::evaluate(
+        &model,
+        ckpt.as_ref(),
+        &ds.test,
+        args.limit.unwrap_or(usize::MAX),
+    )?;
     if args.json {
         let mut v = serde_json::to_value(&e)?;
         v["model"] = args.model.display().to_string().into();
@@ -600,14 +680,22 @@ fn eval_command(args: EvalArgs) -> Result<()> {
         e.images as f64 / e.seconds
     );
     if let (Some(f), Some(a), Some(p)) = (e.float_accuracy, e.agreement, &ckpt_path) {
-        println!("f32 checkpoint {}: accuracy {:.2}%; int8 and f32 predictions agree on {:.2}%", p.display(), 100.0 * f, 100.0 * a);
+        println!(
+            "f32 checkpoint {}: accuracy {:.2}%; int8 and f32 predictions agree on {:.2}%",
+            p.display(),
+            100.0 * f,
+            100.0 * a
+        );
     }
     Ok(())
 }
 
 fn inspect_command(args: InspectArgs) -> Result<()> {
     let bytes = read_model(&args.file)?;
-    let report = host::inspect::inspect(&bytes).map_err(|source| host::Error::Model { path: args.file.clone(), source })?;
+    let report = host::inspect::inspect(&bytes).map_err(|source| host::Error::Model {
+        path: args.file.clone(),
+        source,
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -632,7 +720,10 @@ macro_rules! with_batch {
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(threads) = threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting up the thread pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("setting up the thread pool")?;
     }
     Ok(())
 }
@@ -646,14 +737,31 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     }
     let peak = host::memory::run_peak_mib();
     if args.json {
-        println!("{}", serde_json::json!({ "results": results, "peak_rss_mib": peak }));
+        println!(
+            "{}",
+            serde_json::json!({ "results": results, "peak_rss_mib": peak })
+        );
         return Ok(());
     }
-    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-    println!("training step, batch {}, {} threads, {profile} build", args.batch, rayon::current_num_threads());
-    println!("{:<10} {:>12} {:>10} {:>14}", "net", "ms/batch", "min ms", "epoch (60k)");
+    let profile = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
+    println!(
+        "training step, batch {}, {} threads, {profile} build",
+        args.batch,
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<10} {:>12} {:>10} {:>14}",
+        "net", "ms/batch", "min ms", "epoch (60k)"
+    );
     for r in &results {
-        println!("{:<10} {:>12.1} {:>10.1} {:>12.1} s", r.net, r.ms_per_batch_median, r.ms_per_batch_min, r.epoch_seconds);
+        println!(
+            "{:<10} {:>12.1} {:>10.1} {:>12.1} s",
+            r.net, r.ms_per_batch_median, r.ms_per_batch_min, r.epoch_seconds
+        );
     }
     if let Some(p) = peak {
         println!("peak resident memory: {p:.0} MiB");
@@ -673,18 +781,34 @@ fn classify_command(args: ClassifyArgs) -> Result<()> {
     let test = args.data.load()?.test;
     let timeout = Duration::from_secs(args.timeout);
     if let Some(port) = &args.port {
-        let mut client = Client::open_serial(port, args.baud, timeout).with_context(|| format!("connecting to the firmware on {}", port.display()))?;
+        let mut client = Client::open_serial(port, args.baud, timeout)
+            .with_context(|| format!("connecting to the firmware on {}", port.display()))?;
         classify_on(&mut client, &args, &test)
     } else {
         let elf = firmware::build(firmware::Build::Qemu)?;
-        let mut session = qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?;
+        let mut session = qemu::start(
+            &elf,
+            &qemu::Options {
+                timeout,
+                ..qemu::Options::default()
+            },
+        )?;
         classify_on(session.client(), &args, &test)
     }
 }
 
-fn classify_on<L: std::io::Read + std::io::Write>(client: &mut Client<L>, args: &ClassifyArgs, test: &Split) -> Result<()> {
+fn classify_on<L: std::io::Read + std::io::Write>(
+    client: &mut Client<L>,
+    args: &ClassifyArgs,
+    test: &Split,
+) -> Result<()> {
     let info = client.info()?;
-    println!("firmware on {}: {} MHz, costs in {}", info.board, info.clock_hz / 1_000_000, info.cost_unit.name());
+    println!(
+        "firmware on {}: {} MHz, costs in {}",
+        info.board,
+        info.clock_hz / 1_000_000,
+        info.cost_unit.name()
+    );
     let n = args.limit.unwrap_or(test.len()).min(test.len());
     let mut differ = 0;
     for net in NetId::ALL {
@@ -692,7 +816,10 @@ fn classify_on<L: std::io::Read + std::io::Write>(client: &mut Client<L>, args: 
             continue;
         }
         if info.models[net as usize] == ModelStatus::Refused {
-            println!("{}: the firmware refused its model at boot (see its log); skipped", net.name());
+            println!(
+                "{}: the firmware refused its model at boot (see its log); skipped",
+                net.name()
+            );
             continue;
         }
         let reference = match Reference::load(&args.models, net) {
@@ -703,14 +830,22 @@ fn classify_on<L: std::io::Read + std::io::Write>(client: &mut Client<L>, args: 
             }
         };
         let bar = indicatif::ProgressBar::new(n as u64).with_message(net.name());
-        bar.set_style(indicatif::ProgressStyle::with_template("{msg:10} {wide_bar} {pos}/{len} {per_sec} ETA {eta}")?);
-        let outcomes = host::classify::stream(client, net, test, n, |i| bar.set_position(i as u64))?;
+        bar.set_style(indicatif::ProgressStyle::with_template(
+            "{msg:10} {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
+        )?);
+        let outcomes =
+            host::classify::stream(client, net, test, n, |i| bar.set_position(i as u64))?;
         bar.finish_and_clear();
         let report = Report::new(net, &outcomes, test, reference.as_deref(), info.cost_unit);
         println!("{report}");
-        differ += report.agreement.map_or(0, |(agree, _)| report.images - agree);
+        differ += report
+            .agreement
+            .map_or(0, |(agree, _)| report.images - agree);
     }
-    anyhow::ensure!(differ == 0, "{differ} firmware predictions differ from the host's");
+    anyhow::ensure!(
+        differ == 0,
+        "{differ} firmware predictions differ from the host's"
+    );
     Ok(())
 }
 
@@ -720,12 +855,18 @@ fn size_command(args: SizeArgs) -> Result<()> {
         None => firmware::build(firmware::Build::Board)?,
     };
     let report = SizeReport::of_file(&elf)?;
-    println!("{} (STM32F405RG: 1 MiB flash, 128 KiB RAM)\n{report}", elf.display());
+    println!(
+        "{} (STM32F405RG: 1 MiB flash, 128 KiB RAM)\n{report}",
+        elf.display()
+    );
     for net in NetId::ALL {
         print!("\n{} {}", net.name(), BufferPlan::of(net));
     }
     if !args.no_stack {
-        let stack = host::size::measure_stack(&firmware::build(firmware::Build::Qemu)?, &qemu::Options::default())?;
+        let stack = host::size::measure_stack(
+            &firmware::build(firmware::Build::Qemu)?,
+            &qemu::Options::default(),
+        )?;
         println!(
             "stack high-water mark: {} of {} bytes (QEMU build: boot, self-test, a classification and a profile per network); \
              RAM in use at most {} of {} bytes",
@@ -741,13 +882,32 @@ fn size_command(args: SizeArgs) -> Result<()> {
 fn profile_command(args: ProfileArgs) -> Result<()> {
     debug_assert!(args.qemu, "clap requires --qemu");
     let test = args.data.load()?.test;
-    anyhow::ensure!(args.image < test.len(), "--image {}: the test set has {} images", args.image, test.len());
-    let nets: Vec<NetId> = NetId::ALL.into_iter().filter(|&n| args.net.includes(n)).collect();
+    anyhow::ensure!(
+        args.image < test.len(),
+        "--image {}: the test set has {} images",
+        args.image,
+        test.len()
+    );
+    let nets: Vec<NetId> = NetId::ALL
+        .into_iter()
+        .filter(|&n| args.net.includes(n))
+        .collect();
     let elf = firmware::build(firmware::Build::Qemu)?;
     let timeout = Duration::from_secs(args.timeout);
-    let mut session = qemu::start(&elf, &qemu::Options { timeout, ..qemu::Options::default() })?;
+    let mut session = qemu::start(
+        &elf,
+        &qemu::Options {
+            timeout,
+            ..qemu::Options::default()
+        },
+    )?;
     let profiles = host::profile::profile(session.client(), &nets, test.image(args.image))
-        .with_context(|| format!("profiling test image {} on the firmware under QEMU", args.image))?;
+        .with_context(|| {
+            format!(
+                "profiling test image {} on the firmware under QEMU",
+                args.image
+            )
+        })?;
     drop(session);
     if args.json {
         println!("{}", host::profile::to_json(&profiles));
@@ -781,7 +941,11 @@ fn train_command(args: TrainArgs) -> Result<()> {
     }
     let log_path = args.out.join(report::LOG_FILE);
     // The other networks' history stays in the log.
-    let mut log = if log_path.exists() { TrainLog::load(&log_path)? } else { TrainLog::default() };
+    let mut log = if log_path.exists() {
+        TrainLog::load(&log_path)?
+    } else {
+        TrainLog::default()
+    };
     set_threads(args.threads)?;
     println!(
         "data: {} training and {} test images from {}; {} threads; output in {}",
@@ -801,7 +965,15 @@ fn train_command(args: TrainArgs) -> Result<()> {
     }
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
-    println!("wrote {} and {}", log_path.display(), pictures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "wrote {} and {}",
+        log_path.display(),
+        pictures
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if let Some(mib) = host::memory::run_peak_mib() {
         println!("peak resident memory of this run: {mib:.0} MiB");
     }
@@ -822,14 +994,20 @@ fn start<M: Net>(args: &TrainArgs, train_split: &Split, announce: bool) -> Resul
     let has_checkpoint = |net: NetId| train::checkpoint_path(&args.out, net.name()).exists();
     if !has_checkpoint(M::ID) && args.net.nets().into_iter().any(has_checkpoint) {
         if announce {
-            println!("{name}: no checkpoint in {} yet; it will train from the start", args.out.display());
+            println!(
+                "{name}: no checkpoint in {} yet; it will train from the start",
+                args.out.display()
+            );
         }
         return Ok(Start::fresh(&req));
     }
     let start = Start::<M>::resume(&args.out, &req, train_split)?;
     if announce {
         if start.is_complete() {
-            println!("{name}: the checkpoint already has all {} epochs; nothing to train", start.epochs_done());
+            println!(
+                "{name}: the checkpoint already has all {} epochs; nothing to train",
+                start.epochs_done()
+            );
         } else if !start.inexact.is_empty() {
             eprintln!(
                 "warning: {name} resumes after epoch {} but will not match an uninterrupted run: {}",
@@ -845,19 +1023,36 @@ fn run<M: Net>(start: Start<M>, ds: &Dataset, args: &TrainArgs, log: &mut TrainL
     let log_path = args.out.join(report::LOG_FILE);
     let (name, params) = (M::ID.name(), M::ID.graph().params());
     // A fresh run starts the network's history over; a resumed one extends it.
-    let mut net_log = if start.epochs_done() == 0 { report::NetLog::new(name, params) } else { log.net_mut(name, params).clone() };
+    let mut net_log = if start.epochs_done() == 0 {
+        report::NetLog::new(name, params)
+    } else {
+        log.net_mut(name, params).clone()
+    };
     let settings = log.settings.clone();
     let save = |net_log: &report::NetLog| -> host::Result<()> {
-        let mut snapshot = TrainLog { settings: settings.clone(), nets: log.nets.clone() };
+        let mut snapshot = TrainLog {
+            settings: settings.clone(),
+            nets: log.nets.clone(),
+        };
         *snapshot.net_mut(name, params) = net_log.clone();
         snapshot.save(&log_path)
     };
     let model = if start.is_complete() {
         start.into_model()
     } else {
-        with_batch!(start.settings.batch, train::train, M, (start, ds, &args.out, true, &mut net_log, save))?
+        with_batch!(
+            start.settings.batch,
+            train::train,
+            M,
+            (start, ds, &args.out, true, &mut net_log, save)
+        )?
     };
-    net_log.int8 = Some(export_one(&host::nets::to_checkpoint(&model), ds, &args.out, export::CALIBRATION_IMAGES)?);
+    net_log.int8 = Some(export_one(
+        &host::nets::to_checkpoint(&model),
+        ds,
+        &args.out,
+        export::CALIBRATION_IMAGES,
+    )?);
     save(&net_log)?;
     *log.net_mut(name, params) = net_log;
     Ok(())

@@ -11,7 +11,14 @@ static BEFORE_RESET_KIB: AtomicU64 = AtomicU64::new(0);
 
 fn high_water_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn mib(kib: u64) -> f64 {
@@ -21,7 +28,9 @@ fn mib(kib: u64) -> f64 {
 /// Starts a new stretch: [`peak_since_reset_mib`] then measures from the
 /// memory resident now. Returns false where the mark cannot be reset.
 pub fn reset_peak() -> bool {
-    let Some(kib) = high_water_kib() else { return false };
+    let Some(kib) = high_water_kib() else {
+        return false;
+    };
     BEFORE_RESET_KIB.fetch_max(kib, Ordering::Relaxed);
     // Writing 5 to clear_refs resets VmHWM to the current resident size.
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -52,9 +61,15 @@ mod tests {
         assert!(reset_peak(), "VmHWM could not be reset");
         let after = peak_since_reset_mib().unwrap();
         // Other tests run in this process too: compare with a wide margin.
-        assert!(after < with_block - 512.0, "{after} MiB after the reset, {with_block} MiB before");
+        assert!(
+            after < with_block - 512.0,
+            "{after} MiB after the reset, {with_block} MiB before"
+        );
         // The kernel counts resident pages per thread in batches: allow 1 MiB.
         let run_peak = run_peak_mib().unwrap();
-        assert!(run_peak >= with_block - 1.0, "run peak {run_peak} MiB, {with_block} MiB with the block");
+        assert!(
+            run_peak >= with_block - 1.0,
+            "run peak {run_peak} MiB, {with_block} MiB with the block"
+        );
     }
 }

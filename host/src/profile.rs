@@ -81,9 +81,17 @@ pub fn profile<L: Read + Write>(
 /// MACs of the plan step `name`: the sum over the model layers it computes
 /// (`None` for steps without any, such as the input and the pools).
 fn step_macs(net: NetId, name: &str) -> Option<usize> {
-    let step = shared::nets::plan(net).steps.iter().find(|s| s.name() == name)?;
+    let step = shared::nets::plan(net)
+        .steps
+        .iter()
+        .find(|s| s.name() == name)?;
     let g = net.graph();
-    let macs = step.graph.nodes().iter().filter_map(|&n| g.layer_index(n)).map(|i| layers(net)[i].macs());
+    let macs = step
+        .graph
+        .nodes()
+        .iter()
+        .filter_map(|&n| g.layer_index(n))
+        .map(|i| layers(net)[i].macs());
     Some(macs.sum()).filter(|&m| m > 0)
 }
 
@@ -107,12 +115,25 @@ impl fmt::Display for NetProfile {
             macs as f64 / self.total.max(1) as f64
         )?;
         // The name column fits the longest step name (fused steps are long).
-        let w = self.layers.iter().map(|l| l.name.len()).max().unwrap_or(0).max("layers".len());
-        writeln!(f, "{:<w$} {:>12} {:>7} {:>10} {:>11}", "layer", "instructions", "share", "MACs", "MACs/instr")?;
+        let w = self
+            .layers
+            .iter()
+            .map(|l| l.name.len())
+            .max()
+            .unwrap_or(0)
+            .max("layers".len());
+        writeln!(
+            f,
+            "{:<w$} {:>12} {:>7} {:>10} {:>11}",
+            "layer", "instructions", "share", "MACs", "MACs/instr"
+        )?;
         for l in &self.layers {
             let (macs, per) = match l.macs {
                 Some(0) => ("0".into(), "-".into()),
-                Some(m) => (m.to_string(), format!("{:.3}", m as f64 / l.instructions.max(1) as f64)),
+                Some(m) => (
+                    m.to_string(),
+                    format!("{:.3}", m as f64 / l.instructions.max(1) as f64),
+                ),
                 None => ("-".into(), "-".into()),
             };
             writeln!(
@@ -127,7 +148,11 @@ impl fmt::Display for NetProfile {
         }
         let sum: u64 = self.layers.iter().map(|l| l.instructions).sum();
         writeln!(f, "{:<w$} {:>12} {:>6.1}%", "layers", sum, share(sum))?;
-        write!(f, "{:<w$} {:>12} {:>6.1}% {:>10}", "total", self.total, 100.0, macs)
+        write!(
+            f,
+            "{:<w$} {:>12} {:>6.1}% {:>10}",
+            "total", self.total, 100.0, macs
+        )
     }
 }
 
@@ -141,7 +166,11 @@ mod tests {
             class: 7,
             total: 1000,
             layers: vec![
-                LayerProfile { name: "input".into(), instructions: 100, macs: None },
+                LayerProfile {
+                    name: "input".into(),
+                    instructions: 100,
+                    macs: None,
+                },
                 LayerProfile {
                     name: "fc".into(),
                     instructions: 890,
@@ -167,7 +196,15 @@ mod tests {
     fn the_table_has_a_row_per_layer_with_its_share() {
         let text = example().to_string();
         assert!(text.contains("input"), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("fc") && l.contains("89.0%")), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("total") && l.contains("1000")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("fc") && l.contains("89.0%")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("total") && l.contains("1000")),
+            "{text}"
+        );
     }
 }

@@ -32,7 +32,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { timeout: Duration::from_secs(120), qemu: QEMU.into() }
+        Options {
+            timeout: Duration::from_secs(120),
+            qemu: QEMU.into(),
+        }
     }
 }
 
@@ -73,13 +76,26 @@ pub struct Session {
 /// host's delayed ACK (40 ms per request instead of under 2 ms).
 fn command(elf: &Path, port: u16, opts: &Options) -> Command {
     let mut cmd = Command::new(&opts.qemu);
-    cmd.args(["-machine", "netduinoplus2", "-nographic", "-monitor", "none"])
-        .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0"])
-        .arg("-chardev")
-        .arg(format!("socket,id=u0,host=127.0.0.1,port={port},server=off,nodelay=on"))
-        .args(["-serial", "chardev:u0"])
-        .arg("-kernel")
-        .arg(elf);
+    cmd.args([
+        "-machine",
+        "netduinoplus2",
+        "-nographic",
+        "-monitor",
+        "none",
+    ])
+    .args([
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+    ])
+    .arg("-chardev")
+    .arg(format!(
+        "socket,id=u0,host=127.0.0.1,port={port},server=off,nodelay=on"
+    ))
+    .args(["-serial", "chardev:u0"])
+    .arg("-kernel")
+    .arg(elf);
     cmd
 }
 
@@ -87,7 +103,10 @@ fn command(elf: &Path, port: u16, opts: &Options) -> Command {
 /// announced that it serves (after its boot self-test).
 pub fn start(elf: &Path, opts: &Options) -> Result<Session> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Serial { source })?;
-    let port = listener.local_addr().map_err(|source| Error::Serial { source })?.port();
+    let port = listener
+        .local_addr()
+        .map_err(|source| Error::Serial { source })?
+        .port();
     let mut child = command(elf, port, opts)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -95,13 +114,21 @@ pub fn start(elf: &Path, opts: &Options) -> Result<Session> {
         .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::QemuMissing,
-            _ => Error::Io { path: opts.qemu.clone(), source: e },
+            _ => Error::Io {
+                path: opts.qemu.clone(),
+                source: e,
+            },
         })?;
     // Drain both pipes on their own threads so a chatty QEMU never blocks.
     let stdout = drain(child.stdout.take().expect("stdout is piped"));
     let stderr = drain(child.stderr.take().expect("stderr is piped"));
-    let mut session =
-        Session { child: Some(child), stdout: Some(stdout), stderr: Some(stderr), elf: elf.to_path_buf(), client: None };
+    let mut session = Session {
+        child: Some(child),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        elf: elf.to_path_buf(),
+        client: None,
+    };
     let stream = match session.accept(&listener, opts.timeout) {
         Ok(stream) => stream,
         Err(e) => return Err(session.failed(e)),
@@ -121,7 +148,9 @@ pub fn start(elf: &Path, opts: &Options) -> Result<Session> {
 impl Session {
     /// The protocol client.
     pub fn client(&mut self) -> &mut Client<TcpStream> {
-        self.client.as_mut().expect("a started session has a client")
+        self.client
+            .as_mut()
+            .expect("a started session has a client")
     }
 
     /// Stop QEMU (if the firmware is still running) and decode its log.
@@ -133,10 +162,16 @@ impl Session {
     /// a fault, say), then stop QEMU if it has not and decode its log.
     pub fn wait(mut self, timeout: Duration) -> Result<Run> {
         self.client = None;
-        let mut child = self.child.take().expect("a session has a child until stopped");
+        let mut child = self
+            .child
+            .take()
+            .expect("a session has a child until stopped");
         let deadline = Instant::now() + timeout;
         let status = loop {
-            let status = child.try_wait().map_err(|source| Error::Io { path: QEMU.into(), source })?;
+            let status = child.try_wait().map_err(|source| Error::Io {
+                path: QEMU.into(),
+                source,
+            })?;
             if status.is_some() || Instant::now() >= deadline {
                 break status;
             }
@@ -146,19 +181,40 @@ impl Session {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let stdout = self.stdout.take().expect("stdout reader").join().expect("stdout reader thread");
-        let stderr = self.stderr.take().expect("stderr reader").join().expect("stderr reader thread");
+        let stdout = self
+            .stdout
+            .take()
+            .expect("stdout reader")
+            .join()
+            .expect("stdout reader thread");
+        let stderr = self
+            .stderr
+            .take()
+            .expect("stderr reader")
+            .join()
+            .expect("stderr reader thread");
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        let elf_bytes = std::fs::read(&self.elf).map_err(|source| Error::Io { path: self.elf.clone(), source })?;
-        let log =
-            decode_defmt(&elf_bytes, &stdout).map_err(|problem| Error::Defmt { elf: self.elf.clone(), problem })?;
+        let elf_bytes = std::fs::read(&self.elf).map_err(|source| Error::Io {
+            path: self.elf.clone(),
+            source,
+        })?;
+        let log = decode_defmt(&elf_bytes, &stdout).map_err(|problem| Error::Defmt {
+            elf: self.elf.clone(),
+            problem,
+        })?;
         // A signal (our kill, a crash) leaves no code: report it as -1.
-        Ok(Run { status: status.map(|s| s.code().unwrap_or(-1)), log, stderr })
+        Ok(Run {
+            status: status.map(|s| s.code().unwrap_or(-1)),
+            log,
+            stderr,
+        })
     }
 
     /// Wait for QEMU to connect to `listener`.
     fn accept(&mut self, listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
-        listener.set_nonblocking(true).map_err(|source| Error::Serial { source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Serial { source })?;
         let deadline = Instant::now() + timeout;
         loop {
             match listener.accept() {
@@ -167,11 +223,20 @@ impl Session {
                 Err(source) => return Err(Error::Serial { source }),
             }
             let child = self.child.as_mut().expect("running");
-            if child.try_wait().map_err(|source| Error::Io { path: QEMU.into(), source })?.is_some() {
+            if child
+                .try_wait()
+                .map_err(|source| Error::Io {
+                    path: QEMU.into(),
+                    source,
+                })?
+                .is_some()
+            {
                 return Err(Error::SerialClosed);
             }
             if Instant::now() >= deadline {
-                return Err(Error::QemuTimeout { seconds: timeout.as_secs() });
+                return Err(Error::QemuTimeout {
+                    seconds: timeout.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -184,7 +249,11 @@ impl Session {
             Ok(run) => Error::QemuFailed {
                 error: Box::new(error),
                 status: run.status,
-                log: run.log.iter().map(|l| format!("{}: {}", l.level.as_deref().unwrap_or("-"), l.message)).collect(),
+                log: run
+                    .log
+                    .iter()
+                    .map(|l| format!("{}: {}", l.level.as_deref().unwrap_or("-"), l.message))
+                    .collect(),
                 stderr: run.stderr,
             },
             Err(_) => error,
@@ -225,7 +294,10 @@ pub fn decode_defmt(elf: &[u8], stream: &[u8]) -> std::result::Result<Vec<LogLin
             }),
             Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
             Err(defmt_decoder::DecodeError::Malformed) => {
-                return Err(format!("malformed defmt frame after {} decoded lines", lines.len()))
+                return Err(format!(
+                    "malformed defmt frame after {} decoded lines",
+                    lines.len()
+                ))
             }
         }
     }
@@ -238,14 +310,26 @@ mod tests {
 
     #[test]
     fn a_missing_emulator_is_named_with_how_to_install_it() {
-        let opts = Options { qemu: "qemu-system-arm-that-does-not-exist".into(), ..Options::default() };
-        let err = start(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml").as_path(), &opts).err().unwrap();
+        let opts = Options {
+            qemu: "qemu-system-arm-that-does-not-exist".into(),
+            ..Options::default()
+        };
+        let err = start(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("Cargo.toml")
+                .as_path(),
+            &opts,
+        )
+        .err()
+        .unwrap();
         assert!(matches!(err, Error::QemuMissing), "{err}");
         assert!(err.to_string().contains("apt-get install"), "{err}");
     }
 
     #[test]
     fn a_stream_that_is_not_defmt_is_reported() {
-        assert!(decode_defmt(b"not an elf", b"").unwrap_err().contains("defmt table"));
+        assert!(decode_defmt(b"not an elf", b"")
+            .unwrap_err()
+            .contains("defmt table"));
     }
 }

@@ -31,13 +31,27 @@ impl Reference {
     /// Read and check `net`'s model file in `dir`.
     pub fn load(dir: &Path, net: NetId) -> Result<Reference> {
         let path = model_path(dir, net);
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let found = Model::decode(&bytes).map_err(|source| Error::Model { path: path.clone(), source })?.net();
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let found = Model::decode(&bytes)
+            .map_err(|source| Error::Model {
+                path: path.clone(),
+                source,
+            })?
+            .net();
         if found != net {
-            let source = shared::Error::WrongNetwork { expected: net, found };
+            let source = shared::Error::WrongNetwork {
+                expected: net,
+                found,
+            };
             return Err(Error::Model { path, source });
         }
-        let spec = ModelSpec::decode(&bytes).map_err(|source| Error::Model { path: path.clone(), source })?;
+        let spec = ModelSpec::decode(&bytes).map_err(|source| Error::Model {
+            path: path.clone(),
+            source,
+        })?;
         let fc = spec.layers.last().expect("a checked model has layers");
         let logits = (fc.output_scale, fc.output.zero_point);
         Ok(Reference { bytes, logits })

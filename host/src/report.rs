@@ -212,7 +212,9 @@ pub fn summary_table(log: &TrainLog) -> String {
                 format!("{:.1} s", n.mean_epoch_seconds()),
                 minutes_seconds(n.total_seconds()),
                 n.params.to_string(),
-                n.int8.as_ref().map_or("-".into(), |q| format!("{:.2}%", 100.0 * q.test_accuracy)),
+                n.int8
+                    .as_ref()
+                    .map_or("-".into(), |q| format!("{:.2}%", 100.0 * q.test_accuracy)),
             ]
         })
         .collect();
@@ -399,7 +401,9 @@ pub(crate) mod tests {
             "{table}"
         );
         assert!(
-            lines[2].starts_with("resnet ") && lines[2].contains("14570") && lines[2].ends_with('-'),
+            lines[2].starts_with("resnet ")
+                && lines[2].contains("14570")
+                && lines[2].ends_with('-'),
             "{table}"
         );
         // Right-aligned columns end at the same place on every line.

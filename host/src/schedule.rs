@@ -3,7 +3,9 @@
 use std::f64::consts::PI;
 
 /// How the learning rate moves over a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// The base rate throughout (the seed's recipe).

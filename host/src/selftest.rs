@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 use shared::arch::{CLASSES, IMAGE_SIDE};
 
 /// Where the firmware expects the generated file.
-pub const DIGITS_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/src/selftest_digits.rs");
+pub const DIGITS_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../firmware/src/selftest_digits.rs"
+);
 
 /// The test-set index of the first image of each class, in class order.
 pub fn indices(test: &Split) -> Result<[usize; CLASSES]> {
@@ -18,7 +21,8 @@ pub fn indices(test: &Split) -> Result<[usize; CLASSES]> {
     }
     let mut out = [0; CLASSES];
     for (class, slot) in found.iter().enumerate() {
-        out[class] = slot.ok_or_else(|| Error::Config(format!("the test set has no image of class {class}")))?;
+        out[class] = slot
+            .ok_or_else(|| Error::Config(format!("the test set has no image of class {class}")))?;
     }
     Ok(out)
 }
@@ -40,7 +44,9 @@ pub fn render(test: &Split) -> Result<String> {
     );
     s += &format!("pub static DIGITS: [Digit; {CLASSES}] = [\n");
     for (class, &i) in indices(test)?.iter().enumerate() {
-        s += &format!("    Digit {{\n        index: {i},\n        label: {class},\n        pixels: [\n");
+        s += &format!(
+            "    Digit {{\n        index: {i},\n        label: {class},\n        pixels: [\n"
+        );
         for row in test.image(i).chunks(IMAGE_SIDE) {
             let row: Vec<String> = row.iter().map(|p| format!("{p:3}")).collect();
             s += &format!("            {},\n", row.join(","));

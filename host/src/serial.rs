@@ -5,11 +5,11 @@
 
 use crate::error::{Error, Result};
 use shared::arch::IMAGE_PIXELS;
-use shared::NetId;
 use shared::protocol::{
-    decode, encode, Classification, Deframer, Info, Profile, Request, Response, MAX_ENCODED, MAX_FRAME,
-    PROTOCOL_VERSION,
+    decode, encode, Classification, Deframer, Info, Profile, Request, Response, MAX_ENCODED,
+    MAX_FRAME, PROTOCOL_VERSION,
 };
+use shared::NetId;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -106,7 +106,9 @@ impl<L: Read + Write> Client<L> {
                 client.fresh_nonce();
                 // A lone 0 first ends whatever half frame the firmware holds.
                 client.send_raw(&[0])?;
-                client.send(&Request::Ping { nonce: client.nonce })?;
+                client.send(&Request::Ping {
+                    nonce: client.nonce,
+                })?;
                 let round = (Instant::now() + PING_EVERY).min(deadline);
                 loop {
                     match client.next_reply("a reply to ping", round) {
@@ -243,7 +245,9 @@ fn check_version(found: u8) -> Result<()> {
 fn unexpected(expected: &'static str, reply: Reply) -> Error {
     match reply {
         Reply::Error(code) => Error::Device { code },
-        Reply::Fault(fault) => Error::DeviceFault { report: fault.to_string() },
+        Reply::Fault(fault) => Error::DeviceFault {
+            report: fault.to_string(),
+        },
         other => Error::UnexpectedResponse {
             expected,
             found: format!("{other:?}"),

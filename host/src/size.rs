@@ -143,9 +143,17 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 impl fmt::Display for SizeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<14} {:>10} {:>10} {:>10}", "section", "address", "flash", "RAM")?;
+        writeln!(
+            f,
+            "{:<14} {:>10} {:>10} {:>10}",
+            "section", "address", "flash", "RAM"
+        )?;
         for s in &self.sections {
-            writeln!(f, "{:<14} {:#010x} {:>10} {:>10}", s.name, s.address, s.flash, s.ram)?;
+            writeln!(
+                f,
+                "{:<14} {:#010x} {:>10} {:>10}",
+                s.name, s.address, s.flash, s.ram
+            )?;
         }
         writeln!(
             f,
@@ -156,7 +164,11 @@ impl fmt::Display for SizeReport {
             percent(self.flash(), FLASH.1),
             percent(self.static_ram(), RAM.1)
         )?;
-        write!(f, "stack: {} bytes of RAM below the statics (flip-link)", self.stack_room())
+        write!(
+            f,
+            "stack: {} bytes of RAM below the statics (flip-link)",
+            self.stack_room()
+        )
     }
 }
 
@@ -166,9 +178,21 @@ mod tests {
 
     #[test]
     fn the_limits_are_those_of_memory_x() {
-        let memory_x = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/memory.x")).unwrap();
-        let flash = format!("FLASH : ORIGIN = {:#010X}, LENGTH = {}K", FLASH.0, FLASH.1 / 1024).replace("0X", "0x");
-        let ram = format!("RAM   : ORIGIN = {:#010X}, LENGTH = {}K", RAM.0, RAM.1 / 1024).replace("0X", "0x");
+        let memory_x =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/memory.x"))
+                .unwrap();
+        let flash = format!(
+            "FLASH : ORIGIN = {:#010X}, LENGTH = {}K",
+            FLASH.0,
+            FLASH.1 / 1024
+        )
+        .replace("0X", "0x");
+        let ram = format!(
+            "RAM   : ORIGIN = {:#010X}, LENGTH = {}K",
+            RAM.0,
+            RAM.1 / 1024
+        )
+        .replace("0X", "0x");
         assert!(memory_x.contains(&flash), "memory.x lacks `{flash}`");
         assert!(memory_x.contains(&ram), "memory.x lacks `{ram}`");
     }

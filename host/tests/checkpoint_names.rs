@@ -6,13 +6,19 @@ use dfdx::prelude::*;
 use host::nets::{named_tensors, InceptionNet, ResNet, ResNetIdentity};
 
 fn names_and_shapes<M: host::nets::Net>() -> Vec<(String, Vec<usize>)> {
-    let mut v: Vec<_> = named_tensors(&M::build(&Cpu::default())).into_iter().map(|t| (t.name, t.shape)).collect();
+    let mut v: Vec<_> = named_tensors(&M::build(&Cpu::default()))
+        .into_iter()
+        .map(|t| (t.name, t.shape))
+        .collect();
     v.sort();
     v
 }
 
 fn conv(prefix: &str, cout: usize, cin: usize, k: usize) -> [(String, Vec<usize>); 2] {
-    [(format!("{prefix}.weight"), vec![cout, cin, k, k]), (format!("{prefix}.bias"), vec![cout])]
+    [
+        (format!("{prefix}.weight"), vec![cout, cin, k, k]),
+        (format!("{prefix}.bias"), vec![cout]),
+    ]
 }
 
 fn inception_a(prefix: &str, cin: usize) -> Vec<(String, Vec<usize>)> {
@@ -30,12 +36,21 @@ fn inception_a(prefix: &str, cin: usize) -> Vec<(String, Vec<usize>)> {
 
 #[test]
 fn inception_matches_the_pytorch_state_dict() {
-    let mut expected = [conv("conv1", 10, 1, 5).to_vec(), inception_a("incep1", 10), conv("conv2", 20, 88, 5).to_vec(), inception_a("incep2", 20)].concat();
+    let mut expected = [
+        conv("conv1", 10, 1, 5).to_vec(),
+        inception_a("incep1", 10),
+        conv("conv2", 20, 88, 5).to_vec(),
+        inception_a("incep2", 20),
+    ]
+    .concat();
     expected.push(("fc.weight".into(), vec![10, 1408]));
     expected.push(("fc.bias".into(), vec![10]));
     expected.sort();
     assert_eq!(names_and_shapes::<InceptionNet>(), expected);
-    let total: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    let total: usize = expected
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
     assert_eq!(total, 97_298);
 }
 
@@ -54,7 +69,10 @@ fn resnet_matches_the_pytorch_state_dict() {
     expected.push(("fc.bias".into(), vec![10]));
     expected.sort();
     assert_eq!(names_and_shapes::<ResNet>(), expected);
-    let total: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    let total: usize = expected
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
     assert_eq!(total, 14_570);
 }
 
@@ -73,7 +91,10 @@ fn resnet_identity_matches_the_pytorch_state_dict() {
     expected.push(("fc.bias".into(), vec![10]));
     expected.sort();
     assert_eq!(names_and_shapes::<ResNetIdentity>(), expected);
-    let total: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    let total: usize = expected
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
     assert_eq!(total, 41_514);
 }
 
@@ -95,7 +116,10 @@ fn every_network_has_its_graphs_tensors() {
                     expected.extend(conv(name, co, usize::from(g.node(input).channels), k));
                 }
                 Op::Linear { input } => {
-                    expected.push((format!("{name}.weight"), vec![co, g.node(input).tensor_bytes()]));
+                    expected.push((
+                        format!("{name}.weight"),
+                        vec![co, g.node(input).tensor_bytes()],
+                    ));
                     expected.push((format!("{name}.bias"), vec![co]));
                 }
                 _ => {}

@@ -9,7 +9,12 @@ use host::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const NAMES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+const NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
 
 /// An IDX file of unsigned bytes: 00 00 08 ndim, big-endian dims, data.
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -33,8 +38,16 @@ fn synthetic_dir(n: u32) -> tempfile::TempDir {
     for split in ["train", "t10k"] {
         let pixels: Vec<u8> = (0..n * 784).map(|i| (i % 251) as u8).collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        std::fs::write(dir.path().join(format!("{split}-images-idx3-ubyte")), idx_bytes(&[n, 28, 28], &pixels)).unwrap();
-        std::fs::write(dir.path().join(format!("{split}-labels-idx1-ubyte")), idx_bytes(&[n], &labels)).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{split}-images-idx3-ubyte")),
+            idx_bytes(&[n, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(format!("{split}-labels-idx1-ubyte")),
+            idx_bytes(&[n], &labels),
+        )
+        .unwrap();
     }
     dir
 }
@@ -44,7 +57,11 @@ fn mnist_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in NAMES {
         let file = format!("{name}.gz");
-        std::fs::copy(Path::new(DEFAULT_DATA_DIR).join(&file), dir.path().join(&file)).unwrap();
+        std::fs::copy(
+            Path::new(DEFAULT_DATA_DIR).join(&file),
+            dir.path().join(&file),
+        )
+        .unwrap();
     }
     dir
 }
@@ -64,8 +81,14 @@ fn committed_mnist_loads_and_matches_the_published_facts() {
     let ds = Dataset::load(Path::new(DEFAULT_DATA_DIR), Verify::CanonicalMnist).unwrap();
     assert_eq!((ds.train.len(), ds.test.len()), (60_000, 10_000));
     assert_eq!(ds.train.labels[..10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
-    assert_eq!(ds.train.class_counts(), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
-    assert_eq!(ds.test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_eq!(
+        ds.train.class_counts(),
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    );
+    assert_eq!(
+        ds.test.class_counts(),
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
 }
 
 #[test]
@@ -78,7 +101,10 @@ fn another_idx_set_of_the_same_shape_loads_without_the_mnist_digests() {
     // use them.
     let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
     assert!(matches!(err, Error::NotMnist { .. }), "{msg}");
-    assert!(msg.contains("none of them is MNIST's") && msg.contains("--dataset idx"), "{msg}");
+    assert!(
+        msg.contains("none of them is MNIST's") && msg.contains("--dataset idx"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -86,10 +112,17 @@ fn one_file_of_another_set_among_mnist_is_corruption_not_another_set() {
     let dir = mnist_copy();
     let other = synthetic_dir(10_000);
     std::fs::remove_file(dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
-    std::fs::copy(other.path().join("t10k-images-idx3-ubyte"), dir.path().join("t10k-images-idx3-ubyte")).unwrap();
+    std::fs::copy(
+        other.path().join("t10k-images-idx3-ubyte"),
+        dir.path().join("t10k-images-idx3-ubyte"),
+    )
+    .unwrap();
     let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
     assert!(matches!(err, Error::Digest { .. }), "{msg}");
-    assert!(msg.contains("t10k-images-idx3-ubyte") && msg.contains("corrupted"), "{msg}");
+    assert!(
+        msg.contains("t10k-images-idx3-ubyte") && msg.contains("corrupted"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -112,7 +145,16 @@ fn a_missing_file_is_named() {
     let dir = mnist_copy();
     std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
     let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
-    assert!(matches!(err, Error::MissingFile { name: "t10k-labels-idx1-ubyte", .. }), "{msg}");
+    assert!(
+        matches!(
+            err,
+            Error::MissingFile {
+                name: "t10k-labels-idx1-ubyte",
+                ..
+            }
+        ),
+        "{msg}"
+    );
     assert!(msg.contains("not found"), "{msg}");
 }
 
@@ -131,7 +173,10 @@ fn a_truncated_gzip_file_is_named() {
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
     assert!(matches!(err, Error::Gzip { .. }), "{msg}");
-    assert!(msg.contains("train-labels-idx1-ubyte.gz") && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("train-labels-idx1-ubyte.gz") && msg.contains("truncated"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -143,7 +188,10 @@ fn a_tampered_mnist_file_fails_its_digest() {
     std::fs::write(&gz, gzip(&bytes)).unwrap();
     let (err, msg) = load_err(dir.path(), Verify::CanonicalMnist);
     assert!(matches!(err, Error::Digest { .. }), "{msg}");
-    assert!(msg.contains("t10k-images-idx3-ubyte.gz") && msg.contains("SHA-256"), "{msg}");
+    assert!(
+        msg.contains("t10k-images-idx3-ubyte.gz") && msg.contains("SHA-256"),
+        "{msg}"
+    );
     // Structurally it is still a valid set.
     Dataset::load(dir.path(), Verify::ShapeOnly).unwrap();
 }
@@ -151,7 +199,9 @@ fn a_tampered_mnist_file_fails_its_digest() {
 fn flate2_decompress(bytes: &[u8]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -168,9 +218,21 @@ fn expect_idx_error(name: &str, bytes: Vec<u8>, needle: &str) {
 #[test]
 fn a_truncated_raw_file_is_rejected() {
     let full = idx_bytes(&[4, 28, 28], &[0; 4 * 784]);
-    expect_idx_error("train-images-idx3-ubyte", full[..full.len() - 1].to_vec(), "truncated");
-    expect_idx_error("train-images-idx3-ubyte", full[..10].to_vec(), "truncated header");
-    expect_idx_error("train-images-idx3-ubyte", full[..2].to_vec(), "shorter than");
+    expect_idx_error(
+        "train-images-idx3-ubyte",
+        full[..full.len() - 1].to_vec(),
+        "truncated",
+    );
+    expect_idx_error(
+        "train-images-idx3-ubyte",
+        full[..10].to_vec(),
+        "truncated header",
+    );
+    expect_idx_error(
+        "train-images-idx3-ubyte",
+        full[..2].to_vec(),
+        "shorter than",
+    );
 }
 
 #[test]
@@ -192,12 +254,28 @@ fn a_bad_magic_or_element_type_is_rejected() {
 
 #[test]
 fn a_wrong_image_size_is_rejected() {
-    expect_idx_error("t10k-images-idx3-ubyte", idx_bytes(&[4, 28, 27], &[0; 4 * 28 * 27]), "28 x 28");
+    expect_idx_error(
+        "t10k-images-idx3-ubyte",
+        idx_bytes(&[4, 28, 27], &[0; 4 * 28 * 27]),
+        "28 x 28",
+    );
 }
 
 #[test]
 fn labels_must_match_images() {
-    expect_idx_error("train-labels-idx1-ubyte", idx_bytes(&[3], &[1, 2, 3]), "3 labels for 4 images");
-    expect_idx_error("train-labels-idx1-ubyte", idx_bytes(&[2, 2], &[1, 2, 3, 4]), "1-D");
-    expect_idx_error("train-labels-idx1-ubyte", idx_bytes(&[4], &[1, 2, 10, 4]), "label 10 at index 2");
+    expect_idx_error(
+        "train-labels-idx1-ubyte",
+        idx_bytes(&[3], &[1, 2, 3]),
+        "3 labels for 4 images",
+    );
+    expect_idx_error(
+        "train-labels-idx1-ubyte",
+        idx_bytes(&[2, 2], &[1, 2, 3, 4]),
+        "1-D",
+    );
+    expect_idx_error(
+        "train-labels-idx1-ubyte",
+        idx_bytes(&[4], &[1, 2, 10, 4]),
+        "label 10 at index 2",
+    );
 }

@@ -15,12 +15,17 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn artifact(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../artifacts")
+        .join(name)
 }
 
 fn data() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
-    DATA.get_or_init(|| Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::CanonicalMnist).expect("MNIST in data/mnist"))
+    DATA.get_or_init(|| {
+        Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::CanonicalMnist)
+            .expect("MNIST in data/mnist")
+    })
 }
 
 fn checkpoint(net: &str) -> Checkpoint {
@@ -28,7 +33,11 @@ fn checkpoint(net: &str) -> Checkpoint {
 }
 
 fn correct(predictions: &[u8], labels: &[u8]) -> usize {
-    predictions.iter().zip(labels).filter(|(p, l)| p == l).count()
+    predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| p == l)
+        .count()
 }
 
 /// Issue 4's targets: int8 within 0.1 points of f32 and the same class on
@@ -38,14 +47,23 @@ fn int8_tracks_f32(net: &str) {
     let bytes = std::fs::read(artifact(&format!("{net}.postcard"))).unwrap();
     let model = Model::decode(&bytes).unwrap();
     assert_eq!(model.net().name(), net);
-    let int8: Vec<u8> = eval::int8_predictions(&model, test, test.len()).iter().map(|p| p.class).collect();
+    let int8: Vec<u8> = eval::int8_predictions(&model, test, test.len())
+        .iter()
+        .map(|p| p.class)
+        .collect();
     let float = eval::float_predictions(&checkpoint(net), test, test.len()).unwrap();
     assert_eq!((int8.len(), float.len()), (10_000, 10_000));
     let (q, f) = (correct(&int8, &test.labels), correct(&float, &test.labels));
     let agree = correct(&int8, &float);
     println!("{net}: int8 {q}, f32 {f} correct of 10000; {agree} agree");
-    assert!(q + 10 >= f, "{net}: int8 gets {q} right, f32 {f}: more than 0.1 points lost");
-    assert!(agree >= 9_950, "{net}: int8 and f32 agree on {agree} of 10000 images");
+    assert!(
+        q + 10 >= f,
+        "{net}: int8 gets {q} right, f32 {f}: more than 0.1 points lost"
+    );
+    assert!(
+        agree >= 9_950,
+        "{net}: int8 and f32 agree on {agree} of 10000 images"
+    );
 }
 
 #[test]
@@ -66,11 +84,17 @@ fn int8_resnet_identity_tracks_the_f32_checkpoint() {
     let test = &data().test;
     let bytes = std::fs::read(artifact("resnet-identity.postcard")).unwrap();
     let model = Model::decode(&bytes).unwrap();
-    let int8: Vec<u8> = eval::int8_predictions(&model, test, test.len()).iter().map(|p| p.class).collect();
+    let int8: Vec<u8> = eval::int8_predictions(&model, test, test.len())
+        .iter()
+        .map(|p| p.class)
+        .collect();
     let float = eval::float_predictions(&checkpoint("resnet-identity"), test, test.len()).unwrap();
     let (q, f) = (correct(&int8, &test.labels), correct(&float, &test.labels));
     assert!(f >= 9_920, "f32 gets {f} of 10000 right");
-    assert!(q + 5 >= f, "int8 gets {q} right, f32 {f}: more than 0.05 points lost");
+    assert!(
+        q + 5 >= f,
+        "int8 gets {q} right, f32 {f}: more than 0.05 points lost"
+    );
 }
 
 /// `shared`'s f32 forward pass (what calibration runs) equals the trainer's
@@ -104,8 +128,12 @@ fn shared_f32_matches_the_trainer_on_every_network() {
 #[test]
 fn committed_models_are_exports_of_the_committed_checkpoints() {
     for net in NetId::ALL.map(NetId::name) {
-        let fresh = export::export(&checkpoint(net), &data().train, export::CALIBRATION_IMAGES).unwrap();
+        let fresh =
+            export::export(&checkpoint(net), &data().train, export::CALIBRATION_IMAGES).unwrap();
         let committed = std::fs::read(artifact(&format!("{net}.postcard"))).unwrap();
-        assert!(fresh == committed, "{net}: re-run `cargo run -p host -- export` and commit artifacts/{net}.postcard");
+        assert!(
+            fresh == committed,
+            "{net}: re-run `cargo run -p host -- export` and commit artifacts/{net}.postcard"
+        );
     }
 }

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn host(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host")).args(args).output().expect("run host")
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .output()
+        .expect("run host")
 }
 
 fn stderr(out: &Output) -> String {
@@ -16,7 +19,17 @@ fn stderr(out: &Output) -> String {
 }
 
 fn train_resnet(out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["train", "--net", "resnet", "--limit-train", "2560", "--batch", "64", "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "train",
+        "--net",
+        "resnet",
+        "--limit-train",
+        "2560",
+        "--batch",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     host(&args)
 }
@@ -24,10 +37,23 @@ fn train_resnet(out: &Path, extra: &[&str]) -> Output {
 #[test]
 fn a_missing_data_dir_fails_before_training() {
     let out = tempfile::tempdir().unwrap();
-    let run = host(&["train", "--data-dir", "/nonexistent/mnist", "--out", out.path().to_str().unwrap()]);
+    let run = host(&[
+        "train",
+        "--data-dir",
+        "/nonexistent/mnist",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     assert!(!run.status.success());
-    assert!(stderr(&run).contains("/nonexistent/mnist"), "{}", stderr(&run));
-    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none(), "nothing may be written");
+    assert!(
+        stderr(&run).contains("/nonexistent/mnist"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().next().is_none(),
+        "nothing may be written"
+    );
 }
 
 #[test]
@@ -44,26 +70,57 @@ fn an_unwritable_output_dir_fails_before_training() {
 fn a_bad_batch_size_is_refused() {
     let run = host(&["train", "--batch", "100"]);
     assert!(!run.status.success());
-    assert!(stderr(&run).contains("compile-time shapes"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("compile-time shapes"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 #[test]
 fn resume_refuses_a_checkpoint_of_the_other_network() {
     let out = tempfile::tempdir().unwrap();
-    assert!(train_resnet(out.path(), &["--epochs", "1"]).status.success());
-    std::fs::copy(out.path().join("resnet.safetensors"), out.path().join("inception.safetensors")).unwrap();
-    let run = host(&["train", "--net", "inception", "--resume", "--out", out.path().to_str().unwrap()]);
+    assert!(train_resnet(out.path(), &["--epochs", "1"])
+        .status
+        .success());
+    std::fs::copy(
+        out.path().join("resnet.safetensors"),
+        out.path().join("inception.safetensors"),
+    )
+    .unwrap();
+    let run = host(&[
+        "train",
+        "--net",
+        "inception",
+        "--resume",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     assert!(!run.status.success());
     let err = stderr(&run);
-    assert!(err.contains("inception.safetensors") && err.contains("`resnet`"), "{err}");
+    assert!(
+        err.contains("inception.safetensors") && err.contains("`resnet`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn resume_without_a_checkpoint_names_the_missing_file() {
     let out = tempfile::tempdir().unwrap();
-    let run = host(&["train", "--net", "resnet", "--resume", "--out", out.path().to_str().unwrap()]);
+    let run = host(&[
+        "train",
+        "--net",
+        "resnet",
+        "--resume",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     assert!(!run.status.success());
-    assert!(stderr(&run).contains("resnet.safetensors"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("resnet.safetensors"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 #[test]
@@ -71,17 +128,30 @@ fn a_short_run_learns_writes_every_output_and_resumes() {
     let out = tempfile::tempdir().unwrap();
     let run = train_resnet(out.path(), &["--epochs", "1"]);
     assert!(run.status.success(), "{}", stderr(&run));
-    for file in ["resnet.safetensors", "train_log.json", "training_curves.svg", "confusion_resnet.svg"] {
+    for file in [
+        "resnet.safetensors",
+        "train_log.json",
+        "training_curves.svg",
+        "confusion_resnet.svg",
+    ] {
         assert!(out.path().join(file).is_file(), "{file} missing");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     // 2,560 images for one epoch: far better than chance (10%) on the full
     // test set if, and only if, the gradients are right.
     let log = TrainLog::load(&out.path().join("train_log.json")).unwrap();
     let first = &log.nets[0].epochs[0];
-    assert!(first.test_accuracy > 0.80, "accuracy after one short epoch: {}", first.test_accuracy);
+    assert!(
+        first.test_accuracy > 0.80,
+        "accuracy after one short epoch: {}",
+        first.test_accuracy
+    );
 
     let run = train_resnet(out.path(), &["--epochs", "2", "--resume"]);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -94,8 +164,16 @@ fn a_short_run_learns_writes_every_output_and_resumes() {
 
 fn peaks(out: &Path, net: &str) -> Vec<f64> {
     let log = TrainLog::load(&out.join("train_log.json")).unwrap();
-    let net_log = log.nets.iter().find(|n| n.net == net).expect("the network's log");
-    net_log.epochs.iter().map(|e| e.peak_rss_mib.expect("a peak on Linux")).collect()
+    let net_log = log
+        .nets
+        .iter()
+        .find(|n| n.net == net)
+        .expect("the network's log");
+    net_log
+        .epochs
+        .iter()
+        .map(|e| e.peak_rss_mib.expect("a peak on Linux"))
+        .collect()
 }
 
 #[test]
@@ -107,7 +185,10 @@ fn memory_does_not_grow_across_epochs() {
     // Each epoch of 40 steps and an evaluation once leaked about 50 MiB; a
     // tenth of the first epoch's peak is far above noise and far below that.
     let limit = peaks[0] * 1.10;
-    assert!(peaks.iter().all(|&p| p <= limit), "peak resident MiB per epoch: {peaks:?}");
+    assert!(
+        peaks.iter().all(|&p| p <= limit),
+        "peak resident MiB per epoch: {peaks:?}"
+    );
 }
 
 /// Runs `host` until the checkpoint of epoch `epoch` appears, then a
@@ -119,9 +200,15 @@ fn kill_after_epoch(args: &[&str], ckpt: &Path, epoch: usize) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("run host");
-    let reached = || Checkpoint::load(ckpt).is_ok_and(|c| c.meta.get("epoch").is_some_and(|e| *e == epoch.to_string()));
+    let reached = || {
+        Checkpoint::load(ckpt)
+            .is_ok_and(|c| c.meta.get("epoch").is_some_and(|e| *e == epoch.to_string()))
+    };
     while !reached() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before epoch {epoch}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before epoch {epoch}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -139,7 +226,19 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bytes() {
     let killed = tempfile::tempdir().unwrap();
     let dir = killed.path().to_str().unwrap();
     let ckpt = killed.path().join("resnet.safetensors");
-    let args = ["train", "--net", "resnet", "--limit-train", "2560", "--batch", "64", "--epochs", "3", "--out", dir];
+    let args = [
+        "train",
+        "--net",
+        "resnet",
+        "--limit-train",
+        "2560",
+        "--batch",
+        "64",
+        "--epochs",
+        "3",
+        "--out",
+        dir,
+    ];
     kill_after_epoch(&args, &ckpt, 1);
     // What the kill left is the first epoch's checkpoint and its state.
     assert_eq!(Checkpoint::load(&ckpt).unwrap().meta["epoch"], "1");
@@ -153,9 +252,19 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bytes() {
     let run = train_resnet(killed.path(), &["--resume", "--threads", "1"]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(!stderr(&run).contains("warning"), "{}", stderr(&run));
-    for file in ["resnet.safetensors", "resnet.optim.safetensors", "resnet.postcard"] {
-        let (a, b) = (std::fs::read(straight.path().join(file)).unwrap(), std::fs::read(killed.path().join(file)).unwrap());
-        assert!(a == b, "{file} differs between the straight and the resumed run");
+    for file in [
+        "resnet.safetensors",
+        "resnet.optim.safetensors",
+        "resnet.postcard",
+    ] {
+        let (a, b) = (
+            std::fs::read(straight.path().join(file)).unwrap(),
+            std::fs::read(killed.path().join(file)).unwrap(),
+        );
+        assert!(
+            a == b,
+            "{file} differs between the straight and the resumed run"
+        );
     }
     let log = TrainLog::load(&killed.path().join("train_log.json")).unwrap();
     let epochs: Vec<usize> = log.nets[0].epochs.iter().map(|e| e.epoch).collect();
@@ -164,30 +273,62 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bytes() {
     // Fewer epochs than the run holds cannot be what was meant.
     let run = train_resnet(killed.path(), &["--resume", "--epochs", "2"]);
     assert!(!run.status.success());
-    assert!(stderr(&run).contains("--epochs 2") && stderr(&run).contains("already holds 3 epochs"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("--epochs 2") && stderr(&run).contains("already holds 3 epochs"),
+        "{}",
+        stderr(&run)
+    );
 
     // Without its training state the run resumes, with a warning.
     std::fs::remove_file(killed.path().join("resnet.optim.safetensors")).unwrap();
     let run = train_resnet(killed.path(), &["--resume", "--epochs", "4"]);
     assert!(run.status.success(), "{}", stderr(&run));
     let err = stderr(&run);
-    assert!(err.contains("warning") && err.contains("no training state") && err.contains("moments restart"), "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains("no training state")
+            && err.contains("moments restart"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_training_state_of_another_network_is_refused() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    let quick = ["--limit-train", "640", "--batch", "64", "--out", dir, "--epochs", "1"];
+    let quick = [
+        "--limit-train",
+        "640",
+        "--batch",
+        "64",
+        "--out",
+        dir,
+        "--epochs",
+        "1",
+    ];
     for net in ["resnet", "resnet-identity"] {
         let run = host(&[&["train", "--net", net][..], &quick].concat());
         assert!(run.status.success(), "{}", stderr(&run));
     }
-    std::fs::copy(out.path().join("resnet.optim.safetensors"), out.path().join("resnet-identity.optim.safetensors")).unwrap();
-    let run = host(&[&["train", "--net", "resnet-identity", "--resume"][..], &quick[..6], &["--epochs", "2"]].concat());
+    std::fs::copy(
+        out.path().join("resnet.optim.safetensors"),
+        out.path().join("resnet-identity.optim.safetensors"),
+    )
+    .unwrap();
+    let run = host(
+        &[
+            &["train", "--net", "resnet-identity", "--resume"][..],
+            &quick[..6],
+            &["--epochs", "2"],
+        ]
+        .concat(),
+    );
     assert!(!run.status.success());
     let err = stderr(&run);
-    assert!(err.contains("resnet-identity.optim.safetensors") && err.contains("of `resnet`"), "{err}");
+    assert!(
+        err.contains("resnet-identity.optim.safetensors") && err.contains("of `resnet`"),
+        "{err}"
+    );
 
     // Training one network kept the other's history in the log.
     let log = TrainLog::load(&out.path().join("train_log.json")).unwrap();
@@ -206,7 +347,10 @@ fn impossible_flags_are_refused_before_any_work() {
         (&["train", "--lr", "nan", "--out", dir], "--lr"),
         (&["train", "--lr", "0", "--out", dir], "--lr"),
         (&["train", "--threads", "100000", "--out", dir], "--threads"),
-        (&["train", "--limit-train", "0", "--out", dir], "--limit-train"),
+        (
+            &["train", "--limit-train", "0", "--out", dir],
+            "--limit-train",
+        ),
         (&["eval", "--limit", "0"], "--limit"),
         (&["classify", "--limit", "0"], "--limit"),
         (&["bench", "--steps", "0"], "--steps"),
@@ -217,7 +361,10 @@ fn impossible_flags_are_refused_before_any_work() {
         assert!(!run.status.success(), "{args:?} succeeded");
         assert!(stderr(&run).contains(flag), "{args:?}: {}", stderr(&run));
     }
-    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none(), "nothing may be written");
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().next().is_none(),
+        "nothing may be written"
+    );
 }
 
 #[cfg(unix)]
@@ -227,7 +374,18 @@ fn an_output_path_that_is_not_utf8_works() {
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join(std::ffi::OsStr::from_bytes(b"run-\xff"));
     let run = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["train", "--net", "resnet-identity", "--limit-train", "640", "--batch", "64", "--epochs", "1", "--out"])
+        .args([
+            "train",
+            "--net",
+            "resnet-identity",
+            "--limit-train",
+            "640",
+            "--batch",
+            "64",
+            "--epochs",
+            "1",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();

@@ -313,14 +313,22 @@ mod tests {
                 _ => rng.next_u32() as i32,
             };
             assert_eq!(requantize(acc, m), requantize_ref(acc, m), "{acc} {m:?}");
-            assert_eq!(Rescale::new(m).apply(acc), requantize_ref(acc, m), "{acc} {m:?}");
+            assert_eq!(
+                Rescale::new(m).apply(acc),
+                requantize_ref(acc, m),
+                "{acc} {m:?}"
+            );
         }
         for shift in Requant::MIN_SHIFT..=Requant::MAX_SHIFT {
             for mult in [0, 1, 1 << 30, i32::MAX] {
                 let m = Requant::new(mult, shift).unwrap();
                 for acc in edges {
                     assert_eq!(requantize(acc, m), requantize_ref(acc, m), "{acc} {m:?}");
-                    assert_eq!(Rescale::new(m).apply(acc), requantize_ref(acc, m), "{acc} {m:?}");
+                    assert_eq!(
+                        Rescale::new(m).apply(acc),
+                        requantize_ref(acc, m),
+                        "{acc} {m:?}"
+                    );
                 }
             }
         }

@@ -10,8 +10,8 @@ use host::data::{Dataset, Split, Verify};
 use host::firmware::{self, Build};
 use host::qemu::{self, Session};
 use host::reference::{Reference, MODEL_DIR};
-use shared::NetId;
 use shared::protocol::CostUnit;
+use shared::NetId;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -21,7 +21,9 @@ use std::time::Instant;
 /// builds, so parallel tests share one).
 pub fn qemu_elf() -> &'static Path {
     static ELF: OnceLock<PathBuf> = OnceLock::new();
-    ELF.get_or_init(|| firmware::build(Build::Qemu).unwrap_or_else(|e| panic!("build the firmware for QEMU: {e}")))
+    ELF.get_or_init(|| {
+        firmware::build(Build::Qemu).unwrap_or_else(|e| panic!("build the firmware for QEMU: {e}"))
+    })
 }
 
 /// The `host` executable, built on first use. Cargo builds a package's own
@@ -32,12 +34,25 @@ pub fn host_exe() -> &'static Path {
     EXE.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "host", "--bin", "host", "--message-format=json"]);
+        cmd.args([
+            "build",
+            "-p",
+            "host",
+            "--bin",
+            "host",
+            "--message-format=json",
+        ]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
-        let out = cmd.output().unwrap_or_else(|e| panic!("run cargo to build host: {e}"));
-        assert!(out.status.success(), "building host failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("run cargo to build host: {e}"));
+        assert!(
+            out.status.success(),
+            "building host failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -54,28 +69,38 @@ pub fn host_cli(args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", host_exe().display()));
-    assert!(out.status.success(), "host {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "host {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("host prints UTF-8")
 }
 
 /// Start `elf` under QEMU and wait until it serves.
 pub fn start(elf: &Path) -> Session {
-    qemu::start(elf, &qemu::Options::default()).unwrap_or_else(|e| panic!("start the firmware under QEMU: {e}"))
+    qemu::start(elf, &qemu::Options::default())
+        .unwrap_or_else(|e| panic!("start the firmware under QEMU: {e}"))
 }
 
 /// The MNIST test split.
 pub fn test_set() -> &'static Split {
     static TEST: OnceLock<Split> = OnceLock::new();
     TEST.get_or_init(|| {
-        Dataset::load(Path::new(host::data::DEFAULT_DATA_DIR), Verify::CanonicalMnist)
-            .unwrap_or_else(|e| panic!("load MNIST: {e}"))
-            .test
+        Dataset::load(
+            Path::new(host::data::DEFAULT_DATA_DIR),
+            Verify::CanonicalMnist,
+        )
+        .unwrap_or_else(|e| panic!("load MNIST: {e}"))
+        .test
     })
 }
 
 /// The host's reference for `net`, from the model file the firmware embeds.
 pub fn reference(net: NetId) -> Reference {
-    Reference::load(Path::new(MODEL_DIR), net).unwrap_or_else(|e| panic!("load the {} model: {e}", net.name()))
+    Reference::load(Path::new(MODEL_DIR), net)
+        .unwrap_or_else(|e| panic!("load the {} model: {e}", net.name()))
 }
 
 /// Classify the first `n` test images with `net` on the firmware and on
@@ -85,8 +110,12 @@ pub fn agree_on_test_images(session: &mut Session, net: NetId, n: usize) -> u64 
     let test = test_set();
     let n = n.min(test.len());
     let started = Instant::now();
-    let outcomes = stream(session.client(), net, test, n, |_| ())
-        .unwrap_or_else(|e| panic!("{}: classifying test images on the firmware: {e}", net.name()));
+    let outcomes = stream(session.client(), net, test, n, |_| ()).unwrap_or_else(|e| {
+        panic!(
+            "{}: classifying test images on the firmware: {e}",
+            net.name()
+        )
+    });
     let expected = reference(net).predict_first(test, n);
     for (i, (got, want)) in outcomes.iter().zip(&expected).enumerate() {
         let got = got.prediction;
@@ -97,7 +126,16 @@ pub fn agree_on_test_images(session: &mut Session, net: NetId, n: usize) -> u64 
             net.name()
         );
     }
-    let report = Report::new(net, &outcomes, test, Some(&expected), CostUnit::Instructions);
-    eprintln!("{report}\n  {:.1} s under QEMU", started.elapsed().as_secs_f64());
+    let report = Report::new(
+        net,
+        &outcomes,
+        test,
+        Some(&expected),
+        CostUnit::Instructions,
+    );
+    eprintln!(
+        "{report}\n  {:.1} s under QEMU",
+        started.elapsed().as_secs_f64()
+    );
     report.cost.0
 }

@@ -22,7 +22,9 @@ fn selftest_indices(test: &Split) -> [usize; arch::CLASSES] {
 
 #[test]
 fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
-    let run = start(qemu_elf()).stop().expect("stop QEMU and decode the log");
+    let run = start(qemu_elf())
+        .stop()
+        .expect("stop QEMU and decode the log");
     assert_eq!(
         run.status, None,
         "the firmware exited instead of serving; QEMU stderr: {}",
@@ -50,7 +52,11 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
         let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
         assert_eq!(
             lines[next],
-            format!("model {}: {} bytes, CRC {crc:#010x}, loaded", net.name(), bytes.len())
+            format!(
+                "model {}: {} bytes, CRC {crc:#010x}, loaded",
+                net.name(),
+                bytes.len()
+            )
         );
         next += 1;
     }
@@ -72,9 +78,14 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
             let cost = line
                 .strip_prefix(&prefix)
                 .and_then(|rest| rest.strip_suffix(" instructions"))
-                .unwrap_or_else(|| panic!("self-test line\n  {line}\nis not\n  {prefix}N instructions"));
+                .unwrap_or_else(|| {
+                    panic!("self-test line\n  {line}\nis not\n  {prefix}N instructions")
+                });
             let cost: u64 = cost.parse().expect("cost is a number");
-            assert!(cost > 10_000, "an inference costs more than {cost} instructions");
+            assert!(
+                cost > 10_000,
+                "an inference costs more than {cost} instructions"
+            );
             total += cost;
             correct += usize::from(want.class == label);
             next += 1;
@@ -93,7 +104,10 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
     }
     // The firmware's own check of its assembly kernels against the
     // references (firmware/src/kernel_check.rs: 10 cases, 3 rounds).
-    assert_eq!(lines[next], "kernel check: 30 cases, fast kernels equal to the references");
+    assert_eq!(
+        lines[next],
+        "kernel check: 30 cases, fast kernels equal to the references"
+    );
     next += 1;
     let stack = lines[next]
         .strip_prefix("stack high-water mark after the self-test: ")
@@ -101,12 +115,18 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
     eprintln!("{}", lines[next]);
     assert!(stack.ends_with(" bytes"), "{stack}");
     assert_eq!(lines[next + 1], "serving on USART1 at 115200 baud");
-    assert_eq!(lines.len(), next + 2, "no more lines: {:#?}", &lines[next + 2..]);
+    assert_eq!(
+        lines.len(),
+        next + 2,
+        "no more lines: {:#?}",
+        &lines[next + 2..]
+    );
 }
 
 #[test]
 fn the_self_test_digits_are_the_first_test_image_of_each_class() {
-    let committed = std::fs::read_to_string(host::selftest::DIGITS_FILE).expect("read selftest_digits.rs");
+    let committed =
+        std::fs::read_to_string(host::selftest::DIGITS_FILE).expect("read selftest_digits.rs");
     let fresh = host::selftest::render(test_set()).expect("render the digits");
     assert!(
         committed == fresh,
@@ -119,5 +139,10 @@ fn the_self_test_digits_are_the_first_test_image_of_each_class() {
 fn the_real_board_build_links_for_the_stm32f405() {
     let elf = firmware::build(firmware::Build::Board).expect("build the firmware for a real board");
     let bytes = std::fs::read(&elf).expect("read the board ELF");
-    assert_eq!(&bytes[..4], b"\x7fELF", "{} is not an ELF file", elf.display());
+    assert_eq!(
+        &bytes[..4],
+        b"\x7fELF",
+        "{} is not an ELF file",
+        elf.display()
+    );
 }

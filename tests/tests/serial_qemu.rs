@@ -7,8 +7,8 @@ use host::qemu::Session;
 use host::serial::Reply;
 use host::Error;
 use shared::arch::IMAGE_PIXELS;
-use shared::NetId;
 use shared::protocol::{encode, ErrorCode, ModelStatus, Request, MAX_ENCODED, MAX_FRAME};
+use shared::NetId;
 use tests::{agree_on_test_images, qemu_elf, reference, start, test_set};
 
 /// Test images per network in the default run (the ignored test runs all).
@@ -99,14 +99,22 @@ fn bad_frames_are_answered_with_errors_and_serving_goes_on() {
     let full = classify_frame(0, image);
     assert_eq!(full[0], 2, "the first COBS block is 2 bytes long");
     session.client().send_raw(&[full[0], 0]).unwrap();
-    answered_with(&mut session, ErrorCode::NotCobs, "a frame cut inside a COBS block");
+    answered_with(
+        &mut session,
+        ErrorCode::NotCobs,
+        "a frame cut inside a COBS block",
+    );
 
     // A frame cut short after its first block (a COBS block is as long as
     // its code byte says): valid COBS, the message ends after the tag.
     let mut frame = full[..full[0] as usize].to_vec();
     frame.push(0);
     session.client().send_raw(&frame).unwrap();
-    answered_with(&mut session, ErrorCode::Truncated, "a frame cut at a block boundary");
+    answered_with(
+        &mut session,
+        ErrorCode::Truncated,
+        "a frame cut at a block boundary",
+    );
 
     // An oversized frame: more bytes than any frame may have before the delimiter.
     let mut big = vec![0x42u8; MAX_ENCODED + 500];
@@ -117,7 +125,10 @@ fn bad_frames_are_answered_with_errors_and_serving_goes_on() {
     // A wrong image length.
     session
         .client()
-        .send_raw(&classify_frame(NetId::ResNet as u8, &image[..IMAGE_PIXELS - 1]))
+        .send_raw(&classify_frame(
+            NetId::ResNet as u8,
+            &image[..IMAGE_PIXELS - 1],
+        ))
         .unwrap();
     answered_with(&mut session, ErrorCode::ImageLength, "783 pixels");
     session
@@ -127,8 +138,15 @@ fn bad_frames_are_answered_with_errors_and_serving_goes_on() {
     answered_with(&mut session, ErrorCode::ImageLength, "no pixels");
 
     // An unknown network id: the first after the known ones.
-    session.client().send_raw(&classify_frame(NetId::COUNT as u8, image)).unwrap();
-    answered_with(&mut session, ErrorCode::UnknownNetwork, "the first unknown network id");
+    session
+        .client()
+        .send_raw(&classify_frame(NetId::COUNT as u8, image))
+        .unwrap();
+    answered_with(
+        &mut session,
+        ErrorCode::UnknownNetwork,
+        "the first unknown network id",
+    );
 
     // The client reports the firmware's errors as such.
     let err = session
@@ -150,8 +168,16 @@ fn bad_frames_are_answered_with_errors_and_serving_goes_on() {
     served_correctly(&mut session, "a refused request");
 
     let run = session.stop().unwrap();
-    let warnings = run.log.iter().filter(|l| l.level.as_deref() == Some("warn")).count();
-    assert_eq!(warnings, 8, "one warning per refused request: {:#?}", run.log);
+    let warnings = run
+        .log
+        .iter()
+        .filter(|l| l.level.as_deref() == Some("warn"))
+        .count();
+    assert_eq!(
+        warnings, 8,
+        "one warning per refused request: {:#?}",
+        run.log
+    );
 }
 
 #[test]
@@ -167,7 +193,10 @@ fn info_reports_the_models_and_the_stack_high_water_mark() {
             info.models
         );
     }
-    assert!(info.stack_used > 0 && info.stack_used < info.stack_bytes, "{info:?}");
+    assert!(
+        info.stack_used > 0 && info.stack_used < info.stack_bytes,
+        "{info:?}"
+    );
     assert_eq!(info.arena_bytes as usize, shared::nets::ARENA_BYTES);
 }
 
@@ -183,18 +212,29 @@ fn a_profile_times_every_layer_of_every_network() {
             (want.class, want.logits)
         );
         let names: Vec<&str> = profile.layers.iter().map(|l| l.name.as_str()).collect();
-        let plan_names: Vec<&str> = shared::nets::plan(net).steps.iter().map(|s| s.name()).collect();
-        assert_eq!(names, plan_names, "one entry per step of the {} plan", net.name());
+        let plan_names: Vec<&str> = shared::nets::plan(net)
+            .steps
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            names,
+            plan_names,
+            "one entry per step of the {} plan",
+            net.name()
+        );
         let sum: u64 = profile.layers.iter().map(|l| u64::from(l.cost)).sum();
         let total = u64::from(profile.prediction.cost);
         // The layers add up to the whole pass, within 1% (the probe's own
         // reads; inlining around the probe calls differs a little).
-        assert!(sum.abs_diff(total) * 100 <= total, "layers {sum} vs pass {total}");
+        assert!(
+            sum.abs_diff(total) * 100 <= total,
+            "layers {sum} vs pass {total}"
+        );
         // The same pass without the probe costs the same, within 0.1% (the
         // probe's reads, and inlining decided differently with it).
         let plain = session.client().classify(net, image).unwrap().cost as u64;
         assert!(plain.abs_diff(total) * 1000 < plain, "{plain} vs {total}");
-
     }
 }
 
@@ -217,10 +257,16 @@ fn a_corrupt_model_is_refused_and_the_other_networks_still_served() {
     let info = session.client().info().unwrap();
     assert_eq!(info.models[NetId::Inception as usize], ModelStatus::Refused);
     for net in [NetId::ResNet, NetId::ResNetIdentity] {
-        assert!(matches!(info.models[net as usize], ModelStatus::Loaded { .. }));
+        assert!(matches!(
+            info.models[net as usize],
+            ModelStatus::Loaded { .. }
+        ));
     }
     let image = test_set().image(0);
-    let err = session.client().classify(NetId::Inception, image).unwrap_err();
+    let err = session
+        .client()
+        .classify(NetId::Inception, image)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -239,7 +285,11 @@ fn a_corrupt_model_is_refused_and_the_other_networks_still_served() {
         .find(|l| l.message.starts_with("model inception refused: "))
         .unwrap_or_else(|| panic!("no refusal in the log: {:#?}", run.log));
     assert_eq!(refused.level.as_deref(), Some("error"));
-    assert!(refused.message.contains("CRC mismatch"), "{}", refused.message);
+    assert!(
+        refused.message.contains("CRC mismatch"),
+        "{}",
+        refused.message
+    );
     assert!(run
         .log
         .iter()

@@ -18,16 +18,28 @@ fn the_firmware_fits_the_chip_with_every_network() {
     let elf = firmware::build(Build::Board).expect("build the board firmware");
     let report = SizeReport::of_file(&elf).expect("read the ELF");
     eprintln!("{report}");
-    let models: u64 = NetId::ALL.iter().map(|&n| reference(n).bytes().len() as u64).sum();
+    let models: u64 = NetId::ALL
+        .iter()
+        .map(|&n| reference(n).bytes().len() as u64)
+        .sum();
     assert!(report.flash() > models, "every model file is in flash");
-    assert!(report.flash() <= FLASH_BUDGET, "flash: {} bytes, over {FLASH_BUDGET}", report.flash());
+    assert!(
+        report.flash() <= FLASH_BUDGET,
+        "flash: {} bytes, over {FLASH_BUDGET}",
+        report.flash()
+    );
 
-    let stack = size::measure_stack(qemu_elf(), &qemu::Options::default()).expect("measure the stack");
-    eprintln!("stack high-water mark {} of {} bytes", stack.used, stack.size);
+    let stack =
+        size::measure_stack(qemu_elf(), &qemu::Options::default()).expect("measure the stack");
+    eprintln!(
+        "stack high-water mark {} of {} bytes",
+        stack.used, stack.size
+    );
     // The QEMU build's statics are the board build's, give or take the logger.
     let slack = 4096;
     assert!(
-        u64::from(stack.size) + slack >= report.stack_room() && u64::from(stack.size) <= report.stack_room() + slack
+        u64::from(stack.size) + slack >= report.stack_room()
+            && u64::from(stack.size) <= report.stack_room() + slack
     );
     assert!(stack.used > 1024 && stack.used < stack.size, "{stack:?}");
     assert!(report.static_ram() + u64::from(stack.used) <= size::RAM.1);
@@ -41,8 +53,13 @@ fn host_size_prints_the_buffer_plan_of_every_network() {
     let out = host_cli(&["size", "--no-stack", "--elf", elf.to_str().unwrap()]);
     for net in NetId::ALL {
         let arena = arena_bytes(net);
-        let heading = format!("{} activation RAM of one inference: {arena} bytes", net.name());
-        let at = out.find(&heading).unwrap_or_else(|| panic!("no `{heading}` in:\n{out}"));
+        let heading = format!(
+            "{} activation RAM of one inference: {arena} bytes",
+            net.name()
+        );
+        let at = out
+            .find(&heading)
+            .unwrap_or_else(|| panic!("no `{heading}` in:\n{out}"));
         let section = &out[at..];
         for region in plan(net).steps.iter().flat_map(|s| s.writes) {
             let row = [
@@ -52,7 +69,9 @@ fn host_size_prints_the_buffer_plan_of_every_network() {
                 "bytes".into(),
             ];
             assert!(
-                section.lines().any(|l| l.split_whitespace().eq(row.iter().map(String::as_str))),
+                section
+                    .lines()
+                    .any(|l| l.split_whitespace().eq(row.iter().map(String::as_str))),
                 "{} lacks the buffer {row:?}:\n{section}",
                 net.name()
             );

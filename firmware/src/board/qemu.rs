@@ -3,10 +3,10 @@
 //! sleeping while the serial link is quiet, and the exit status through
 //! semihosting.
 
-use shared::server::CostCounter;
 use cortex_m::peripheral::NVIC;
 use defmt_semihosting as _;
 use shared::protocol::CostUnit;
+use shared::server::CostCounter;
 use stm32f4xx_hal::pac::{self, Interrupt, TIM2};
 use stm32f4xx_hal::prelude::*;
 use stm32f4xx_hal::rcc::{Clocks, CFGR};

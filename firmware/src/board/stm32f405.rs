@@ -1,10 +1,10 @@
 //! A real STM32F405 board: 168 MHz from the PLL, defmt over RTT (read by
 //! `probe-rs run`), and the DWT cycle counter.
 
-use shared::server::CostCounter;
 use cortex_m::peripheral::DWT;
 use defmt_rtt as _;
 use shared::protocol::CostUnit;
+use shared::server::CostCounter;
 use stm32f4xx_hal::pac::{self, TIM2};
 use stm32f4xx_hal::prelude::*;
 use stm32f4xx_hal::rcc::{Clocks, CFGR};

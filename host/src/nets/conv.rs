@@ -8,7 +8,14 @@ use rand_distr::Uniform;
 
 /// `CO` filters of `CI x K x K`, padding `P`.
 #[derive(Clone, Debug)]
-pub struct Conv<const CI: usize, const CO: usize, const K: usize, const P: usize, E: Dtype = f32, D: Storage<E> = Cpu> {
+pub struct Conv<
+    const CI: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    E: Dtype = f32,
+    D: Storage<E> = Cpu,
+> {
     /// `[CO, CI, K, K]`.
     pub weight: Tensor<Rank4<CO, CI, K, K>, E, D>,
     /// `[CO]`.
@@ -17,7 +24,14 @@ pub struct Conv<const CI: usize, const CO: usize, const K: usize, const P: usize
 
 impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, CO, K, P> {
     /// Apply the layer to a batch of `CI x H x W` feature maps.
-    pub fn forward<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+    pub fn forward<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        T,
+    >(
         &self,
         x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
     ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
@@ -29,7 +43,14 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
 
     /// Like [`Conv::forward`], for a layer whose input needs no gradient
     /// (the network's first): skips the input-gradient work.
-    pub fn forward_first<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+    pub fn forward_first<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        T,
+    >(
         &self,
         x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
     ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
@@ -40,7 +61,14 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
     }
 
     /// `relu(self.forward(x))`, the ReLU fused into the conv.
-    pub fn forward_relu<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+    pub fn forward_relu<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        T,
+    >(
         &self,
         x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
     ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
@@ -51,7 +79,14 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
     }
 
     /// `relu(self.forward_first(x))`, the ReLU fused into the conv.
-    pub fn forward_first_relu<const B: usize, const H: usize, const W: usize, const HO: usize, const WO: usize, T>(
+    pub fn forward_first_relu<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        T,
+    >(
         &self,
         x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
     ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T>
@@ -70,12 +105,18 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
         &self,
         x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T>,
     ) -> ops::Branch<'_, B, CI, H, W, CO, K, T> {
-        const { assert!(K == 2 * P + 1, "a concatenated branch must keep its input's size") }
+        const {
+            assert!(
+                K == 2 * P + 1,
+                "a concatenated branch must keep its input's size"
+            )
+        }
         (x, &self.weight, &self.bias)
     }
 }
 
-impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> Conv<CI, CO, K, P, E, D>
+impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D>
+    Conv<CI, CO, K, P, E, D>
 where
     E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
     D: Device<E>,
@@ -87,18 +128,31 @@ where
     }
 }
 
-impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> TensorCollection<E, D> for Conv<CI, CO, K, P, E, D>
+impl<const CI: usize, const CO: usize, const K: usize, const P: usize, E, D> TensorCollection<E, D>
+    for Conv<CI, CO, K, P, E, D>
 where
     E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
     D: Device<E>,
 {
     type To<E2: Dtype, D2: Device<E2>> = Conv<CI, CO, K, P, E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
-                Self::tensor("weight", |s| &s.weight, |s| &mut s.weight, TensorOptions::reset_with(|t| t.try_fill_with_distr(Self::init()))),
-                Self::tensor("bias", |s| &s.bias, |s| &mut s.bias, TensorOptions::reset_with(|t| t.try_fill_with_distr(Self::init()))),
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Self::init())),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Self::init())),
+                ),
             ),
             |(weight, bias)| Conv { weight, bias },
         )

@@ -11,7 +11,8 @@ use dfdx::nn::modules::Linear;
 use num_traits::Float;
 
 /// A batch of `C` square feature maps of side `S`.
-type Map<const B: usize, const C: usize, const S: usize, T> = Tensor<Rank4<B, C, S, S>, f32, Cpu, T>;
+type Map<const B: usize, const C: usize, const S: usize, T> =
+    Tensor<Rank4<B, C, S, S>, f32, Cpu, T>;
 
 /// One Inception module on `CIN` channels: four branches, no activation
 /// inside, concatenated as b1, b5, b3, bp.
@@ -49,7 +50,12 @@ impl<const CIN: usize> InceptionA<CIN> {
         let b3: Map<B, { m::B3_REDUCE }, S, T> = self.b3_1.forward(x.retaped::<T>());
         let b3: Map<B, { m::B3 }, S, T> = self.b3_2.forward(b3);
         let bp: Map<B, CIN, S, T> = ops::avgpool3x3(x.retaped::<T>());
-        ops::conv2d_concat4(self.b1.branch(x), self.b5_2.branch(b5), self.b3_3.branch(b3), self.bp.branch(bp))
+        ops::conv2d_concat4(
+            self.b1.branch(x),
+            self.b5_2.branch(b5),
+            self.b3_3.branch(b3),
+            self.bp.branch(bp),
+        )
     }
 }
 
@@ -60,7 +66,9 @@ where
 {
     type To<E2: Dtype, D2: Device<E2>> = InceptionA<CIN, E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 (
@@ -75,7 +83,15 @@ where
                     Self::module("bp", |s| &s.bp, |s| &mut s.bp),
                 ),
             ),
-            |((b1, b5_1, b5_2), (b3_1, b3_2, b3_3, bp))| InceptionA { b1, b5_1, b5_2, b3_1, b3_2, b3_3, bp },
+            |((b1, b5_1, b5_2), (b3_1, b3_2, b3_3, bp))| InceptionA {
+                b1,
+                b5_1,
+                b5_2,
+                b3_1,
+                b3_2,
+                b3_3,
+                bp,
+            },
         )
     }
 }
@@ -104,13 +120,21 @@ impl InceptionNet {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let x: Tensor<Rank4<B, { a::C1 }, { a::S1 }, { a::S1 }>, _, _, _> = self.conv1.forward_first(x);
+        let x: Tensor<Rank4<B, { a::C1 }, { a::S1 }, { a::S1 }>, _, _, _> =
+            self.conv1.forward_first(x);
         let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d_relu(x);
         let x = self.incep1.forward(x);
         let x: Tensor<Rank4<B, { a::C2 }, { a::S2 }, { a::S2 }>, _, _, _> = self.conv2.forward(x);
         let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d_relu(x);
         let x = self.incep2.forward(x);
-        self.fc.forward(ops::flatten::<B, { a::INCEP_OUT }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x))
+        self.fc.forward(ops::flatten::<
+            B,
+            { a::INCEP_OUT },
+            { a::P2 },
+            { a::P2 },
+            { a::FLAT },
+            T,
+        >(x))
     }
 }
 
@@ -121,7 +145,9 @@ where
 {
     type To<E2: Dtype, D2: Device<E2>> = InceptionNet<E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("conv1", |s| &s.conv1, |s| &mut s.conv1),
@@ -130,7 +156,13 @@ where
                 Self::module("incep2", |s| &s.incep2, |s| &mut s.incep2),
                 Self::module("fc", |s| &s.fc, |s| &mut s.fc),
             ),
-            |(conv1, incep1, conv2, incep2, fc)| InceptionNet { conv1, incep1, conv2, incep2, fc },
+            |(conv1, incep1, conv2, incep2, fc)| InceptionNet {
+                conv1,
+                incep1,
+                conv2,
+                incep2,
+                fc,
+            },
         )
     }
 }

@@ -15,19 +15,22 @@ mod resnet_identity;
 pub use conv::Conv;
 pub use inception::{InceptionA, InceptionNet};
 pub use resnet::{IdentityBlock, ResNet};
-pub use resnet_identity::{ResidualBlock, ResNetIdentity};
+pub use resnet_identity::{ResNetIdentity, ResidualBlock};
 
 use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::error::{Error, Result};
 use dfdx::nn::tensor_collection::{
-    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName, ViewTensorRef,
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
+    ViewTensorRef,
 };
 use dfdx::prelude::*;
 use shared::arch::{CLASSES, IMAGE_SIDE};
 use shared::NetId;
 
 /// What the trainer needs of a network.
-pub trait Net: TensorCollection<f32, Cpu, To<f32, Cpu> = Self> + Clone + Send + Sync + 'static {
+pub trait Net:
+    TensorCollection<f32, Cpu, To<f32, Cpu> = Self> + Clone + Send + Sync + 'static
+{
     /// Which network it is (its name, graph and parameter count).
     const ID: NetId;
     /// The learning rate that suits it with Adam.
@@ -96,8 +99,11 @@ impl_net!(ResNetIdentity, NetId::ResNetIdentity, lr 2e-3, epochs 5);
 /// `incep1.b5_2.bias`, ...), in the layouts PyTorch uses (OIHW, [out, in]).
 pub fn named_tensors<M: Net>(model: &M) -> Vec<NamedTensor> {
     let mut out = Vec::new();
-    M::iter_tensors(&mut RecursiveWalker { m: (model, String::new()), f: &mut Export(&mut out) })
-        .expect("exporting tensors cannot fail");
+    M::iter_tensors(&mut RecursiveWalker {
+        m: (model, String::new()),
+        f: &mut Export(&mut out),
+    })
+    .expect("exporting tensors cannot fail");
     out
 }
 
@@ -111,8 +117,15 @@ pub fn to_checkpoint<M: Net>(model: &M) -> Checkpoint {
 pub fn load_checkpoint<M: Net>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
     ckpt.expect_net(M::ID.name())?;
     let expected = named_tensors(model);
-    ckpt.check_shapes(expected.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))?;
-    M::iter_tensors(&mut RecursiveWalker { m: (model, String::new()), f: &mut Import(ckpt) })?;
+    ckpt.check_shapes(
+        expected
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )?;
+    M::iter_tensors(&mut RecursiveWalker {
+        m: (model, String::new()),
+        f: &mut Import(ckpt),
+    })?;
     Ok(())
 }
 
@@ -129,7 +142,11 @@ impl TensorVisitor<f32, Cpu> for Export<'_> {
         _: TensorOptions<S, f32, Cpu>,
         (t, name): (&Tensor<S, f32, Cpu>, String),
     ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
-        self.0.push(NamedTensor::new(name, t.shape().concrete().into(), t.as_vec()));
+        self.0.push(NamedTensor::new(
+            name,
+            t.shape().concrete().into(),
+            t.as_vec(),
+        ));
         Ok(None)
     }
 }
@@ -164,7 +181,10 @@ mod tests {
     /// its logits equal those of `shared`'s interpreter of the graph, fed
     /// the module's tensors by name.
     fn module_computes_its_graph<M: Net>() {
-        let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly).unwrap().test.truncated(40);
+        let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly)
+            .unwrap()
+            .test
+            .truncated(40);
         let dev = Cpu::seed_from_u64(3);
         let model = M::build(&dev);
         let float = crate::export::float_net(&to_checkpoint(&model)).unwrap();
@@ -172,7 +192,10 @@ mod tests {
         let mut worst = 0f32;
         for (i, want) in want.chunks(CLASSES).enumerate() {
             let got = float.forward_pixels(test.image(i));
-            worst = got.iter().zip(want).fold(worst, |w, (g, e)| w.max((g - e).abs()));
+            worst = got
+                .iter()
+                .zip(want)
+                .fold(worst, |w, (g, e)| w.max((g - e).abs()));
         }
         assert!(worst <= 1e-4, "{}: logits differ by {worst}", M::ID.name());
     }

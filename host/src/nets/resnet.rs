@@ -46,21 +46,25 @@ impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_first_relu(x.retaped::<T>());
+        let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> =
+            self.conv1.forward_first_relu(x.retaped::<T>());
         let y = self.conv2.forward(y);
         let s = self.conv.forward_first(x);
         ops::add_relu(s, y)
     }
 }
 
-impl<const CIN: usize, const COUT: usize, E, D> TensorCollection<E, D> for IdentityBlock<CIN, COUT, E, D>
+impl<const CIN: usize, const COUT: usize, E, D> TensorCollection<E, D>
+    for IdentityBlock<CIN, COUT, E, D>
 where
     E: Dtype + Float + rand_distr::uniform::SampleUniform,
     D: Device<E>,
 {
     type To<E2: Dtype, D2: Device<E2>> = IdentityBlock<CIN, COUT, E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("conv1", |s| &s.conv1, |s| &mut s.conv1),
@@ -96,7 +100,14 @@ impl ResNet {
         let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d_relu(x);
         let x = self.r2.forward(x);
         let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d_relu(x);
-        self.fc.forward(ops::flatten::<B, { a::C2 }, { a::P2 }, { a::P2 }, { a::FLAT }, T>(x))
+        self.fc.forward(ops::flatten::<
+            B,
+            { a::C2 },
+            { a::P2 },
+            { a::P2 },
+            { a::FLAT },
+            T,
+        >(x))
     }
 }
 
@@ -107,7 +118,9 @@ where
 {
     type To<E2: Dtype, D2: Device<E2>> = ResNet<E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("r1", |s| &s.r1, |s| &mut s.r1),

@@ -91,7 +91,11 @@ fn maxpool<
                         .zip(r1.chunks_exact(2))
                     {
                         let (m, a) = max4([p0[0], p0[1], p1[0], p1[1]]);
-                        (*v, *w) = if !RELU || m > 0.0 { (m, a) } else { (0.0, NO_INPUT) };
+                        (*v, *w) = if !RELU || m > 0.0 {
+                            (m, a)
+                        } else {
+                            (0.0, NO_INPUT)
+                        };
                     }
                 }
             });

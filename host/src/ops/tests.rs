@@ -438,8 +438,17 @@ fn maxpool_case<
                 y
             }};
         }
-        let want = if relu { relu_ref(&pooled) } else { pooled.clone() };
-        assert_close(&format!("{name} forward"), &op!(x.clone()).as_vec(), &want, FWD_TOL);
+        let want = if relu {
+            relu_ref(&pooled)
+        } else {
+            pooled.clone()
+        };
+        assert_close(
+            &format!("{name} forward"),
+            &op!(x.clone()).as_vec(),
+            &want,
+            FWD_TOL,
+        );
         let loss = |xv: &[f32]| {
             let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
                 dev.tensor_from_vec(xv.to_vec(), Default::default());
@@ -480,7 +489,9 @@ fn maxpool2d_relu_clamps_and_blocks_the_gradient_at_zero() {
     let dev = Cpu::default();
     // Windows whose maximum is negative, zero and positive.
     let x: Tensor<Rank4<1, 1, 2, 6>, f32, Cpu> = dev.tensor_from_vec(
-        vec![-3.0, -1.0, 0.0, -2.0, 1.0, 2.0, -2.0, -4.0, -1.0, -1.0, 0.5, -1.0],
+        vec![
+            -3.0, -1.0, 0.0, -2.0, 1.0, 2.0, -2.0, -4.0, -1.0, -1.0, 0.5, -1.0,
+        ],
         Default::default(),
     );
     let y: Tensor<Rank4<1, 1, 1, 3>, _, _, _> = maxpool2d_relu(x.leaky_trace());
@@ -499,10 +510,16 @@ fn add_relu_case<const B: usize, const C: usize, const H: usize, const W: usize>
     let dev = Cpu::default();
     let n = B * C * H * W;
     let (av, bv) = (random(n, seed), random(n, seed + 1));
-    let pre: Vec<f64> = av.iter().zip(&bv).map(|(&a, &b)| a as f64 + b as f64).collect();
+    let pre: Vec<f64> = av
+        .iter()
+        .zip(&bv)
+        .map(|(&a, &b)| a as f64 + b as f64)
+        .collect();
     let r = off_the_kink(&random(n, seed + 2), &pre, KINK_MARGIN);
-    let a: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(av.clone(), Default::default());
-    let b: Tensor<Rank4<B, C, H, W>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
+    let a: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+        dev.tensor_from_vec(av.clone(), Default::default());
+    let b: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
+        dev.tensor_from_vec(bv.clone(), Default::default());
     assert_close(
         "add_relu forward",
         &add_relu(a.clone(), b.clone()).as_vec(),
@@ -558,7 +575,8 @@ fn add_relu_of_one_tensor_twice_adds_both_gradients() {
         &av.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>(),
         KINK_MARGIN,
     );
-    let a: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> = dev.tensor_from_vec(av.clone(), Default::default());
+    let a: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> =
+        dev.tensor_from_vec(av.clone(), Default::default());
     let at = a.leaky_trace();
     let g = weighted_sum(add_relu(at.retaped(), at), &r).backward();
     let want: Vec<f64> = av
@@ -806,7 +824,8 @@ fn cached_buffers_give_the_same_results() {
 #[test]
 fn conv2d_concat4_forward_and_gradients() {
     type X<const CI: usize> = Tensor<Rank4<2, CI, 4, 5>, f32, Cpu>;
-    type Wt<const CO: usize, const CI: usize, const K: usize> = Tensor<Rank4<CO, CI, K, K>, f32, Cpu>;
+    type Wt<const CO: usize, const CI: usize, const K: usize> =
+        Tensor<Rank4<CO, CI, K, K>, f32, Cpu>;
     type Bs<const CO: usize> = Tensor<Rank1<CO>, f32, Cpu>;
     struct Params {
         xa: X<2>,
@@ -886,7 +905,10 @@ fn conv2d_concat4_forward_and_gradients() {
         })
         .collect();
     let want: Vec<f64> = (0..2)
-        .flat_map(|s| refs.iter().flat_map(move |(v, n)| v[s * n..][..*n].to_vec()))
+        .flat_map(|s| {
+            refs.iter()
+                .flat_map(move |(v, n)| v[s * n..][..*n].to_vec())
+        })
         .collect();
     let q = params(&dev, &p);
     let y = module(&q, q.xa.clone(), q.xb.clone(), q.xc.clone());
@@ -916,8 +938,16 @@ fn conv2d_concat4_forward_and_gradients() {
             let mut p = p.clone();
             p[i] = v.to_vec();
             let q = params(&dev, &p);
-            dot(&module(&q, q.xa.clone(), q.xb.clone(), q.xc.clone()).as_vec(), &r)
+            dot(
+                &module(&q, q.xa.clone(), q.xb.clone(), q.xc.clone()).as_vec(),
+                &r,
+            )
         });
-        assert_close(&format!("conv2d_concat4 d/dtensor{i}"), got, &numeric, GRAD_TOL);
+        assert_close(
+            &format!("conv2d_concat4 d/dtensor{i}"),
+            got,
+            &numeric,
+            GRAD_TOL,
+        );
     }
 }

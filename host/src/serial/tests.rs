@@ -41,7 +41,9 @@ impl FakeFirmware {
 
     fn take(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            let Some(frame) = self.deframer.push(b) else { continue };
+            let Some(frame) = self.deframer.push(b) else {
+                continue;
+            };
             let reply = match frame.and_then(decode::<Request<'_>>) {
                 Ok(Request::Ping { nonce }) => {
                     if self.deaf_pings > 0 {
@@ -107,7 +109,12 @@ fn image(first: u8) -> [u8; IMAGE_PIXELS] {
 
 #[test]
 fn the_announced_handshake_skips_stale_bytes() {
-    let mut c = Client::connect(Loopback(FakeFirmware::new(true, 0)), Handshake::Announced, SHORT).unwrap();
+    let mut c = Client::connect(
+        Loopback(FakeFirmware::new(true, 0)),
+        Handshake::Announced,
+        SHORT,
+    )
+    .unwrap();
     let p = c.classify(NetId::ResNet, &image(13)).unwrap();
     assert_eq!(
         p,
@@ -136,9 +143,13 @@ fn the_ping_handshake_retries_until_the_firmware_answers() {
 
 #[test]
 fn a_silent_firmware_times_out_naming_what_was_awaited() {
-    let err = Client::connect(Loopback(FakeFirmware::new(false, 0)), Handshake::Announced, SHORT)
-        .err()
-        .unwrap();
+    let err = Client::connect(
+        Loopback(FakeFirmware::new(false, 0)),
+        Handshake::Announced,
+        SHORT,
+    )
+    .err()
+    .unwrap();
     assert!(
         matches!(
             err,
@@ -154,7 +165,12 @@ fn a_silent_firmware_times_out_naming_what_was_awaited() {
 
 #[test]
 fn firmware_errors_and_version_mismatches_are_reported() {
-    let mut c = Client::connect(Loopback(FakeFirmware::new(true, 0)), Handshake::Announced, SHORT).unwrap();
+    let mut c = Client::connect(
+        Loopback(FakeFirmware::new(true, 0)),
+        Handshake::Announced,
+        SHORT,
+    )
+    .unwrap();
     let err = c
         .classify_request(&Request::Classify {
             net: 0,
@@ -175,7 +191,9 @@ fn firmware_errors_and_version_mismatches_are_reported() {
 
     let mut old = FakeFirmware::new(false, 0);
     old.version = PROTOCOL_VERSION + 1;
-    let err = Client::connect(Loopback(old), Handshake::Ping, SHORT).err().unwrap();
+    let err = Client::connect(Loopback(old), Handshake::Ping, SHORT)
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::ProtocolVersion { .. }), "{err}");
 }
 
@@ -195,7 +213,9 @@ fn a_closed_link_is_reported() {
             Ok(())
         }
     }
-    let err = Client::connect(Closed, Handshake::Ping, SHORT).err().unwrap();
+    let err = Client::connect(Closed, Handshake::Ping, SHORT)
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::SerialClosed), "{err}");
 }
 
@@ -224,7 +244,10 @@ fn a_pseudo_terminal_opened_by_path_works_like_a_serial_adapter() {
     };
     let mut c = Client::open_serial(Path::new(&path), 115_200, Duration::from_secs(5)).unwrap();
     for first in [0u8, 1, 2, 255] {
-        assert_eq!(c.classify(NetId::ResNet, &image(first)).unwrap().class, first % 10);
+        assert_eq!(
+            c.classify(NetId::ResNet, &image(first)).unwrap().class,
+            first % 10
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     firmware.join().unwrap();

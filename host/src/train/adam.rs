@@ -38,9 +38,22 @@ impl Adam {
     pub fn new<M: Net>(model: &M, dev: &Cpu, lr: f64) -> Self {
         let moments = named_tensors(model)
             .into_iter()
-            .map(|t| (t.name, crate::ops::alloc(dev, t.data.len()), crate::ops::alloc(dev, t.data.len())))
+            .map(|t| {
+                (
+                    t.name,
+                    crate::ops::alloc(dev, t.data.len()),
+                    crate::ops::alloc(dev, t.data.len()),
+                )
+            })
             .collect();
-        Adam { cfg: AdamConfig { lr, ..Default::default() }, step: 0, moments }
+        Adam {
+            cfg: AdamConfig {
+                lr,
+                ..Default::default()
+            },
+            step: 0,
+            moments,
+        }
     }
 
     /// Updates applied so far.
@@ -52,9 +65,21 @@ impl Adam {
     /// every parameter: [`Net`] modules' `alloc_grads` does).
     pub fn update<M: Net>(&mut self, model: &mut M, grads: &mut Gradients<f32, Cpu>) {
         self.step = self.step.checked_add(1).expect("fewer than 2^31 steps");
-        let mut visitor = Update { adam: self, grads, next: 0 };
-        M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut visitor }).expect("the CPU device does not fail");
-        assert_eq!(visitor.next, visitor.adam.moments.len(), "every parameter was updated");
+        let mut visitor = Update {
+            adam: self,
+            grads,
+            next: 0,
+        };
+        M::iter_tensors(&mut RecursiveWalker {
+            m: model,
+            f: &mut visitor,
+        })
+        .expect("the CPU device does not fail");
+        assert_eq!(
+            visitor.next,
+            visitor.adam.moments.len(),
+            "every parameter was updated"
+        );
     }
 
     /// The moments as named tensors ([`FIRST_MOMENT`]`.NAME` and
@@ -63,8 +88,16 @@ impl Adam {
         let params = named_tensors(model);
         let mut out = Vec::with_capacity(2 * params.len());
         for (p, (_, m, v)) in params.iter().zip(&self.moments) {
-            out.push(NamedTensor::new(format!("{FIRST_MOMENT}.{}", p.name), p.shape.clone(), m.to_vec()));
-            out.push(NamedTensor::new(format!("{SECOND_MOMENT}.{}", p.name), p.shape.clone(), v.to_vec()));
+            out.push(NamedTensor::new(
+                format!("{FIRST_MOMENT}.{}", p.name),
+                p.shape.clone(),
+                m.to_vec(),
+            ));
+            out.push(NamedTensor::new(
+                format!("{SECOND_MOMENT}.{}", p.name),
+                p.shape.clone(),
+                v.to_vec(),
+            ));
         }
         out
     }
@@ -72,21 +105,39 @@ impl Adam {
     /// Restores the step count and moments saved by [`Adam::to_tensors`];
     /// fails, changing nothing, unless `tensors` holds exactly the moments
     /// of `M`'s parameters with their shapes.
-    pub fn restore<M: Net>(&mut self, model: &M, step: i32, tensors: &[NamedTensor]) -> Result<(), StateMismatch> {
+    pub fn restore<M: Net>(
+        &mut self,
+        model: &M,
+        step: i32,
+        tensors: &[NamedTensor],
+    ) -> Result<(), StateMismatch> {
         let params = named_tensors(model);
         let find = |name: String, shape: &[usize]| -> Result<&NamedTensor, StateMismatch> {
-            let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| StateMismatch(format!("no tensor `{name}`")))?;
+            let t = tensors
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| StateMismatch(format!("no tensor `{name}`")))?;
             if t.shape != shape {
-                return Err(StateMismatch(format!("tensor `{name}` has shape {:?}, the network needs {shape:?}", t.shape)));
+                return Err(StateMismatch(format!(
+                    "tensor `{name}` has shape {:?}, the network needs {shape:?}",
+                    t.shape
+                )));
             }
             Ok(t)
         };
         let mut found = Vec::with_capacity(params.len());
         for p in &params {
-            found.push((find(format!("{FIRST_MOMENT}.{}", p.name), &p.shape)?, find(format!("{SECOND_MOMENT}.{}", p.name), &p.shape)?));
+            found.push((
+                find(format!("{FIRST_MOMENT}.{}", p.name), &p.shape)?,
+                find(format!("{SECOND_MOMENT}.{}", p.name), &p.shape)?,
+            ));
         }
         if tensors.len() != 2 * params.len() {
-            return Err(StateMismatch(format!("{} tensors where the network's moments are {}", tensors.len(), 2 * params.len())));
+            return Err(StateMismatch(format!(
+                "{} tensors where the network's moments are {}",
+                tensors.len(),
+                2 * params.len()
+            )));
         }
         if step < 0 {
             return Err(StateMismatch(format!("a negative step count, {step}")));
@@ -144,17 +195,34 @@ mod tests {
         let dev = Cpu::seed_from_u64(5);
         let model = ResNet::build(&dev);
         let (mut theirs, mut ours, mut restored) = (model.clone(), model.clone(), None);
-        let mut dfdx_adam = dfdx::optim::Adam::new(&theirs, AdamConfig { lr: 3e-3, ..Default::default() });
+        let mut dfdx_adam = dfdx::optim::Adam::new(
+            &theirs,
+            AdamConfig {
+                lr: 3e-3,
+                ..Default::default()
+            },
+        );
         let mut adam = Adam::new(&ours, &dev, 3e-3);
         let mut resumed_adam = Adam::new(&ours, &dev, 3e-3);
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(9);
         for step in 0..6 {
             let x: Tensor<Rank4<B, 1, 28, 28>, f32, Cpu> = dev.sample_normal();
-            let labels: Vec<usize> = (0..B).map(|_| rand::Rng::gen_range(&mut rng, 0..10)).collect();
+            let labels: Vec<usize> = (0..B)
+                .map(|_| rand::Rng::gen_range(&mut rng, 0..10))
+                .collect();
             let mut onehot = vec![0f32; B * 10];
-            labels.iter().enumerate().for_each(|(i, &l)| onehot[i * 10 + l] = 1.0);
+            labels
+                .iter()
+                .enumerate()
+                .for_each(|(i, &l)| onehot[i * 10 + l] = 1.0);
             let y: Tensor<Rank2<B, 10>, f32, Cpu> = dev.tensor_from_vec(onehot, Default::default());
-            let grads_of = |m: &ResNet| cross_entropy_with_logits_loss(m.logits(x.clone().traced(m.alloc_grads())), y.clone()).backward();
+            let grads_of = |m: &ResNet| {
+                cross_entropy_with_logits_loss(
+                    m.logits(x.clone().traced(m.alloc_grads())),
+                    y.clone(),
+                )
+                .backward()
+            };
             let g = grads_of(&theirs);
             dfdx_adam.update(&mut theirs, &g).unwrap();
             let mut g = grads_of(&ours);
@@ -170,7 +238,10 @@ mod tests {
                 restored = Some(ours.clone());
             }
         }
-        assert_eq!(named_tensors(restored.as_ref().unwrap()), named_tensors(&ours));
+        assert_eq!(
+            named_tensors(restored.as_ref().unwrap()),
+            named_tensors(&ours)
+        );
     }
 
     #[test]

@@ -95,7 +95,11 @@ impl Requested {
         };
         differs("--batch", s.batch.to_string(), saved.batch.to_string());
         differs("--lr", s.lr.to_string(), saved.lr.to_string());
-        differs("--schedule", format!("{:?}", s.schedule).to_lowercase(), format!("{:?}", saved.schedule).to_lowercase());
+        differs(
+            "--schedule",
+            format!("{:?}", s.schedule).to_lowercase(),
+            format!("{:?}", saved.schedule).to_lowercase(),
+        );
         differs("--seed", s.seed.to_string(), saved.seed.to_string());
         // A constant rate does not depend on the run's length.
         if s.schedule != Schedule::Constant {
@@ -125,7 +129,14 @@ impl<M: Net> Start<M> {
     pub fn fresh(req: &Requested) -> Self {
         let settings = req.fresh::<M>();
         let dev = device(settings.seed);
-        Start { model: M::build(&dev), dev, epochs_done: 0, adam: None, settings, inexact: Vec::new() }
+        Start {
+            model: M::build(&dev),
+            dev,
+            epochs_done: 0,
+            adam: None,
+            settings,
+            inexact: Vec::new(),
+        }
     }
 
     /// The run saved in `out` (checkpoint and training state), to continue
@@ -139,15 +150,25 @@ impl<M: Net> Start<M> {
         let net = M::ID.name();
         state::recover(out, net)?;
         let path = checkpoint_path(out, net);
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let ckpt = Checkpoint::parse(&path, &bytes, crate::checkpoint::FORMAT)?;
         let dev = device(0);
         let mut model = M::build(&dev);
-        nets::load_checkpoint(&mut model, &ckpt).map_err(|e| Error::Resume { path: path.clone(), problem: e.to_string() })?;
-        let epochs_done: usize = ckpt.meta.get(META_EPOCH).and_then(|e| e.parse().ok()).ok_or_else(|| Error::Resume {
+        nets::load_checkpoint(&mut model, &ckpt).map_err(|e| Error::Resume {
             path: path.clone(),
-            problem: format!("no `{META_EPOCH}` count in its metadata"),
+            problem: e.to_string(),
         })?;
+        let epochs_done: usize = ckpt
+            .meta
+            .get(META_EPOCH)
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(|| Error::Resume {
+                path: path.clone(),
+                problem: format!("no `{META_EPOCH}` count in its metadata"),
+            })?;
         let state_file = state_path(out, net);
         let restart = |why: String| format!("{why}: Adam's moments restart from zero");
         let mut inexact = Vec::new();
@@ -156,7 +177,10 @@ impl<M: Net> Start<M> {
                 if saved.epochs_done != epochs_done {
                     return Err(Error::Resume {
                         path: state_file,
-                        problem: format!("it records {} epochs, its checkpoint {epochs_done}", saved.epochs_done),
+                        problem: format!(
+                            "it records {} epochs, its checkpoint {epochs_done}",
+                            saved.epochs_done
+                        ),
                     });
                 }
                 let (settings, notes) = req.over(&saved.settings);
@@ -170,16 +194,25 @@ impl<M: Net> Start<M> {
                 }
                 let position = epochs_done * (train.len() / settings.batch);
                 if saved.schedule_step != position && inexact.is_empty() {
-                    inexact.push(format!("the schedule stood at step {}, it resumes at step {position}", saved.schedule_step));
+                    inexact.push(format!(
+                        "the schedule stood at step {}, it resumes at step {position}",
+                        saved.schedule_step
+                    ));
                 }
                 (settings, Some((saved.adam_step, saved.moments)))
             }
             Found::Missing => (req.fresh::<M>(), {
-                inexact.push(restart(format!("there is no training state {} beside the checkpoint", state_file.display())));
+                inexact.push(restart(format!(
+                    "there is no training state {} beside the checkpoint",
+                    state_file.display()
+                )));
                 None
             }),
             Found::OfAnotherCheckpoint => (req.fresh::<M>(), {
-                inexact.push(restart(format!("the training state {} belongs to another checkpoint", state_file.display())));
+                inexact.push(restart(format!(
+                    "the training state {} belongs to another checkpoint",
+                    state_file.display()
+                )));
                 None
             }),
         };
@@ -190,7 +223,14 @@ impl<M: Net> Start<M> {
                 path.display()
             )));
         }
-        Ok(Start { model, dev, epochs_done, adam, settings, inexact })
+        Ok(Start {
+            model,
+            dev,
+            epochs_done,
+            adam,
+            settings,
+            inexact,
+        })
     }
 
     /// Epochs already trained.
@@ -228,14 +268,23 @@ pub fn train<M: Net, const B: usize>(
     log: &mut NetLog,
     mut after_epoch: impl FnMut(&NetLog) -> Result<()>,
 ) -> Result<M> {
-    let Start { model, dev, epochs_done, adam: saved_adam, settings: s, .. } = start;
+    let Start {
+        model,
+        dev,
+        epochs_done,
+        adam: saved_adam,
+        settings: s,
+        ..
+    } = start;
     assert_eq!(s.batch, B, "the batch size is the const generic");
     let train_x = eval::normalized(&data.train);
     let test_x = eval::normalized(&data.test);
     let n = data.train.len();
     let steps_per_epoch = n / B; // the last partial batch is dropped
     if steps_per_epoch == 0 {
-        return Err(Error::Config(format!("{n} training images do not fill one batch of {B}")));
+        return Err(Error::Config(format!(
+            "{n} training images do not fill one batch of {B}"
+        )));
     }
     let total_steps = steps_per_epoch * s.epochs;
     let train_sha256 = data.train.sha256();
@@ -243,7 +292,10 @@ pub fn train<M: Net, const B: usize>(
     let mut adam = Adam::new(&model, &dev, s.lr);
     if let Some((step, moments)) = saved_adam {
         adam.restore(&model, step, &moments)
-            .map_err(|e| Error::Resume { path: state_path(out, M::ID.name()), problem: e.to_string() })?;
+            .map_err(|e| Error::Resume {
+                path: state_path(out, M::ID.name()),
+                problem: e.to_string(),
+            })?;
     }
     let mut stepper = Stepper::<M, B>::with_adam(model, dev.clone(), adam);
     let mut order: Vec<usize> = (0..n).collect();
@@ -255,7 +307,9 @@ pub fn train<M: Net, const B: usize>(
         // Each epoch's order depends only on (seed, epoch): a resumed run
         // sees the same batches as an uninterrupted one.
         order.sort_unstable();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(s.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+            s.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ));
         let bar = progress_bar(progress, M::ID.name(), epoch, s.epochs, steps_per_epoch);
         let started = Instant::now();
         let mut loss_sum = 0.0f64;
@@ -268,15 +322,25 @@ pub fn train<M: Net, const B: usize>(
                 row.fill(0.0);
                 row[data.train.labels[img] as usize] = 1.0;
             }
-            lr = s.schedule.lr(s.lr, epoch * steps_per_epoch + step, total_steps);
+            lr = s
+                .schedule
+                .lr(s.lr, epoch * steps_per_epoch + step, total_steps);
             let loss_value = stepper.step(&batch_x, &batch_y, lr);
             loss_sum += loss_value as f64;
             if !loss_value.is_finite() {
-                return Err(Error::Diverged { net: M::ID.name(), epoch: epoch + 1, lr });
+                return Err(Error::Diverged {
+                    net: M::ID.name(),
+                    epoch: epoch + 1,
+                    lr,
+                });
             }
             if step % 10 == 9 {
                 let secs = started.elapsed().as_secs_f64();
-                bar.set_message(format!("loss {:.4}  {:.0} img/s", loss_sum / (step + 1) as f64, ((step + 1) * B) as f64 / secs));
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} img/s",
+                    loss_sum / (step + 1) as f64,
+                    ((step + 1) * B) as f64 / secs
+                ));
             }
             bar.inc(1);
         }
@@ -338,9 +402,11 @@ fn progress_bar(show: bool, net: &str, epoch: usize, epochs: usize, steps: usize
     }
     let bar = ProgressBar::new(steps as u64).with_prefix(format!("{net} {}/{epochs}", epoch + 1));
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>14} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar
 }
@@ -365,7 +431,12 @@ impl<M: Net, const B: usize> Stepper<M, B> {
 
     fn with_adam(model: M, dev: Cpu, adam: Adam) -> Self {
         let grads = model.alloc_grads();
-        Stepper { model, dev, grads, adam }
+        Stepper {
+            model,
+            dev,
+            grads,
+            adam,
+        }
     }
 
     /// Forward, backward and an Adam update on `x` (B normalised images)

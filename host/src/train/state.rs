@@ -83,7 +83,14 @@ pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
         (BATCH, s.batch.to_string()),
         // Rust prints the shortest decimal that parses back to the same f64.
         (LR, s.lr.to_string()),
-        (SCHEDULE, s.schedule.to_possible_value().expect("no skipped variants").get_name().to_owned()),
+        (
+            SCHEDULE,
+            s.schedule
+                .to_possible_value()
+                .expect("no skipped variants")
+                .get_name()
+                .to_owned(),
+        ),
         (SEED, s.seed.to_string()),
         (TRAIN_IMAGES, state.train_images.to_string()),
         (TRAIN_SHA256, state.train_sha256.clone()),
@@ -123,9 +130,15 @@ pub fn load(out: &Path, net: &str, ckpt_bytes: &[u8]) -> Result<Found> {
         return Ok(Found::Missing);
     }
     let file = Checkpoint::load_format(&path, FORMAT)?;
-    let bad = |problem: String| Error::Resume { path: path.clone(), problem };
+    let bad = |problem: String| Error::Resume {
+        path: path.clone(),
+        problem,
+    };
     if file.net != net {
-        return Err(bad(format!("it holds the training state of `{}`, not of `{net}`", file.net)));
+        return Err(bad(format!(
+            "it holds the training state of `{}`, not of `{net}`",
+            file.net
+        )));
     }
     let meta = &file.meta;
     if meta.get(CHECKPOINT_SHA256).map(String::as_str) != Some(digest(ckpt_bytes).as_str()) {
@@ -137,7 +150,8 @@ pub fn load(out: &Path, net: &str, ckpt_bytes: &[u8]) -> Result<Found> {
             epochs: field(meta, EPOCHS).map_err(&bad)?,
             batch: field(meta, BATCH).map_err(&bad)?,
             lr: field(meta, LR).map_err(&bad)?,
-            schedule: Schedule::from_str(&schedule, false).map_err(|_| bad(format!("unknown schedule `{schedule}`")))?,
+            schedule: Schedule::from_str(&schedule, false)
+                .map_err(|_| bad(format!("unknown schedule `{schedule}`")))?,
             seed: field(meta, SEED).map_err(&bad)?,
         },
         epochs_done: field(meta, EPOCHS_DONE).map_err(&bad)?,
@@ -152,8 +166,12 @@ pub fn load(out: &Path, net: &str, ckpt_bytes: &[u8]) -> Result<Found> {
 
 /// The metadata value under `key`, parsed.
 fn field<T: FromStr>(meta: &BTreeMap<String, String>, key: &str) -> std::result::Result<T, String> {
-    let value = meta.get(key).ok_or_else(|| format!("no `{key}` in its metadata"))?;
-    value.parse().map_err(|_| format!("its `{key}` is `{value}`, not a valid value"))
+    let value = meta
+        .get(key)
+        .ok_or_else(|| format!("no `{key}` in its metadata"))?;
+    value
+        .parse()
+        .map_err(|_| format!("its `{key}` is `{value}`, not a valid value"))
 }
 
 #[cfg(test)]
@@ -161,9 +179,18 @@ mod tests {
     use super::*;
 
     fn sample() -> (Checkpoint, TrainState) {
-        let ckpt = Checkpoint::new("resnet", vec![NamedTensor::new("fc.bias", vec![2], vec![0.5, -1.0])]);
+        let ckpt = Checkpoint::new(
+            "resnet",
+            vec![NamedTensor::new("fc.bias", vec![2], vec![0.5, -1.0])],
+        );
         let state = TrainState {
-            settings: Settings { epochs: 8, batch: 64, lr: 0.1 + 0.2, schedule: Schedule::Cosine, seed: u64::MAX },
+            settings: Settings {
+                epochs: 8,
+                batch: 64,
+                lr: 0.1 + 0.2,
+                schedule: Schedule::Cosine,
+                seed: u64::MAX,
+            },
             epochs_done: 3,
             schedule_step: 3 * 40,
             adam_step: 120,
@@ -188,20 +215,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The checkpoint on its own is an ordinary one.
-        assert_eq!(Checkpoint::load(&checkpoint_path(dir.path(), "resnet")).unwrap().tensors, ckpt.tensors);
+        assert_eq!(
+            Checkpoint::load(&checkpoint_path(dir.path(), "resnet"))
+                .unwrap()
+                .tensors,
+            ckpt.tensors
+        );
 
         let mut other = ckpt_bytes.clone();
         *other.last_mut().unwrap() ^= 1;
-        assert!(matches!(load(dir.path(), "resnet", &other).unwrap(), Found::OfAnotherCheckpoint));
-        assert!(matches!(load(dir.path(), "inception", &ckpt_bytes).unwrap(), Found::Missing));
+        assert!(matches!(
+            load(dir.path(), "resnet", &other).unwrap(),
+            Found::OfAnotherCheckpoint
+        ));
+        assert!(matches!(
+            load(dir.path(), "inception", &ckpt_bytes).unwrap(),
+            Found::Missing
+        ));
 
-        std::fs::copy(state_path(dir.path(), "resnet"), state_path(dir.path(), "inception")).unwrap();
-        let err = load(dir.path(), "inception", &ckpt_bytes).unwrap_err().to_string();
-        assert!(err.contains("inception.optim.safetensors") && err.contains("of `resnet`"), "{err}");
+        std::fs::copy(
+            state_path(dir.path(), "resnet"),
+            state_path(dir.path(), "inception"),
+        )
+        .unwrap();
+        let err = load(dir.path(), "inception", &ckpt_bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inception.optim.safetensors") && err.contains("of `resnet`"),
+            "{err}"
+        );
 
         // A model checkpoint where the state should be.
-        std::fs::copy(checkpoint_path(dir.path(), "resnet"), state_path(dir.path(), "resnet")).unwrap();
-        let err = load(dir.path(), "resnet", &ckpt_bytes).unwrap_err().to_string();
-        assert!(err.contains("resnet.optim.safetensors") && err.contains("unsupported format"), "{err}");
+        std::fs::copy(
+            checkpoint_path(dir.path(), "resnet"),
+            state_path(dir.path(), "resnet"),
+        )
+        .unwrap();
+        let err = load(dir.path(), "resnet", &ckpt_bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("resnet.optim.safetensors") && err.contains("unsupported format"),
+            "{err}"
+        );
     }
 }

@@ -20,7 +20,8 @@ use std::sync::OnceLock;
 fn models() -> &'static Models<'static> {
     static MODELS: OnceLock<Models<'static>> = OnceLock::new();
     MODELS.get_or_init(|| {
-        let files = NetId::ALL.map(|net| &*Vec::leak(ModelSpec::synthetic(net, 3).encode().unwrap()));
+        let files =
+            NetId::ALL.map(|net| &*Vec::leak(ModelSpec::synthetic(net, 3).encode().unwrap()));
         let mut m = Models::new(files);
         for net in NetId::ALL {
             m.load(net).unwrap();
@@ -92,7 +93,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
         return;
     };
-    let mut link = Link { rest: stream, cuts: u32::from(seed) | 0x100, output: Vec::new() };
+    let mut link = Link {
+        rest: stream,
+        cuts: u32::from(seed) | 0x100,
+        output: Vec::new(),
+    };
     let mut arena = Box::new(Arena::<ARENA_BYTES>::new());
     let mut service = Service {
         models: models(),
@@ -112,5 +117,8 @@ fuzz_target!(|data: &[u8]| {
         responses += 1;
     }
     let delimiters = stream.iter().filter(|&&b| b == 0).count();
-    assert!(responses <= delimiters + 1, "{responses} responses to {delimiters} delimiters");
+    assert!(
+        responses <= delimiters + 1,
+        "{responses} responses to {delimiters} delimiters"
+    );
 });

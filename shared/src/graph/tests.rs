@@ -230,6 +230,11 @@ fn the_signature_covers_the_wiring() {
     }
     let (a, b) = (block(false), block(true));
     assert_ne!(a.signature(1), b.signature(1));
-    let shapes = |g: &Graph| g.nodes().iter().map(|n| (n.name, n.channels, n.side)).collect::<Vec<_>>();
+    let shapes = |g: &Graph| {
+        g.nodes()
+            .iter()
+            .map(|n| (n.name, n.channels, n.side))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(shapes(&a), shapes(&b));
 }

@@ -147,7 +147,8 @@ pub fn conv2d_s8_ref<
                     }
                 }
                 let acc = acc.wrapping_add(layer.bias[co]);
-                let v = requantize_ref(acc, layer.requant[co]) as i64 + layer.output.zero_point as i64;
+                let v =
+                    requantize_ref(acc, layer.requant[co]) as i64 + layer.output.zero_point as i64;
                 let lo = layer.output.range.min() as i64;
                 let hi = layer.output.range.max() as i64;
                 out[oy][ox][C_OFF + co] = v.max(lo).min(hi) as i8;
@@ -164,7 +165,18 @@ mod tests {
     use crate::kernels::tiled::{conv2d_fast, scratch_steps};
 
     /// The production conv (the tiled kernel), with its scratch.
-    fn conv<const H: usize, const W: usize, const CI: usize, const K: usize, const PAD: usize, const CO: usize, const HO: usize, const WO: usize, const CT: usize, const C_OFF: usize>(
+    fn conv<
+        const H: usize,
+        const W: usize,
+        const CI: usize,
+        const K: usize,
+        const PAD: usize,
+        const CO: usize,
+        const HO: usize,
+        const WO: usize,
+        const CT: usize,
+        const C_OFF: usize,
+    >(
         layer: &Conv2dS8<'_, CI, K, PAD, CO>,
         input: &[[[i8; CI]; W]; H],
         out: &mut [[[i8; CT]; WO]; HO],

@@ -62,10 +62,7 @@ pub fn expand_word(word: u32, neg_zp: u32) -> (u32, u32) {
         let z = neg_zp as u16;
         let b = word.to_le_bytes();
         let half = |x: u8| (x as i8 as i16 as u16).wrapping_add(z) as u32;
-        (
-            half(b[0]) | half(b[2]) << 16,
-            half(b[1]) | half(b[3]) << 16,
-        )
+        (half(b[0]) | half(b[2]) << 16, half(b[1]) | half(b[3]) << 16)
     }
 }
 
@@ -83,7 +80,13 @@ pub fn neg_zero_point_pair(zp: i8) -> u32 {
 pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8], len: usize) {
     let len = len.min(w.len());
     for (s, step) in x.iter().enumerate().take(len.div_ceil(4)) {
-        let wv = |j: usize| if 4 * s + j < len { w[4 * s + j] as i32 } else { 0 };
+        let wv = |j: usize| {
+            if 4 * s + j < len {
+                w[4 * s + j] as i32
+            } else {
+                0
+            }
+        };
         // The pairs as SXTB16 makes them: (w0, w2) and (w1, w3).
         let (w0, w1, w2, w3) = (wv(0), wv(1), wv(2), wv(3));
         for (a, px) in acc.iter_mut().zip(step.chunks_exact(2)) {
@@ -245,7 +248,10 @@ mod tests {
             let (lo, hi) = expand_word(word, neg_zero_point_pair(zp));
             let b = word.to_le_bytes().map(|b| b as i8 as i32 - zp as i32);
             let h = |v: u32| v as u16 as i16 as i32;
-            assert_eq!([h(lo), h(lo >> 16), h(hi), h(hi >> 16)], [b[0], b[2], b[1], b[3]]);
+            assert_eq!(
+                [h(lo), h(lo >> 16), h(hi), h(hi >> 16)],
+                [b[0], b[2], b[1], b[3]]
+            );
         }
     }
 }

@@ -29,7 +29,10 @@ pub(super) struct ChannelOut {
 }
 
 #[cfg(arm_dsp)]
-const _: () = assert!(core::mem::size_of::<ChannelOut>() == 32, "the assembly loads 8 words");
+const _: () = assert!(
+    core::mem::size_of::<ChannelOut>() == 32,
+    "the assembly loads 8 words"
+);
 
 impl ChannelOut {
     #[inline(always)]
@@ -58,7 +61,11 @@ impl ChannelOut {
     pub(super) fn requant(&self, v: i32) -> i8 {
         // `max` then `min`, not `clamp`: `min <= max` holds (ActRange), and
         // `clamp` would check it again for every output.
-        self.rescale.apply(v).saturating_add(self.zero_point).max(self.min).min(self.max) as i8
+        self.rescale
+            .apply(v)
+            .saturating_add(self.zero_point)
+            .max(self.min)
+            .min(self.max) as i8
     }
 
     /// The output of an accumulator.
@@ -82,7 +89,9 @@ pub(super) struct Epilogue<const CO: usize> {
 impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     fn from_channels(qs: [ChannelOut; CO]) -> Self {
-        let assembly = qs.iter().all(|q| q.rescale.is_high_word() && q.max == i8::MAX as i32);
+        let assembly = qs
+            .iter()
+            .all(|q| q.rescale.is_high_word() && q.max == i8::MAX as i32);
         Epilogue { qs, assembly }
     }
 
@@ -142,7 +151,12 @@ impl<const CO: usize> Epilogue<CO> {
         if self.assembly && dst.len() >= CO && acc.len() >= CO && p < TILE {
             // SAFETY: CO accumulators `acc[c][p]`, one row of TILE apart,
             // and CO bytes of `dst`, in bounds by the checks above.
-            unsafe { self.run::<{ 4 * TILE }>(dst.as_mut_ptr(), acc.as_ptr().cast::<i32>().wrapping_add(p)) };
+            unsafe {
+                self.run::<{ 4 * TILE }>(
+                    dst.as_mut_ptr(),
+                    acc.as_ptr().cast::<i32>().wrapping_add(p),
+                )
+            };
             return;
         }
         for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {

@@ -257,13 +257,19 @@ mod tests {
     fn then_is_the_two_clamps_in_turn() {
         let bounds = [-128i8, -100, -3, 0, 1, 50, 126, 127];
         let ranges = || {
-            bounds.iter().flat_map(|&a| bounds.iter().filter_map(move |&b| ActRange::new(a, b)))
+            bounds
+                .iter()
+                .flat_map(|&a| bounds.iter().filter_map(move |&b| ActRange::new(a, b)))
         };
         for first in ranges() {
             for next in ranges() {
                 let both = first.then(next);
                 for v in i8::MIN..=i8::MAX {
-                    assert_eq!(both.clamp(v), next.clamp(first.clamp(v)), "{first:?} then {next:?} at {v}");
+                    assert_eq!(
+                        both.clamp(v),
+                        next.clamp(first.clamp(v)),
+                        "{first:?} then {next:?} at {v}"
+                    );
                 }
             }
         }

@@ -175,4 +175,3 @@ pub fn random_params<const CI: usize, const K: usize, const CO: usize>(
         output: random_output(rng),
     }
 }
-

@@ -23,8 +23,8 @@
 
 use super::add::{fill_add_lut, table, AddLut};
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
-use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
 use super::epilogue::Epilogue;
+use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
 use crate::quant::Rescale;
 
 /// Largest reduction (`K*K*CI`) im2col'd whole per tile; longer ones go one
@@ -123,14 +123,22 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
         // Kernel row `ky` of this pixel's window: its input row, if inside
         // the image, and the whole run of K taps when it lies inside too
         // (the common case: one contiguous copy).
-        let row = |ky: usize| (oy + ky0 + ky).checked_sub(PAD).and_then(|iy| input.get(iy));
+        let row = |ky: usize| {
+            (oy + ky0 + ky)
+                .checked_sub(PAD)
+                .and_then(|iy| input.get(iy))
+        };
         let run = |r| run_of::<CI, W, K>(r, ox.checked_sub(PAD));
         // Input pixel of tap `kx` in a row.
-        let tap = |r: &[[i8; CI]; W], kx: usize| (ox + kx).checked_sub(PAD).and_then(|ix| r.get(ix).copied());
+        let tap = |r: &[[i8; CI]; W], kx: usize| {
+            (ox + kx).checked_sub(PAD).and_then(|ix| r.get(ix).copied())
+        };
         if CI % 4 == 0 {
             // Whole kernel rows of steps: K * CI / 4 each (a constant, so
             // the copies are unrolled and unchecked).
-            let Some(steps) = scratch.get_mut(..rows * K * CI / 4) else { return };
+            let Some(steps) = scratch.get_mut(..rows * K * CI / 4) else {
+                return;
+            };
             for (ky, steps) in steps.chunks_exact_mut(K * CI / 4).enumerate() {
                 match row(ky) {
                     Some(r) => match run(r) {
@@ -160,7 +168,9 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
             // bytes are shifted in and out one at a time (measured: conv1's
             // gather cost about 190 instructions per pixel that way).
             let window = core::hint::black_box(&mut *window);
-            let Some(bytes) = window.get_mut(..len) else { return };
+            let Some(bytes) = window.get_mut(..len) else {
+                return;
+            };
             for (ky, dst) in bytes.chunks_exact_mut(K * CI).enumerate() {
                 match row(ky) {
                     Some(r) => match run(r) {
@@ -261,10 +271,22 @@ fn conv_tiles<
 ) {
     const {
         assert!(PAD < K, "padding must be smaller than the kernel");
-        assert!(HO + K == H + 2 * PAD + 1 && WO + K == W + 2 * PAD + 1, "output side");
-        assert!(K * K * CI <= MAX_DOT_LEN, "reduction too long for an i32 accumulator");
-        assert!(!POOL || (HO % 2 == 0 && WO % 2 == 0), "fused pool needs even sides");
-        assert!(CI % 4 == 0 || segment_len(CI, K) <= WHOLE_WINDOW_MAX, "gathered window too long");
+        assert!(
+            HO + K == H + 2 * PAD + 1 && WO + K == W + 2 * PAD + 1,
+            "output side"
+        );
+        assert!(
+            K * K * CI <= MAX_DOT_LEN,
+            "reduction too long for an i32 accumulator"
+        );
+        assert!(
+            !POOL || (HO % 2 == 0 && WO % 2 == 0),
+            "fused pool needs even sides"
+        );
+        assert!(
+            CI % 4 == 0 || segment_len(CI, K) <= WHOLE_WINDOW_MAX,
+            "gathered window too long"
+        );
     };
     let co_n = co_n.min(CO_MAX);
     let n_pixels = HO * WO;
@@ -390,7 +412,10 @@ pub fn conv2d_x2_fast<
     scratch: &mut [Step],
 ) {
     const {
-        assert!(A_OFF + CA <= TA && B_OFF + CB <= TB, "channel slice outside the output");
+        assert!(
+            A_OFF + CA <= TA && B_OFF + CB <= TB,
+            "channel slice outside the output"
+        );
         assert!(CA + CB <= WIDE_MAX, "too many fused channels");
     };
     // Three convs, the third without channels (in b's pass).
@@ -405,7 +430,11 @@ pub fn conv2d_x2_fast<
         (a, b, &none),
         input,
         (out_a, out_b, &mut [[[0i8; 0]; WO]; HO]),
-        (ChannelOffset::<A_OFF>, ChannelOffset::<B_OFF>, ChannelOffset::<0>),
+        (
+            ChannelOffset::<A_OFF>,
+            ChannelOffset::<B_OFF>,
+            ChannelOffset::<0>,
+        ),
         scratch,
     );
 }
@@ -442,7 +471,11 @@ pub fn conv2d_x3_fast<
         &mut [[[i8; TB]; WO]; HO],
         &mut [[[i8; TC]; WO]; HO],
     ),
-    _at: (ChannelOffset<A_OFF>, ChannelOffset<B_OFF>, ChannelOffset<C_OFF>),
+    _at: (
+        ChannelOffset<A_OFF>,
+        ChannelOffset<B_OFF>,
+        ChannelOffset<C_OFF>,
+    ),
     scratch: &mut [Step],
 ) {
     const {
@@ -494,7 +527,10 @@ pub fn conv2d_x3_fast<
 /// one tensor, so they take one pass; convs with different zero points are
 /// computed apart but by the same code (a separate instantiation per conv
 /// would cost flash for a case that does not occur).
-fn passes<const N: usize>(sizes: [usize; N], zps: [i8; N]) -> impl Iterator<Item = (usize, usize, i8)> {
+fn passes<const N: usize>(
+    sizes: [usize; N],
+    zps: [i8; N],
+) -> impl Iterator<Item = (usize, usize, i8)> {
     let mut lo = 0;
     let mut k = 0;
     core::iter::from_fn(move || {
@@ -515,7 +551,11 @@ fn passes<const N: usize>(sizes: [usize; N], zps: [i8; N]) -> impl Iterator<Item
 /// fused conv, if the pass `lo..hi` (whose accumulators `acc` are) computed
 /// them.
 #[inline(always)]
-fn pass_part(acc: &[[i32; TILE]], (lo, hi): (usize, usize), (from, n): (usize, usize)) -> Option<&[[i32; TILE]]> {
+fn pass_part(
+    acc: &[[i32; TILE]],
+    (lo, hi): (usize, usize),
+    (from, n): (usize, usize),
+) -> Option<&[[i32; TILE]]> {
     if from < lo || from + n > hi {
         return None;
     }
@@ -551,7 +591,12 @@ pub fn conv2d_pool_fast<
     out: &mut [[[i8; CO]; PW]; PH],
     scratch: &mut [Step],
 ) {
-    const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
+    const {
+        assert!(
+            HO == 2 * PH && WO == 2 * PW,
+            "pooled side must be half the conv's"
+        )
+    };
     let out = out.as_flattened_mut();
     let e = Epilogue::new(layer);
     let pooled = Epilogue::pooled(layer, range);
@@ -606,7 +651,12 @@ pub fn conv2d_add_pool_fast<
     out: &mut [[[i8; CO]; PW]; PH],
     (scratch, lut): (&mut [Step], &mut AddLut),
 ) {
-    const { assert!(HO == 2 * PH && WO == 2 * PW, "pooled side must be half the conv's") };
+    const {
+        assert!(
+            HO == 2 * PH && WO == 2 * PW,
+            "pooled side must be half the conv's"
+        )
+    };
     fill_add_lut(add, lut);
     let [lut_a, lut_b] = &*lut;
     let shortcut = shortcut.as_flattened();

@@ -12,7 +12,9 @@ fn scratch<const CI: usize, const K: usize>() -> Vec<Step> {
     vec![[0xdead_beef; crate::kernels::dsp::STEP_WORDS]; scratch_steps(CI, K)]
 }
 
-fn random_input<const H: usize, const W: usize, const C: usize>(rng: &mut Rng) -> Box<[[[i8; C]; W]; H]> {
+fn random_input<const H: usize, const W: usize, const C: usize>(
+    rng: &mut Rng,
+) -> Box<[[[i8; C]; W]; H]> {
     let mut x = Box::new([[[0i8; C]; W]; H]);
     rng.fill_i8(flat3(&mut x));
     x
@@ -52,9 +54,18 @@ fn conv_case<
         let mut fast = Box::new([[[0i8; CT]; WO]; HO]);
         rng.fill_uniform_i8(flat3(&mut fast));
         let mut slow = fast.clone();
-        conv2d_fast(&p.layer::<PAD>(), &input, &mut fast, ChannelOffset::<C_OFF>, &mut scratch::<CI, K>());
+        conv2d_fast(
+            &p.layer::<PAD>(),
+            &input,
+            &mut fast,
+            ChannelOffset::<C_OFF>,
+            &mut scratch::<CI, K>(),
+        );
         conv2d_s8_ref(&p.layer::<PAD>(), &input, &mut slow, ChannelOffset::<C_OFF>);
-        assert_eq!(fast, slow, "H{H} W{W} CI{CI} K{K} P{PAD} CO{CO} case {case}");
+        assert_eq!(
+            fast, slow,
+            "H{H} W{W} CI{CI} K{K} P{PAD} CO{CO} case {case}"
+        );
     }
 }
 
@@ -66,7 +77,9 @@ fn fast_conv_equals_reference_on_the_networks_shapes() {
     const Q: usize = i::P2;
     const R: usize = r::P1;
     conv_case::<S, S, 1, { i::K1 }, 0, { i::C1 }, { i::S1 }, { i::S1 }, { i::C1 }, 0>(1, 2);
-    conv_case::<P, P, { a::OUT }, { i::K2 }, 0, { i::C2 }, { i::S2 }, { i::S2 }, { i::C2 }, 0>(2, 3);
+    conv_case::<P, P, { a::OUT }, { i::K2 }, 0, { i::C2 }, { i::S2 }, { i::S2 }, { i::C2 }, 0>(
+        2, 3,
+    );
     conv_case::<P, P, { i::C1 }, 1, 0, { a::B1 }, P, P, { a::OUT }, 0>(3, 4);
     conv_case::<P, P, { a::B5_REDUCE }, 5, 2, { a::B5 }, P, P, { a::OUT }, { a::B1 }>(4, 4);
     conv_case::<P, P, { a::B3_REDUCE }, 3, 1, { a::B3 }, P, P, { a::B3 }, 0>(5, 4);
@@ -110,7 +123,11 @@ fn fused_convs_equal_separate_reference_convs() {
             _ => (b.in_zp, c.in_zp) = (a.in_zp, a.in_zp),
         }
         let input = random_input::<12, 12, 10>(&mut rng);
-        let mut fast = (Box::new([[[0i8; 88]; 12]; 12]), Box::new([[[0i8; 16]; 12]; 12]), Box::new([[[0i8; 16]; 12]; 12]));
+        let mut fast = (
+            Box::new([[[0i8; 88]; 12]; 12]),
+            Box::new([[[0i8; 16]; 12]; 12]),
+            Box::new([[[0i8; 16]; 12]; 12]),
+        );
         rng.fill_uniform_i8(flat3(&mut fast.0));
         let mut slow = fast.clone();
         conv2d_x3_fast(
@@ -174,7 +191,13 @@ fn pool_case<
         let mut slow = Box::new([[[0i8; CO]; PW]; PH]);
         maxpool2d_s8_ref(range, &full, &mut slow);
         let mut fast = Box::new([[[0i8; CO]; PW]; PH]);
-        conv2d_pool_fast::<H, W, CI, K, PAD, CO, HO, WO, PH, PW>(&p.layer::<PAD>(), range, &input, &mut fast, &mut scratch::<CI, K>());
+        conv2d_pool_fast::<H, W, CI, K, PAD, CO, HO, WO, PH, PW>(
+            &p.layer::<PAD>(),
+            range,
+            &input,
+            &mut fast,
+            &mut scratch::<CI, K>(),
+        );
         assert_eq!(fast, slow, "H{H} W{W} CI{CI} K{K} CO{CO} case {case}");
     }
 }
@@ -183,20 +206,28 @@ fn pool_case<
 fn fused_conv_pool_equals_reference_conv_then_pool() {
     use crate::arch::{inception as i, inception_a as a};
     const S: usize = crate::arch::IMAGE_SIDE;
-    pool_case::<S, S, 1, { i::K1 }, 0, { i::C1 }, { i::S1 }, { i::S1 }, { i::P1 }, { i::P1 }>(50, 3);
-    pool_case::<{ i::P1 }, { i::P1 }, { a::OUT }, { i::K2 }, 0, { i::C2 }, { i::S2 }, { i::S2 }, { i::P2 }, { i::P2 }>(51, 3);
+    pool_case::<S, S, 1, { i::K1 }, 0, { i::C1 }, { i::S1 }, { i::S1 }, { i::P1 }, { i::P1 }>(
+        50, 3,
+    );
+    pool_case::<
+        { i::P1 },
+        { i::P1 },
+        { a::OUT },
+        { i::K2 },
+        0,
+        { i::C2 },
+        { i::S2 },
+        { i::S2 },
+        { i::P2 },
+        { i::P2 },
+    >(51, 3);
     pool_case::<6, 10, 3, 3, 1, 5, 6, 10, 3, 5>(52, 30);
     pool_case::<4, 4, 8, 1, 0, 7, 4, 4, 2, 2>(53, 30);
     pool_case::<9, 7, 2, 2, 0, 3, 8, 6, 4, 3>(54, 30);
 }
 
 /// conv2d_add_pool_fast == reference conv, reference add, reference pool.
-fn add_pool_case<
-    const S: usize,
-    const CI: usize,
-    const CO: usize,
-    const P: usize,
->(
+fn add_pool_case<const S: usize, const CI: usize, const CO: usize, const P: usize>(
     seed: u64,
     cases: usize,
 ) {

@@ -5,9 +5,9 @@ use super::decode::{Layers, REQUANT_BYTES};
 use super::layers::{layers, signature, Activation, LayerKind};
 use super::wire::{File, Header, LayerRecord, OutputRecord, Preamble};
 use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC, OPSET};
-use crate::graph::Source;
 use crate::arch::normalize_pixel;
 use crate::error::Error;
+use crate::graph::Source;
 use crate::kernels::{ActRange, AddS8, OutputQuant};
 use crate::quant::{quantize_multiplier, Requant};
 use std::string::{String, ToString};
@@ -300,8 +300,13 @@ impl ModelSpec {
                 }
             };
             let add = (table.kind == LayerKind::Add).then(|| {
-                AddS8::from_scales(quant(table.input), quant(table.input_b), scale as f64 * 2.0, output)
-                    .expect("positive scales")
+                AddS8::from_scales(
+                    quant(table.input),
+                    quant(table.input_b),
+                    scale as f64 * 2.0,
+                    output,
+                )
+                .expect("positive scales")
             });
             let l = &mut spec.layers[i];
             l.output = output;

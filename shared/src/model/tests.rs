@@ -2,6 +2,7 @@
 //! truncation, every header byte change, random bytes, the other network,
 //! and each kind of bad record.
 
+use super::Decode;
 use super::*;
 use crate::error::{Error, Field, LayerProblem, Part};
 use crate::kernels::testutil::Rng;
@@ -10,7 +11,6 @@ use crate::nets::inception::InceptionModel;
 use crate::nets::resnet::ResNetModel;
 use crate::nets::resnet_identity::ResNetIdentityModel;
 use crate::nets::Model;
-use super::Decode;
 use std::vec::Vec;
 
 fn file(net: NetId, seed: u64) -> (ModelSpec, Vec<u8>) {
@@ -548,7 +548,10 @@ fn header_errors_are_named() {
         })
     );
     let msg = old.unwrap_err().to_string();
-    assert!(msg.contains("op-set 0") && msg.contains("op-set 1"), "{msg}");
+    assert!(
+        msg.contains("op-set 0") && msg.contains("op-set 1"),
+        "{msg}"
+    );
     assert_eq!(
         with(|h| h.signature ^= 1),
         Err(Error::ShapeSignature {

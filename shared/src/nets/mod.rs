@@ -370,7 +370,12 @@ impl<const N: usize> Arena<N> {
     /// the arena and 4-byte aligned (checked at compile time).
     #[inline(always)]
     pub fn parts<P: Parts>(&mut self) -> P::Refs<'_> {
-        const { assert!(parts_ok(P::REGIONS, N), "buffers overlap, are misaligned or outside the arena") };
+        const {
+            assert!(
+                parts_ok(P::REGIONS, N),
+                "buffers overlap, are misaligned or outside the arena"
+            )
+        };
         // SAFETY: checked just above; the borrow of `self` covers them all.
         unsafe { P::take(self.bytes.as_mut_ptr()) }
     }
@@ -554,7 +559,11 @@ impl Plan {
     pub const fn check(&self, g: &Graph) -> Result<(), PlanViolation> {
         let steps = g.steps();
         if self.steps.len() != steps.len() {
-            let step = if self.steps.len() < steps.len() { self.steps.len() } else { steps.len() };
+            let step = if self.steps.len() < steps.len() {
+                self.steps.len()
+            } else {
+                steps.len()
+            };
             return Err(PlanViolation::NotTheGraphs { step });
         }
         let mut s = 0;
@@ -570,7 +579,8 @@ impl Plan {
                     Some(c) => c,
                     None => nodes[i],
                 };
-                if read_after(g, tensor, s) && !has_len(step.writes, g.node(tensor).tensor_bytes()) {
+                if read_after(g, tensor, s) && !has_len(step.writes, g.node(tensor).tensor_bytes())
+                {
                     return Err(PlanViolation::Unwritten { step: s });
                 }
                 i += 1;

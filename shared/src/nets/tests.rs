@@ -87,7 +87,13 @@ fn maxpool<const H: usize, const W: usize, const C: usize, const HO: usize, cons
     out
 }
 
-fn maxpool_relu<const H: usize, const W: usize, const C: usize, const HO: usize, const WO: usize>(
+fn maxpool_relu<
+    const H: usize,
+    const W: usize,
+    const C: usize,
+    const HO: usize,
+    const WO: usize,
+>(
     zp: i8,
     x: &Tensor<H, W, C>,
 ) -> Box<Tensor<HO, WO, C>> {
@@ -247,7 +253,8 @@ fn residual_ref<const C: usize, const S: usize>(
 
 fn resnet_identity_ref(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
     let x = input(spec, pixels);
-    let conv1: ConvP<1, { rid::K_STEM }, 0, { rid::C1 }> = conv_p(spec, "conv1", spec.input.zero_point);
+    let conv1: ConvP<1, { rid::K_STEM }, 0, { rid::C1 }> =
+        conv_p(spec, "conv1", spec.input.zero_point);
     let y: Box<Tensor<{ rid::S1 }, { rid::S1 }, { rid::C1 }>> = conv1.run(&x);
     let p: Box<Tensor<{ rid::P1 }, { rid::P1 }, { rid::C1 }>> = maxpool(ActRange::FULL, &y);
     let (a, zp) = residual_ref::<{ rid::C1 }, { rid::P1 }>(spec, "rb1", conv1.out_zp(), &p);
@@ -292,7 +299,11 @@ fn interpret(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
             Op::Input => pixels.iter().map(|&p| spec.input.lut[p as usize]).collect(),
             Op::Conv { input, kernel, pad } => {
                 let l = layer.unwrap();
-                let (x, ci, si) = (&t[input.index()], g.node(input).channels as usize, g.node(input).side as isize);
+                let (x, ci, si) = (
+                    &t[input.index()],
+                    g.node(input).channels as usize,
+                    g.node(input).side as isize,
+                );
                 let (k, pad) = (kernel as usize, pad as isize);
                 let mut out = vec![0i8; c * s * s];
                 for oy in 0..s {
@@ -301,19 +312,26 @@ fn interpret(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
                             let mut acc = 0i32;
                             for ky in 0..k {
                                 for kx in 0..k {
-                                    let (iy, ix) = (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
+                                    let (iy, ix) = (
+                                        oy as isize + ky as isize - pad,
+                                        ox as isize + kx as isize - pad,
+                                    );
                                     if iy < 0 || ix < 0 || iy >= si || ix >= si {
                                         continue;
                                     }
                                     for cc in 0..ci {
-                                        let xv = x[(iy as usize * si as usize + ix as usize) * ci + cc] as i32;
-                                        let w = l.weights[((co * k + ky) * k + kx) * ci + cc] as i32;
+                                        let xv = x
+                                            [(iy as usize * si as usize + ix as usize) * ci + cc]
+                                            as i32;
+                                        let w =
+                                            l.weights[((co * k + ky) * k + kx) * ci + cc] as i32;
                                         acc += w * (xv - zp(input));
                                     }
                                 }
                             }
                             let acc = acc.wrapping_add(l.bias[co]);
-                            out[(oy * s + ox) * c + co] = clamp_out(requantize_ref(acc, l.requant[co]), l.output);
+                            out[(oy * s + ox) * c + co] =
+                                clamp_out(requantize_ref(acc, l.requant[co]), l.output);
                         }
                     }
                 }
@@ -324,20 +342,37 @@ fn interpret(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
                 (0..c)
                     .map(|o| {
                         let row = &l.weights[o * x.len()..(o + 1) * x.len()];
-                        let acc: i32 = row.iter().zip(x).map(|(&w, &v)| w as i32 * (v as i32 - zp(input))).sum();
-                        clamp_out(requantize_ref(acc.wrapping_add(l.bias[o]), l.requant[o]), l.output)
+                        let acc: i32 = row
+                            .iter()
+                            .zip(x)
+                            .map(|(&w, &v)| w as i32 * (v as i32 - zp(input)))
+                            .sum();
+                        clamp_out(
+                            requantize_ref(acc.wrapping_add(l.bias[o]), l.requant[o]),
+                            l.output,
+                        )
                     })
                     .collect()
             }
             Op::MaxPool2 { input } => {
                 let (x, si) = (&t[input.index()], g.node(input).side as usize);
-                let floor = if node.act == crate::graph::Act::Relu { zp(input) as i8 } else { i8::MIN };
+                let floor = if node.act == crate::graph::Act::Relu {
+                    zp(input) as i8
+                } else {
+                    i8::MIN
+                };
                 let mut out = vec![0i8; c * s * s];
                 for y in 0..s {
                     for x_ in 0..s {
                         for ch in 0..c {
-                            let at = |dy: usize, dx: usize| x[((2 * y + dy) * si + 2 * x_ + dx) * c + ch];
-                            out[(y * s + x_) * c + ch] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)).max(floor);
+                            let at = |dy: usize, dx: usize| {
+                                x[((2 * y + dy) * si + 2 * x_ + dx) * c + ch]
+                            };
+                            out[(y * s + x_) * c + ch] = at(0, 0)
+                                .max(at(0, 1))
+                                .max(at(1, 0))
+                                .max(at(1, 1))
+                                .max(floor);
                         }
                     }
                 }
@@ -351,14 +386,17 @@ fn interpret(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
                     for x_ in 0..s as isize {
                         for ch in 0..c {
                             let mut sum = 0i32;
-                            for (iy, ix) in (y - 1..=y + 1).flat_map(|iy| (x_ - 1..=x_ + 1).map(move |ix| (iy, ix))) {
+                            for (iy, ix) in (y - 1..=y + 1)
+                                .flat_map(|iy| (x_ - 1..=x_ + 1).map(move |ix| (iy, ix)))
+                            {
                                 if iy >= 0 && ix >= 0 && iy < s as isize && ix < s as isize {
                                     sum += x[(iy as usize * s + ix as usize) * c + ch] as i32 - z;
                                 }
                             }
                             // sum / 9 rounded half away from zero.
                             let q = (2 * sum.abs() + 9) / 18 * sum.signum();
-                            out[(y as usize * s + x_ as usize) * c + ch] = (z + q).clamp(-128, 127) as i8;
+                            out[(y as usize * s + x_ as usize) * c + ch] =
+                                (z + q).clamp(-128, 127) as i8;
                         }
                     }
                 }
@@ -367,7 +405,9 @@ fn interpret(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
             Op::Add { a, b } => {
                 let l = layer.unwrap();
                 let (xa, xb) = (&t[a.index()], &t[b.index()]);
-                let scaled = |v: i8, z: i32, m: Requant| requantize_ref((v as i32 - z) << ADD_LEFT_SHIFT, m) as i64;
+                let scaled = |v: i8, z: i32, m: Requant| {
+                    requantize_ref((v as i32 - z) << ADD_LEFT_SHIFT, m) as i64
+                };
                 xa.iter()
                     .zip(xb)
                     .map(|(&va, &vb)| {
@@ -459,7 +499,11 @@ fn forward_equals_reference(net: NetId) {
             let pred = classify(&model, &pixels, &mut *arena, &mut probe);
             let want = reference(&spec, &pixels);
             assert_eq!(pred.logits, want, "{net:?} seed {seed}");
-            assert_eq!(interpret(&spec, &pixels), want, "{net:?} seed {seed}: the graph's interpreter");
+            assert_eq!(
+                interpret(&spec, &pixels),
+                want,
+                "{net:?} seed {seed}: the graph's interpreter"
+            );
             assert_eq!(pred.class as usize, argmax_s8_ref(&want));
             assert_eq!(probe.0, plan_names(plan(net)));
             distinct.insert(want);
@@ -495,17 +539,35 @@ fn resnet_identity_forward_equals_the_reference_composition() {
 fn each_network_decodes_on_its_own() {
     let mut arena = Box::new(Arena::<ARENA_BYTES>::new());
     let px = [77u8; IMAGE_PIXELS];
-    let logits = |bytes: &[u8], arena: &mut Arena<ARENA_BYTES>| forward(&Model::decode(bytes).unwrap(), &px, arena, &mut ());
+    let logits = |bytes: &[u8], arena: &mut Arena<ARENA_BYTES>| {
+        forward(&Model::decode(bytes).unwrap(), &px, arena, &mut ())
+    };
     let b = ModelSpec::synthetic(NetId::Inception, 1).encode().unwrap();
     let m = inception::InceptionModel::decode(&b).unwrap();
-    assert_eq!(inception::forward(&m, &px, &mut *arena, &mut ()), logits(&b, &mut arena));
+    assert_eq!(
+        inception::forward(&m, &px, &mut *arena, &mut ()),
+        logits(&b, &mut arena)
+    );
     let b = ModelSpec::synthetic(NetId::ResNet, 1).encode().unwrap();
     let m = resnet::ResNetModel::decode(&b).unwrap();
-    assert_eq!(resnet::forward(&m, &px, &mut *arena, &mut ()), logits(&b, &mut arena));
-    let b = ModelSpec::synthetic(NetId::ResNetIdentity, 1).encode().unwrap();
+    assert_eq!(
+        resnet::forward(&m, &px, &mut *arena, &mut ()),
+        logits(&b, &mut arena)
+    );
+    let b = ModelSpec::synthetic(NetId::ResNetIdentity, 1)
+        .encode()
+        .unwrap();
     let m = resnet_identity::ResNetIdentityModel::decode(&b).unwrap();
-    assert_eq!(resnet_identity::forward(&m, &px, &mut *arena, &mut ()), logits(&b, &mut arena));
-    assert!(resnet::ResNetModel::decode(&ModelSpec::synthetic(NetId::ResNetIdentity, 1).encode().unwrap()).is_err());
+    assert_eq!(
+        resnet_identity::forward(&m, &px, &mut *arena, &mut ()),
+        logits(&b, &mut arena)
+    );
+    assert!(resnet::ResNetModel::decode(
+        &ModelSpec::synthetic(NetId::ResNetIdentity, 1)
+            .encode()
+            .unwrap()
+    )
+    .is_err());
 }
 
 #[test]
@@ -514,7 +576,12 @@ fn a_model_of_zeros_predicts_class_zero() {
     let bytes = ModelSpec::template(NetId::ResNet).encode().unwrap();
     let m = resnet::ResNetModel::decode(&bytes).unwrap();
     let mut arena = Arena::<{ resnet::PLAN.arena_bytes() }>::new();
-    let p = Prediction::from_logits(resnet::forward(&m, &[255; IMAGE_PIXELS], &mut arena, &mut ()));
+    let p = Prediction::from_logits(resnet::forward(
+        &m,
+        &[255; IMAGE_PIXELS],
+        &mut arena,
+        &mut (),
+    ));
     assert_eq!(
         p,
         Prediction {
@@ -538,9 +605,18 @@ fn plans_are_valid_and_small() {
     // The identity ResNet in block rb1's add: its input, conv1's output
     // (now the add's tables), rb1's scratch (36 steps), conv2's output, the
     // block's output.
-    assert_eq!(arena_bytes(NetId::Inception), 12_672 + 1_440 + 2 * 2_304 + 100 * 48);
-    assert_eq!(arena_bytes(NetId::ResNet), 784 + 784 + 7_840 + 23 * 48 + 2 * 1024 + 1_960);
-    assert_eq!(arena_bytes(NetId::ResNetIdentity), 2_304 + 2_304 + 36 * 48 + 2_304 + 2_304);
+    assert_eq!(
+        arena_bytes(NetId::Inception),
+        12_672 + 1_440 + 2 * 2_304 + 100 * 48
+    );
+    assert_eq!(
+        arena_bytes(NetId::ResNet),
+        784 + 784 + 7_840 + 23 * 48 + 2 * 1024 + 1_960
+    );
+    assert_eq!(
+        arena_bytes(NetId::ResNetIdentity),
+        2_304 + 2_304 + 36 * 48 + 2_304 + 2_304
+    );
     const { assert!(arena_bytes(NetId::Inception) <= 24 * 1024) };
     // Every step name is unique and every node but a concat is computed by
     // exactly one step.
@@ -550,10 +626,15 @@ fn plans_are_valid_and_small() {
             assert!(!names[i + 1..].contains(n), "{n}");
         }
         let g = net.graph();
-        let mut covered: Vec<u8> = plan(net).steps.iter().flat_map(|s| s.graph.nodes().iter().map(|n| n.0)).collect();
+        let mut covered: Vec<u8> = plan(net)
+            .steps
+            .iter()
+            .flat_map(|s| s.graph.nodes().iter().map(|n| n.0))
+            .collect();
         covered.sort();
-        let nodes: Vec<u8> =
-            (0..g.nodes().len() as u8).filter(|&i| !matches!(g.node(NodeId(i)).op, Op::Concat { .. })).collect();
+        let nodes: Vec<u8> = (0..g.nodes().len() as u8)
+            .filter(|&i| !matches!(g.node(NodeId(i)).op, Op::Concat { .. }))
+            .collect();
         assert_eq!(covered, nodes, "{net:?}");
     }
 }
@@ -569,18 +650,33 @@ fn a_plan_that_is_not_its_graphs_is_refused() {
         steps: Vec::leak(steps),
     };
     // One step short, two swapped.
-    assert_eq!(with(steps[..9].to_vec()).check(g), Err(PlanViolation::NotTheGraphs { step: 9 }));
+    assert_eq!(
+        with(steps[..9].to_vec()).check(g),
+        Err(PlanViolation::NotTheGraphs { step: 9 })
+    );
     let mut swapped = steps.to_vec();
     swapped.swap(2, 3);
-    assert_eq!(with(swapped).check(g), Err(PlanViolation::NotTheGraphs { step: 2 }));
+    assert_eq!(
+        with(swapped).check(g),
+        Err(PlanViolation::NotTheGraphs { step: 2 })
+    );
     // rb1.conv1 writes no buffer of its output's size.
     let mut unwritten = steps.to_vec();
     unwritten[2].writes = &steps[2].writes[1..];
-    assert_eq!(with(unwritten).check(g), Err(PlanViolation::Unwritten { step: 2 }));
+    assert_eq!(
+        with(unwritten).check(g),
+        Err(PlanViolation::Unwritten { step: 2 })
+    );
     // conv2 reads the image's buffer.
     let mut wrong = steps.to_vec();
     wrong[5].reads = steps[1].reads;
-    assert_eq!(with(wrong).check(g), Err(PlanViolation::WrongRead { step: 5, buffer: "X0" }));
+    assert_eq!(
+        with(wrong).check(g),
+        Err(PlanViolation::WrongRead {
+            step: 5,
+            buffer: "X0"
+        })
+    );
 }
 
 #[test]
@@ -791,7 +887,14 @@ fn inception_naive(net: &float::FloatNet, x: &[f64]) -> Vec<f64> {
 }
 
 /// The seed's block: `ReLU(conv(x) + conv2(ReLU(conv1(x))))`.
-fn block_naive(net: &float::FloatNet, p: &str, x: &[f64], ci: usize, co: usize, s: usize) -> Vec<f64> {
+fn block_naive(
+    net: &float::FloatNet,
+    p: &str,
+    x: &[f64],
+    ci: usize,
+    co: usize,
+    s: usize,
+) -> Vec<f64> {
     let n = |b: &str| format!("{p}.{b}");
     let y = relu_naive(conv_named(net, &n("conv1"), x, ci, s, ci, 3, 1));
     let y = conv_named(net, &n("conv2"), &y, ci, s, co, 3, 1);
@@ -863,8 +966,12 @@ fn f32_equals_naive(net: NetId, naive: fn(&float::FloatNet, &[f64]) -> Vec<f64>)
             close(&got, &naive(&f, &x64));
             assert_eq!(f.forward_pixels(&px), got);
             let g = net.graph();
-            let want: Vec<(u8, usize)> =
-                g.nodes().iter().enumerate().map(|(i, n)| (i as u8, n.tensor_bytes())).collect();
+            let want: Vec<(u8, usize)> = g
+                .nodes()
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as u8, n.tensor_bytes()))
+                .collect();
             assert_eq!(seen, want);
         }
     }

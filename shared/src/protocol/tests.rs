@@ -183,7 +183,9 @@ fn the_largest_messages_fit_max_message() {
     let profile = raw(&Response::Profile(full_profile()));
     assert!(classify.len() <= MAX_MESSAGE && profile.len() <= MAX_MESSAGE);
     // The capacity covers every network's plan.
-    assert!(NetId::ALL.iter().all(|&net| plan(net).steps.len() <= MAX_LAYERS));
+    assert!(NetId::ALL
+        .iter()
+        .all(|&net| plan(net).steps.len() <= MAX_LAYERS));
 }
 
 #[test]
