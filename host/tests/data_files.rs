@@ -4,7 +4,7 @@
 //! IDX files written here by a writer independent of the loader.
 
 use flate2::{write::GzEncoder, Compression};
-use host::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+use host::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
 use host::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,11 +3,11 @@
 //! own dfdx network, computed independently of `shared`'s int8 code and of
 //! the exporter.
 
-use host::checkpoint::Checkpoint;
-use host::data::{Dataset, Verify, DEFAULT_DATA_DIR};
-use host::eval;
-use host::export;
-use host::nets::Net;
+use host::quant::export;
+use host::train::checkpoint::Checkpoint;
+use host::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+use host::train::eval;
+use host::train::nets::Net;
 use shared::arch::CLASSES;
 use shared::nets::Model;
 use shared::NetId;

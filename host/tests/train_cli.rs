@@ -1,8 +1,8 @@
 //! `host train` end to end: bad input fails before any training, a short
 //! run writes every output and learns, and `--resume` continues it.
 
-use host::checkpoint::Checkpoint;
-use host::report::TrainLog;
+use host::train::checkpoint::Checkpoint;
+use host::train::report::TrainLog;
 use host::train::state::{self, Found};
 use std::path::Path;
 use std::process::{Command, Output};

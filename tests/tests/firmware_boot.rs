@@ -3,9 +3,9 @@
 //! embedded digits (each prediction checked against the host's), and
 //! announces that it serves.
 
-use host::data::Split;
-use host::firmware;
-use host::qemu::LogLine;
+use host::device::firmware;
+use host::device::qemu::LogLine;
+use host::train::data::Split;
 use shared::arch;
 use shared::NetId;
 use std::path::Path;
@@ -17,7 +17,7 @@ fn messages(log: &[LogLine]) -> Vec<&str> {
 
 /// The self-test digits' test-set indices, as the firmware source lists them.
 fn selftest_indices(test: &Split) -> [usize; arch::CLASSES] {
-    host::selftest::indices(test).expect("every class occurs in the test set")
+    host::device::selftest::indices(test).expect("every class occurs in the test set")
 }
 
 #[test]
@@ -125,13 +125,13 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
 
 #[test]
 fn the_self_test_digits_are_the_first_test_image_of_each_class() {
-    let committed =
-        std::fs::read_to_string(host::selftest::DIGITS_FILE).expect("read selftest_digits.rs");
-    let fresh = host::selftest::render(test_set()).expect("render the digits");
+    let committed = std::fs::read_to_string(host::device::selftest::DIGITS_FILE)
+        .expect("read selftest_digits.rs");
+    let fresh = host::device::selftest::render(test_set()).expect("render the digits");
     assert!(
         committed == fresh,
         "{} is stale: regenerate it with `cargo run -p host -- selftest-digits`",
-        Path::new(host::selftest::DIGITS_FILE).display()
+        Path::new(host::device::selftest::DIGITS_FILE).display()
     );
 }
 

@@ -3,8 +3,8 @@
 //! must equal the host's `shared` reference exactly, and no bad frame may
 //! stop it from serving.
 
-use host::qemu::Session;
-use host::serial::Reply;
+use host::device::qemu::Session;
+use host::device::serial::Reply;
 use host::Error;
 use shared::arch::IMAGE_PIXELS;
 use shared::protocol::{encode, ErrorCode, ModelStatus, Request, MAX_ENCODED, MAX_FRAME};

@@ -2,9 +2,9 @@
 //! static RAM, and the stack's high-water mark measured on the running
 //! firmware.
 
-use host::firmware::{self, Build};
-use host::qemu;
-use host::size::{self, SizeReport};
+use host::device::firmware::{self, Build};
+use host::device::qemu;
+use host::device::size::{self, SizeReport};
 use shared::nets::{arena_bytes, plan};
 use shared::NetId;
 use tests::{host_cli, qemu_elf, reference};

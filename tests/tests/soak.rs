@@ -4,7 +4,7 @@
 //! must be answered correctly, the firmware must never restart, and its
 //! stack high-water mark must not move.
 
-use host::serial::{Client, Reply};
+use host::device::serial::{Client, Reply};
 use host::Error;
 use shared::arch::IMAGE_PIXELS;
 use shared::protocol::{ErrorCode, Request, MAX_ENCODED};

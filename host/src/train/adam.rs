@@ -4,9 +4,9 @@
 //! update itself is dfdx's ([`AdamConfig::try_update`]), so the arithmetic
 //! is bit for bit that of `dfdx::optim::Adam`, whose state is private.
 
-use crate::checkpoint::NamedTensor;
-use crate::nets::{named_tensors, Net};
-use crate::ops::Buf;
+use crate::train::checkpoint::NamedTensor;
+use crate::train::nets::{named_tensors, Net};
+use crate::train::ops::Buf;
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorOptions, TensorVisitor, ViewTensorMut};
 use dfdx::prelude::*;
 
@@ -41,8 +41,8 @@ impl Adam {
             .map(|t| {
                 (
                     t.name,
-                    crate::ops::alloc(dev, t.data.len()),
-                    crate::ops::alloc(dev, t.data.len()),
+                    crate::train::ops::alloc(dev, t.data.len()),
+                    crate::train::ops::alloc(dev, t.data.len()),
                 )
             })
             .collect();
@@ -82,8 +82,8 @@ impl Adam {
         );
     }
 
-    /// The moments as named tensors ([`FIRST_MOMENT`]`.NAME` and
-    /// [`SECOND_MOMENT`]`.NAME`), shaped like their parameters.
+    /// The moments as named tensors (`exp_avg.NAME` and `exp_avg_sq.NAME`),
+    /// shaped like their parameters.
     pub fn to_tensors<M: Net>(&self, model: &M) -> Vec<NamedTensor> {
         let params = named_tensors(model);
         let mut out = Vec::with_capacity(2 * params.len());
@@ -181,7 +181,7 @@ impl TensorVisitor<f32, Cpu> for Update<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::ResNet;
+    use crate::train::nets::ResNet;
     use dfdx::nn::BuildModule;
     use dfdx::optim::Optimizer;
 

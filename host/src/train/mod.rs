@@ -1,26 +1,39 @@
-//! The training loop: shuffled mini-batches, Adam, cross-entropy, a test
-//! evaluation and, after every epoch, the checkpoint and the training state
-//! that lets `--resume` continue the run exactly (see [`state`]).
+//! Training: MNIST data ([`data`]), the dfdx networks ([`nets`]) and their
+//! conv, pool and concat ops ([`ops`]), the learning-rate schedule
+//! ([`schedule`]), checkpoints ([`checkpoint`]), evaluation ([`eval`]), the
+//! log and its pictures ([`report`]), peak memory ([`memory`]) and the
+//! training benchmark ([`bench`](mod@bench)).
+//!
+//! This module is the training loop itself: shuffled mini-batches, Adam,
+//! cross-entropy, a test evaluation and, after every epoch, the checkpoint
+//! and the training state that lets `--resume` continue the run exactly
+//! (see [`state`]).
 
 mod adam;
+pub mod bench;
+pub mod checkpoint;
+pub mod data;
+pub mod eval;
+pub mod memory;
+pub mod nets;
+pub mod ops;
+pub mod report;
+pub mod schedule;
 pub mod state;
 
 pub use adam::Adam;
 pub use state::{checkpoint_path, state_path};
 
-use crate::checkpoint::{Checkpoint, NamedTensor};
-use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::eval;
-use crate::memory;
-use crate::nets::{self, Net};
-use crate::ops;
-use crate::report::{self, EpochRecord, NetLog};
-use crate::schedule::Schedule;
+use checkpoint::{Checkpoint, NamedTensor};
+use data::{Dataset, Split};
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
+use nets::Net;
 use rand::{seq::SliceRandom, SeedableRng};
+use report::{EpochRecord, NetLog};
+use schedule::Schedule;
 use shared::arch::{CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use state::{Found, TrainState};
 use std::path::Path;
@@ -154,7 +167,7 @@ impl<M: Net> Start<M> {
             path: path.clone(),
             source,
         })?;
-        let ckpt = Checkpoint::parse(&path, &bytes, crate::checkpoint::FORMAT)?;
+        let ckpt = Checkpoint::parse(&path, &bytes, crate::train::checkpoint::FORMAT)?;
         let dev = device(0);
         let mut model = M::build(&dev);
         nets::load_checkpoint(&mut model, &ckpt).map_err(|e| Error::Resume {

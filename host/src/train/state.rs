@@ -7,10 +7,10 @@
 
 use super::Settings;
 use crate::atomic::{recover_group, write_group_atomic};
-use crate::checkpoint::{Checkpoint, NamedTensor};
-use crate::data::hex;
 use crate::error::{Error, Result};
-use crate::schedule::Schedule;
+use crate::train::checkpoint::{Checkpoint, NamedTensor};
+use crate::train::data::hex;
+use crate::train::schedule::Schedule;
 use clap::ValueEnum;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

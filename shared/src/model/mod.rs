@@ -86,7 +86,7 @@
 //! - **Logits**: fc's output quantisation gives ten int8 logits; the
 //!   prediction is their argmax (ties to the lowest index).
 //!
-//! The host's exporter (`host/src/export.rs`) is the worked example: it
+//! The host's exporter (`host/src/quant/export.rs`) is the worked example: it
 //! calibrates on
 //! [`forward_observed`](crate::nets::float::FloatNet::forward_observed)
 //! of the f32 network and fills a [`ModelSpec`] from a trained checkpoint,

@@ -5,7 +5,7 @@
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::reference::Reference;
+use crate::quant::reference::Reference;
 use serde::Serialize;
 use shared::arch::{CLASSES, IMAGE_PIXELS};
 use shared::protocol::CostUnit;

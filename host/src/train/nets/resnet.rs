@@ -2,7 +2,7 @@
 //! by a 2x2 max pool and ReLU, then fc.
 
 use super::conv::Conv;
-use crate::ops;
+use crate::train::ops;
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
 use dfdx::prelude::*;
 use shared::arch::{resnet as a, CLASSES, IMAGE_SIDE};

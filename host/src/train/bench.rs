@@ -1,9 +1,9 @@
 //! Training-speed benchmark: milliseconds per training batch (forward,
 //! backward, Adam) on real MNIST images, and the process's peak memory.
 
-use crate::data::Split;
-use crate::eval;
-use crate::nets::Net;
+use crate::train::data::Split;
+use crate::train::eval;
+use crate::train::nets::Net;
 use crate::train::Stepper;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;

@@ -17,8 +17,8 @@ pub use inception::{InceptionA, InceptionNet};
 pub use resnet::{IdentityBlock, ResNet};
 pub use resnet_identity::{ResNetIdentity, ResidualBlock};
 
-use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::error::{Error, Result};
+use crate::train::checkpoint::{Checkpoint, NamedTensor};
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,
@@ -55,15 +55,15 @@ macro_rules! with_net {
     ($net:expr, $M:ident => $body:expr) => {
         match $net {
             shared::NetId::Inception => {
-                type $M = $crate::nets::InceptionNet;
+                type $M = $crate::train::nets::InceptionNet;
                 $body
             }
             shared::NetId::ResNet => {
-                type $M = $crate::nets::ResNet;
+                type $M = $crate::train::nets::ResNet;
                 $body
             }
             shared::NetId::ResNetIdentity => {
-                type $M = $crate::nets::ResNetIdentity;
+                type $M = $crate::train::nets::ResNetIdentity;
                 $body
             }
         }
@@ -174,7 +174,7 @@ impl TensorVisitor<f32, Cpu> for Import<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+    use crate::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
     use dfdx::nn::BuildModule;
 
     /// The dfdx module computes its graph: on freshly initialised weights,
@@ -187,8 +187,8 @@ mod tests {
             .truncated(40);
         let dev = Cpu::seed_from_u64(3);
         let model = M::build(&dev);
-        let float = crate::export::float_net(&to_checkpoint(&model)).unwrap();
-        let want = crate::eval::logits(&model, &dev, &crate::eval::normalized(&test));
+        let float = crate::quant::export::float_net(&to_checkpoint(&model)).unwrap();
+        let want = crate::train::eval::logits(&model, &dev, &crate::train::eval::normalized(&test));
         let mut worst = 0f32;
         for (i, want) in want.chunks(CLASSES).enumerate() {
             let got = float.forward_pixels(test.image(i));

@@ -17,9 +17,9 @@
 //! - **Input**: the pixel range after normalisation, exactly: a table maps
 //!   each raw byte to its int8 value, so no calibration is needed.
 
-use crate::checkpoint::Checkpoint;
-use crate::data::Split;
 use crate::error::{Error, Result};
+use crate::train::checkpoint::Checkpoint;
+use crate::train::data::Split;
 use rayon::prelude::*;
 use shared::graph::{NodeId, Source};
 use shared::kernels::{AddS8, OutputQuant};
@@ -259,8 +259,8 @@ pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Dataset, Verify, DEFAULT_DATA_DIR};
-    use crate::nets::{to_checkpoint, Net, ResNet};
+    use crate::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+    use crate::train::nets::{to_checkpoint, Net, ResNet};
     use dfdx::nn::BuildModule;
     use dfdx::prelude::*;
     use shared::arch::CLASSES;
@@ -296,7 +296,7 @@ mod tests {
                     * f64::from(i32::from(b) - i32::from(fc.output.zero_point));
                 worst = worst.max((deq - f64::from(*a)).abs());
             }
-            agree += usize::from(crate::eval::argmax(&f) == usize::from(q.class));
+            agree += usize::from(crate::train::eval::argmax(&f) == usize::from(q.class));
         }
         println!(
             "{}: worst logit error {worst:.4}, logit spread {spread:.4}, {agree}/{n} agree",

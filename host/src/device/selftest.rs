@@ -3,8 +3,8 @@
 //! `firmware/src/selftest_digits.rs` (`host selftest-digits`). A test
 //! checks the committed file against a fresh rendering.
 
-use crate::data::Split;
 use crate::error::{Error, Result};
+use crate::train::data::Split;
 use shared::arch::{CLASSES, IMAGE_SIDE};
 
 /// Where the firmware expects the generated file.

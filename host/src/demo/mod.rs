@@ -1,6 +1,6 @@
 //! `host demo`: a local web page with a drawing pad. Each digit drawn on it
-//! is made into the 28x28 input ([`crate::digit`]), classified by every
-//! network on the host at once ([`crate::predict`]) and, with a device
+//! is made into the 28x28 input ([`crate::demo::digit`]), classified by every
+//! network on the host at once ([`crate::demo::predict`]) and, with a device
 //! attached, profiled on the firmware: one request at a time to the
 //! device, a newer drawing replacing one still waiting.
 //!
@@ -17,11 +17,14 @@
 //! what was wrong: an unknown path (404), a wrong method (405), a body too
 //! large (413), a body that is not a picture (400).
 
+pub mod digit;
+pub mod predict;
+
 use crate::device::Device;
-use crate::digit::{self, Picture};
 use crate::error::{Error, Result};
-use crate::predict::{self, DeviceAnswer, HostAnswer};
-use crate::reference::Reference;
+use crate::quant::reference::Reference;
+use digit::Picture;
+use predict::{DeviceAnswer, HostAnswer};
 use serde::Serialize;
 use shared::arch::IMAGE_PIXELS;
 use shared::protocol::CostUnit;
@@ -41,7 +44,7 @@ const JOBS_KEPT: usize = 64;
 /// Threads answering HTTP requests (the device has its own).
 const HTTP_THREADS: usize = 4;
 
-const PAGE: &str = include_str!("demo/page.html");
+const PAGE: &str = include_str!("page.html");
 
 /// Where a device job stands.
 #[derive(Clone, Debug, Serialize)]

@@ -563,7 +563,7 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample_log;
+    use crate::train::report::tests::sample_log;
 
     /// Parses `svg` with an independent XML parser and returns its text nodes.
     fn texts(svg: &str) -> Vec<String> {

@@ -2,12 +2,12 @@
 //! trained f32 networks (dfdx, batched) and the int8 model files
 //! (`shared`'s integer forward pass, the code the firmware runs).
 
-use crate::checkpoint::Checkpoint;
-use crate::data::Split;
 use crate::error::Result;
-use crate::export::net_id;
-use crate::nets::{load_checkpoint, Net};
-use crate::ops::tensor_from_slice;
+use crate::quant::export::net_id;
+use crate::train::checkpoint::Checkpoint;
+use crate::train::data::Split;
+use crate::train::nets::{load_checkpoint, Net};
+use crate::train::ops::tensor_from_slice;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
 use rayon::prelude::*;

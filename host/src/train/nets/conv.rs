@@ -1,7 +1,7 @@
 //! A trainable 2-D convolution layer: stride 1, square kernel, zero padding,
 //! bias. Weights are OIHW, as PyTorch stores them.
 
-use crate::ops;
+use crate::train::ops;
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection, TensorOptions};
 use dfdx::prelude::*;
 use rand_distr::Uniform;

@@ -3,8 +3,8 @@
 //! Host and firmware run the same integer code, so their logits must agree
 //! bit for bit.
 
-use crate::data::Split;
 use crate::error::{Error, Result};
+use crate::train::data::Split;
 use shared::arch::{CLASSES, IMAGE_PIXELS};
 use shared::model::ModelSpec;
 use shared::nets::{Arena, Model, Prediction, ARENA_BYTES};
@@ -91,6 +91,6 @@ impl Reference {
 
     /// Classify the first `n` images of `split` (in parallel).
     pub fn predict_first(&self, split: &Split, n: usize) -> Vec<Prediction> {
-        crate::eval::int8_predictions(&self.model(), split, n)
+        crate::train::eval::int8_predictions(&self.model(), split, n)
     }
 }

@@ -2,7 +2,7 @@
 //! pool+ReLU, incep2, fc. Every size comes from `shared::arch`.
 
 use super::conv::Conv;
-use crate::ops;
+use crate::train::ops;
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
 use dfdx::prelude::*;
 use shared::arch::{inception as a, inception_a as m, CLASSES, IMAGE_SIDE};

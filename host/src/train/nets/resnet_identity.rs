@@ -3,7 +3,7 @@
 //! pool, a residual block, fc. Every size comes from `shared::arch`.
 
 use super::conv::Conv;
-use crate::ops;
+use crate::train::ops;
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
 use dfdx::prelude::*;
 use shared::arch::{resnet_identity as a, CLASSES, IMAGE_SIDE};

@@ -1,11 +1,24 @@
-//! The firmware the host talks to: a board on a serial port, or the QEMU
+//! The firmware the host talks to, and the tools that use it: building it
+//! ([`firmware`]), running it under QEMU ([`qemu`]), the serial client
+//! ([`serial`]), streaming test images to it ([`classify`]), its per-layer
+//! profile ([`profile`]), its size ([`size`]) and the boot self-test's
+//! digits ([`selftest`]).
+//!
+//! This module is the device itself: a board on a serial port, or the QEMU
 //! build running under QEMU. One type for the commands that take either
 //! (`--port DEV` or `--qemu`).
 
+pub mod classify;
+pub mod firmware;
+pub mod profile;
+pub mod qemu;
+pub mod selftest;
+pub mod serial;
+pub mod size;
+
 use crate::error::Result;
-use crate::firmware;
-use crate::qemu::{self, Session};
-use crate::serial::Client;
+use qemu::Session;
+use serial::Client;
 use shared::arch::IMAGE_PIXELS;
 use shared::protocol::{Classification, Info, Profile};
 use shared::NetId;
