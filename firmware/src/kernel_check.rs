@@ -10,7 +10,7 @@
 use shared::kernels::dsp::{Step, STEP_WORDS};
 use shared::kernels::tiled::scratch_steps;
 use shared::kernels::{
-    add_requant_s8, add_requant_s8_ref, conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast,
+    add_requant_s8, add_requant_s8_ref, conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8,
     conv2d_s8_ref, linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset,
     Conv2dS8, LinearS8, OutputQuant,
 };
@@ -57,7 +57,7 @@ impl Rng {
 }
 
 /// A random conv layer's owned parameters.
-struct Layer<const CI: usize, const K: usize, const CO: usize> {
+struct Layer<const CI: usize, const CO: usize, const K: usize> {
     weights: [[[[i8; CI]; K]; K]; CO],
     bias: [i32; CO],
     requant: [Requant; CO],
@@ -65,7 +65,7 @@ struct Layer<const CI: usize, const K: usize, const CO: usize> {
     output: OutputQuant,
 }
 
-impl<const CI: usize, const K: usize, const CO: usize> Layer<CI, K, CO> {
+impl<const CI: usize, const CO: usize, const K: usize> Layer<CI, CO, K> {
     fn random(rng: &mut Rng) -> Self {
         let mut weights = [[[[0i8; CI]; K]; K]; CO];
         for w in weights.iter_mut() {
@@ -82,7 +82,7 @@ impl<const CI: usize, const K: usize, const CO: usize> Layer<CI, K, CO> {
             output: rng.output(),
         }
     }
-    fn kernel<const PAD: usize>(&self) -> Conv2dS8<'_, CI, K, PAD, CO> {
+    fn kernel<const PAD: usize>(&self) -> Conv2dS8<'_, CI, CO, K, PAD> {
         Conv2dS8 {
             weights: &self.weights,
             bias: &self.bias,
@@ -93,29 +93,29 @@ impl<const CI: usize, const K: usize, const CO: usize> Layer<CI, K, CO> {
     }
 }
 
-/// `conv2d_fast` against `conv2d_s8_ref`; `S` is `scratch_steps(CI, K)`.
+/// `conv2d_s8` against `conv2d_s8_ref`; `S` is `scratch_steps(CI, K)`.
 /// Not inlined, so that the cases do not add up on the stack.
 #[inline(never)]
 fn conv<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const S: usize,
 >(
     rng: &mut Rng,
 ) -> bool {
-    let layer = Layer::<CI, K, CO>::random(rng);
+    let layer = Layer::<CI, CO, K>::random(rng);
     let mut x = [[[0i8; CI]; W]; H];
     rng.fill(x.as_flattened_mut().as_flattened_mut());
     let mut fast = [[[0i8; CO]; WO]; HO];
     let mut slow = fast;
     let mut scratch = [[0u32; STEP_WORDS]; S];
-    conv2d_fast(
+    conv2d_s8(
         &layer.kernel::<PAD>(),
         &x,
         &mut fast,
@@ -126,13 +126,13 @@ fn conv<
     fast == slow
 }
 
-/// `conv2d_pool_fast`, `conv2d_add_pool_fast` and `add_requant_s8` against
+/// `conv2d_pool_s8`, `conv2d_add_pool_s8` and `add_requant_s8` against
 /// the references composed, on a 6x6 map with 3x3 kernels (CI input
 /// channels).
 #[inline(never)]
 fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 3] {
     const CO: usize = 3;
-    let layer = Layer::<CI, 3, CO>::random(rng);
+    let layer = Layer::<CI, CO, 3>::random(rng);
     let k = layer.kernel::<1>();
     let mut x = [[[0i8; CI]; 6]; 6];
     rng.fill(x.as_flattened_mut().as_flattened_mut());
@@ -145,7 +145,7 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 3] {
     maxpool2d_s8_ref(range, &full, &mut slow);
     let mut fast = slow;
     fast[0][0][0] = fast[0][0][0].wrapping_add(1);
-    conv2d_pool_fast::<6, 6, CI, 3, 1, CO, 6, 6, 3, 3>(&k, range, &x, &mut fast, &mut scratch);
+    conv2d_pool_s8::<6, 6, CI, CO, 3, 1, 6, 6, 3, 3>(&k, range, &x, &mut fast, &mut scratch);
     let pooled = fast == slow;
 
     let add = AddS8 {
@@ -165,7 +165,7 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 3] {
     let mut fast = slow;
     fast[2][2][2] = fast[2][2][2].wrapping_add(1);
     let mut lut = [[0i32; 256]; 2];
-    conv2d_add_pool_fast(
+    conv2d_add_pool_s8(
         (&k, &add),
         range,
         &x,
@@ -234,22 +234,22 @@ fn run() -> (u32, u32) {
     for _ in 0..3 {
         // Reduction lengths 27 (3 mod 4), 7 (3), 50 (2), 72 (0), 300 (0);
         // 600 goes row by row (120 per row); partial last tiles.
-        count(conv::<5, 7, 3, 3, 1, 5, 5, 7, { scratch_steps(3, 3) }>(
+        count(conv::<5, 7, 3, 5, 3, 1, 5, 7, { scratch_steps(3, 3) }>(
             &mut rng,
         ));
-        count(conv::<6, 5, 7, 1, 0, 9, 6, 5, { scratch_steps(7, 1) }>(
+        count(conv::<6, 5, 7, 9, 1, 0, 6, 5, { scratch_steps(7, 1) }>(
             &mut rng,
         ));
-        count(conv::<7, 4, 2, 5, 2, 4, 7, 4, { scratch_steps(2, 5) }>(
+        count(conv::<7, 4, 2, 4, 5, 2, 7, 4, { scratch_steps(2, 5) }>(
             &mut rng,
         ));
-        count(conv::<4, 4, 8, 3, 2, 3, 6, 6, { scratch_steps(8, 3) }>(
+        count(conv::<4, 4, 8, 3, 3, 2, 6, 6, { scratch_steps(8, 3) }>(
             &mut rng,
         ));
-        count(conv::<3, 8, 12, 5, 2, 2, 3, 8, { scratch_steps(12, 5) }>(
+        count(conv::<3, 8, 12, 2, 5, 2, 3, 8, { scratch_steps(12, 5) }>(
             &mut rng,
         ));
-        count(conv::<6, 6, 24, 5, 0, 4, 2, 2, { scratch_steps(24, 5) }>(
+        count(conv::<6, 6, 24, 4, 5, 0, 2, 2, { scratch_steps(24, 5) }>(
             &mut rng,
         ));
         for ok in fused::<5, { scratch_steps(5, 3) }>(&mut rng) {

@@ -31,7 +31,7 @@ pub const fn pool2_out(side: usize) -> usize {
     side / 2
 }
 
-/// The Inception module (GUIDE "InceptionA"): four branches, no activation
+/// The Inception module (PyTorch's `InceptionA`): four branches, no activation
 /// inside, concatenated along channels in the order b1, b5, b3, bp.
 pub mod inception_a {
     /// Output channels of the 1x1 branch `b1`.

@@ -15,7 +15,7 @@ fn parameter_counts_match_the_pytorch_reference() {
 }
 
 // The layers' MACs, padded taps included (as CMSIS-NN counts them): the
-// first two as issue 6 states them; the third worked out by hand from the
+// first two as the firmware's profile reports them; the third worked out by hand from the
 // definition: conv1 16*25*24*24, each rb1 conv 16*16*9*12*12, conv2
 // 32*16*25*8*8, each rb2 conv 32*32*9*4*4, fc 512*10.
 #[test]

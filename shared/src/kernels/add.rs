@@ -131,7 +131,7 @@ pub fn add_requant_s8<const H: usize, const W: usize, const C: usize>(
 
 /// [`add_requant_s8`] writing over its first input (`a_out = a_out + b`), so a
 /// residual block needs no third buffer. Same bytes as the out-of-place form.
-pub fn add_requant_s8_inplace<const H: usize, const W: usize, const C: usize>(
+pub fn add_requant_inplace_s8<const H: usize, const W: usize, const C: usize>(
     p: &AddS8,
     a_out: &mut [[[i8; C]; W]; H],
     b: &[[[i8; C]; W]; H],
@@ -227,7 +227,7 @@ mod tests {
             add_requant_s8_ref(&p, &a, &b, &mut slow);
             assert_eq!(fast, slow, "{p:?}");
             let mut inplace = a;
-            add_requant_s8_inplace(&p, &mut inplace, &b);
+            add_requant_inplace_s8(&p, &mut inplace, &b);
             assert_eq!(inplace, fast);
         }
     }

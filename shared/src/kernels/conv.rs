@@ -9,7 +9,7 @@ use crate::quant::{requantize_ref, Requant};
 /// network declares it; the kernels infer every other size from their
 /// arguments and check them against it at compile time.
 #[derive(Clone, Copy, Debug)]
-pub struct Conv2dS8<'a, const CI: usize, const K: usize, const PAD: usize, const CO: usize> {
+pub struct Conv2dS8<'a, const CI: usize, const CO: usize, const K: usize, const PAD: usize> {
     /// Weights, OHWI: `weights[co][ky][kx][ci]`, int8 symmetric per output
     /// channel.
     pub weights: &'a [[[[i8; CI]; K]; K]; CO],
@@ -29,9 +29,9 @@ const fn check_conv_shapes<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const CT: usize,
@@ -77,7 +77,7 @@ const fn check_conv_shapes<
 /// use shared::quant::Requant;
 /// // A 3x3 "same" conv (pad 1), 2 -> 1 channels, into channel 1 of 3.
 /// let weights = [[[[1i8; 2]; 3]; 3]; 1];
-/// let layer = Conv2dS8::<2, 3, 1, 1> {
+/// let layer = Conv2dS8::<2, 1, 3, 1> {
 ///     weights: &weights,
 ///     bias: &[0],
 ///     requant: &[Requant::ONE],
@@ -97,7 +97,7 @@ const fn check_conv_shapes<
 /// use shared::kernels::{conv2d_s8_ref, ChannelOffset, Conv2dS8, OutputQuant};
 /// use shared::quant::Requant;
 /// let weights = [[[[1i8; 2]; 3]; 3]; 1];
-/// let layer = Conv2dS8::<2, 3, 1, 1> {
+/// let layer = Conv2dS8::<2, 1, 3, 1> {
 ///     weights: &weights,
 ///     bias: &[0],
 ///     requant: &[Requant::ONE],
@@ -113,20 +113,20 @@ pub fn conv2d_s8_ref<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const CT: usize,
     const C_OFF: usize,
 >(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+    layer: &Conv2dS8<'_, CI, CO, K, PAD>,
     input: &[[[i8; CI]; W]; H],
     out: &mut [[[i8; CT]; WO]; HO],
     _at: ChannelOffset<C_OFF>,
 ) {
-    const { check_conv_shapes::<H, W, CI, K, PAD, CO, HO, WO, CT, C_OFF>() };
+    const { check_conv_shapes::<H, W, CI, CO, K, PAD, HO, WO, CT, C_OFF>() };
     let in_zp = layer.input_zero_point as i32;
     for oy in 0..HO {
         for ox in 0..WO {
@@ -162,28 +162,28 @@ pub fn conv2d_s8_ref<
 mod tests {
     use super::*;
     use crate::kernels::testutil::{flat3, round_half_away, Rng};
-    use crate::kernels::tiled::{conv2d_fast, scratch_steps};
+    use crate::kernels::tiled::{conv2d_s8, scratch_steps};
 
     /// The production conv (the tiled kernel), with its scratch.
     fn conv<
         const H: usize,
         const W: usize,
         const CI: usize,
+        const CO: usize,
         const K: usize,
         const PAD: usize,
-        const CO: usize,
         const HO: usize,
         const WO: usize,
         const CT: usize,
         const C_OFF: usize,
     >(
-        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+        layer: &Conv2dS8<'_, CI, CO, K, PAD>,
         input: &[[[i8; CI]; W]; H],
         out: &mut [[[i8; CT]; WO]; HO],
         at: ChannelOffset<C_OFF>,
     ) {
         let mut scratch = vec![[0u32; crate::kernels::dsp::STEP_WORDS]; scratch_steps(CI, K)];
-        conv2d_fast(layer, input, out, at, &mut scratch);
+        conv2d_s8(layer, input, out, at, &mut scratch);
     }
     use crate::quant::quantize_multiplier;
 
@@ -194,9 +194,9 @@ mod tests {
         const H: usize,
         const W: usize,
         const CI: usize,
+        const CO: usize,
         const K: usize,
         const PAD: usize,
-        const CO: usize,
         const HO: usize,
         const WO: usize,
     >(
@@ -230,7 +230,7 @@ mod tests {
         for co in 0..CO {
             requant[co] = quantize_multiplier(in_scale * w_scale[co] / out_scale).unwrap();
         }
-        let layer = Conv2dS8::<CI, K, PAD, CO> {
+        let layer = Conv2dS8::<CI, CO, K, PAD> {
             weights: &weights,
             bias: &bias,
             requant: &requant,
@@ -277,11 +277,11 @@ mod tests {
         let (mut exact, mut total, mut inside) = (0, 0, 0);
         for seed in 0..4 {
             for e in [
-                close_to_f64::<12, 12, 16, 5, 2, 24, 12, 12>(100 + seed),
-                close_to_f64::<12, 12, 10, 1, 0, 16, 12, 12>(200 + seed),
-                close_to_f64::<14, 14, 10, 3, 1, 20, 14, 14>(300 + seed),
-                close_to_f64::<28, 28, 1, 5, 0, 10, 24, 24>(400 + seed),
-                close_to_f64::<4, 4, 24, 3, 1, 24, 4, 4>(500 + seed),
+                close_to_f64::<12, 12, 16, 24, 5, 2, 12, 12>(100 + seed),
+                close_to_f64::<12, 12, 10, 16, 1, 0, 12, 12>(200 + seed),
+                close_to_f64::<14, 14, 10, 20, 3, 1, 14, 14>(300 + seed),
+                close_to_f64::<28, 28, 1, 10, 5, 0, 24, 24>(400 + seed),
+                close_to_f64::<4, 4, 24, 24, 3, 1, 4, 4>(500 + seed),
             ] {
                 exact += e.0;
                 total += e.1;
@@ -302,7 +302,7 @@ mod tests {
         let weights = [[[[127i8; 1]; 1]; 1]; 2];
         let bias = [0, -2 * 32385];
         let requant = [Requant::ONE; 2];
-        let mut layer = Conv2dS8::<1, 1, 0, 2> {
+        let mut layer = Conv2dS8::<1, 2, 1, 0> {
             weights: &weights,
             bias: &bias,
             requant: &requant,
@@ -331,7 +331,7 @@ mod tests {
         // only the centre tap is real, so acc = 2 whatever the zero point.
         for zp in [-128i8, -7, 0, 55, 125] {
             let weights = [[[[1i8; 1]; 3]; 3]; 1];
-            let layer = Conv2dS8::<1, 3, 1, 1> {
+            let layer = Conv2dS8::<1, 1, 3, 1> {
                 weights: &weights,
                 bias: &[0],
                 requant: &[Requant::ONE],

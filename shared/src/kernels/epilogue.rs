@@ -36,8 +36,8 @@ const _: () = assert!(
 
 impl ChannelOut {
     #[inline(always)]
-    fn new<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
-        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+    fn new<const CI: usize, const CO: usize, const K: usize, const PAD: usize>(
+        layer: &Conv2dS8<'_, CI, CO, K, PAD>,
         co: usize,
     ) -> ChannelOut {
         ChannelOut {
@@ -98,7 +98,7 @@ impl<const CO: usize> Epilogue<CO> {
     /// A conv layer's outputs.
     #[inline(always)]
     pub(super) fn new<const CI: usize, const K: usize, const PAD: usize>(
-        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+        layer: &Conv2dS8<'_, CI, CO, K, PAD>,
     ) -> Self {
         Self::from_channels(core::array::from_fn(|co| ChannelOut::new(layer, co)))
     }
@@ -108,7 +108,7 @@ impl<const CO: usize> Epilogue<CO> {
     /// `range`.
     #[inline(always)]
     pub(super) fn pooled<const CI: usize, const K: usize, const PAD: usize>(
-        layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+        layer: &Conv2dS8<'_, CI, CO, K, PAD>,
         range: ActRange,
     ) -> Self {
         let clamp = layer.output.range.then(range);

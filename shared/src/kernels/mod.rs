@@ -3,7 +3,8 @@
 //! [`tiled`] (im2col tiles, fused pooling, residual adds and wide convs) on
 //! the `SMLAD` core of [`dsp`].
 //!
-//! Conventions shared by every kernel (GUIDE section 3, TFLite-style):
+//! Conventions shared by every kernel (TFLite-style; `docs/ARCHITECTURE.md`
+//! shows where they sit in the model file):
 //!
 //! - **Activations**: int8, one scale and zero point per tensor (asymmetric):
 //!   `real = scale * (q - zero_point)`. Scales live on the host only; the
@@ -39,14 +40,12 @@ mod opset_tests;
 pub(crate) mod testutil;
 
 pub use add::{
-    add_requant_s8, add_requant_s8_inplace, add_requant_s8_ref, AddLut, AddS8, ADD_LEFT_SHIFT,
+    add_requant_inplace_s8, add_requant_s8, add_requant_s8_ref, AddLut, AddS8, ADD_LEFT_SHIFT,
 };
 pub use conv::{conv2d_s8_ref, Conv2dS8};
 pub use linear::{argmax_s8, argmax_s8_ref, linear_s8, linear_s8_ref, LinearS8};
 pub use pool::{avgpool3x3_s8, avgpool3x3_s8_ref, maxpool2d_s8, maxpool2d_s8_ref};
-pub use tiled::{
-    conv2d_add_pool_fast, conv2d_fast, conv2d_pool_fast, conv2d_x2_fast, conv2d_x3_fast,
-};
+pub use tiled::{conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8, conv2d_x2_s8, conv2d_x3_s8};
 
 /// An int8 activation tensor: `H` rows of `W` pixels of `C` channels (HWC).
 pub type Tensor<const H: usize, const W: usize, const C: usize> = [[[i8; C]; W]; H];

@@ -33,7 +33,7 @@ fn fingerprint() -> u32 {
             out.push(requantize_ref(acc, m));
         }
     }
-    let p = random_params::<3, 3, 4>(&mut rng);
+    let p = random_params::<3, 4, 3>(&mut rng);
     let mut x = [[[0i8; 3]; 5]; 5];
     rng.fill_i8(x.as_flattened_mut().as_flattened_mut());
     let mut y = [[[0i8; 4]; 5]; 5];

@@ -99,7 +99,7 @@ pub fn round_half_away(x: f64) -> f64 {
 }
 
 /// A conv layer's parameters, owned (tests borrow them as a `Conv2dS8`).
-pub struct Params<const CI: usize, const K: usize, const CO: usize> {
+pub struct Params<const CI: usize, const CO: usize, const K: usize> {
     pub weights: [[[[i8; CI]; K]; K]; CO],
     pub bias: [i32; CO],
     pub requant: [Requant; CO],
@@ -107,8 +107,8 @@ pub struct Params<const CI: usize, const K: usize, const CO: usize> {
     pub output: OutputQuant,
 }
 
-impl<const CI: usize, const K: usize, const CO: usize> Params<CI, K, CO> {
-    pub fn layer<const PAD: usize>(&self) -> Conv2dS8<'_, CI, K, PAD, CO> {
+impl<const CI: usize, const CO: usize, const K: usize> Params<CI, CO, K> {
+    pub fn layer<const PAD: usize>(&self) -> Conv2dS8<'_, CI, CO, K, PAD> {
         Conv2dS8 {
             weights: &self.weights,
             bias: &self.bias,
@@ -147,9 +147,9 @@ pub fn random_add(rng: &mut Rng) -> crate::kernels::AddS8 {
     }
 }
 
-pub fn random_params<const CI: usize, const K: usize, const CO: usize>(
+pub fn random_params<const CI: usize, const CO: usize, const K: usize>(
     rng: &mut Rng,
-) -> Params<CI, K, CO> {
+) -> Params<CI, CO, K> {
     let mut weights = [[[[0i8; CI]; K]; K]; CO];
     for w in weights.iter_mut() {
         rng.fill_i8(flat3(w));

@@ -6,13 +6,13 @@
 //! The public kernels, each with a reference built from the plain kernels
 //! (the tests demand identical bytes):
 //!
-//! - [`conv2d_fast`]: one conv, into a channel slice (like [`conv2d_s8_ref`]);
-//! - [`conv2d_x2_fast`] and [`conv2d_x3_fast`]: two or three convs that read
+//! - [`conv2d_s8`]: one conv, into a channel slice (like [`conv2d_s8_ref`]);
+//! - [`conv2d_x2_s8`] and [`conv2d_x3_s8`]: two or three convs that read
 //!   the same input, computed as one wider conv (the Inception 1x1 reducers;
 //!   a ResNet block's conv1 and shortcut);
-//! - [`conv2d_pool_fast`]: conv, 2x2 max pool and clamp (ReLU) in one pass,
+//! - [`conv2d_pool_s8`]: conv, 2x2 max pool and clamp (ReLU) in one pass,
 //!   one requantisation per pooled output;
-//! - [`conv2d_add_pool_fast`]: a residual block's last conv, the residual add
+//! - [`conv2d_add_pool_s8`]: a residual block's last conv, the residual add
 //!   and the 2x2 max pool + ReLU in one pass.
 //!
 //! Max pooling is fused exactly: requantisation, zero point and clamp are a
@@ -354,19 +354,19 @@ fn store_pixels<const CT: usize, const CO: usize>(
 /// The fast [`conv2d_s8_ref`](super::conv2d_s8_ref): same contract, same bytes.
 /// `scratch` must hold [`scratch_steps`]`(CI, K)` steps.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_fast<
+pub fn conv2d_s8<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const CT: usize,
     const C_OFF: usize,
 >(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+    layer: &Conv2dS8<'_, CI, CO, K, PAD>,
     input: &[[[i8; CI]; W]; H],
     out: &mut [[[i8; CT]; WO]; HO],
     _at: ChannelOffset<C_OFF>,
@@ -387,17 +387,17 @@ pub fn conv2d_fast<
 
 /// Two convs on the same input (same zero point), as one conv with
 /// `CA + CB` output channels: `a` into `out_a` at channel `A_OFF`, `b` into
-/// `out_b` at `B_OFF`. Same bytes as two [`conv2d_fast`] calls. Runs as
-/// [`conv2d_x3_fast`] with a third conv of no channels.
+/// `out_b` at `B_OFF`. Same bytes as two [`conv2d_s8`] calls. Runs as
+/// [`conv2d_x3_s8`] with a third conv of no channels.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-pub fn conv2d_x2_fast<
+pub fn conv2d_x2_s8<
     const H: usize,
     const W: usize,
     const CI: usize,
-    const K: usize,
-    const PAD: usize,
     const CA: usize,
     const CB: usize,
+    const K: usize,
+    const PAD: usize,
     const HO: usize,
     const WO: usize,
     const TA: usize,
@@ -405,7 +405,7 @@ pub fn conv2d_x2_fast<
     const A_OFF: usize,
     const B_OFF: usize,
 >(
-    (a, b): (&Conv2dS8<'_, CI, K, PAD, CA>, &Conv2dS8<'_, CI, K, PAD, CB>),
+    (a, b): (&Conv2dS8<'_, CI, CA, K, PAD>, &Conv2dS8<'_, CI, CB, K, PAD>),
     input: &[[[i8; CI]; W]; H],
     (out_a, out_b): (&mut [[[i8; TA]; WO]; HO], &mut [[[i8; TB]; WO]; HO]),
     _at: (ChannelOffset<A_OFF>, ChannelOffset<B_OFF>),
@@ -419,14 +419,14 @@ pub fn conv2d_x2_fast<
         assert!(CA + CB <= WIDE_MAX, "too many fused channels");
     };
     // Three convs, the third without channels (in b's pass).
-    let none = Conv2dS8::<CI, K, PAD, 0> {
+    let none = Conv2dS8::<CI, 0, K, PAD> {
         weights: &[],
         bias: &[],
         requant: &[],
         input_zero_point: b.input_zero_point,
         output: b.output,
     };
-    conv2d_x3_fast(
+    conv2d_x3_s8(
         (a, b, &none),
         input,
         (out_a, out_b, &mut [[[0i8; 0]; WO]; HO]),
@@ -440,17 +440,17 @@ pub fn conv2d_x2_fast<
 }
 
 /// Three convs on the same input as one wider conv (the Inception module's
-/// 1x1 convs b1, b5_1 and b3_1). Same bytes as three [`conv2d_fast`] calls.
+/// 1x1 convs b1, b5_1 and b3_1). Same bytes as three [`conv2d_s8`] calls.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-pub fn conv2d_x3_fast<
+pub fn conv2d_x3_s8<
     const H: usize,
     const W: usize,
     const CI: usize,
-    const K: usize,
-    const PAD: usize,
     const CA: usize,
     const CB: usize,
     const CC: usize,
+    const K: usize,
+    const PAD: usize,
     const HO: usize,
     const WO: usize,
     const TA: usize,
@@ -461,9 +461,9 @@ pub fn conv2d_x3_fast<
     const C_OFF: usize,
 >(
     (a, b, c): (
-        &Conv2dS8<'_, CI, K, PAD, CA>,
-        &Conv2dS8<'_, CI, K, PAD, CB>,
-        &Conv2dS8<'_, CI, K, PAD, CC>,
+        &Conv2dS8<'_, CI, CA, K, PAD>,
+        &Conv2dS8<'_, CI, CB, K, PAD>,
+        &Conv2dS8<'_, CI, CC, K, PAD>,
     ),
     input: &[[[i8; CI]; W]; H],
     (out_a, out_b, out_c): (
@@ -573,19 +573,19 @@ pub const WIDE_MAX: usize = 64;
 /// tensor followed by [`maxpool2d_s8`](super::maxpool2d_s8)`(range, ..)`,
 /// with one requantisation per pooled output instead of four.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_pool_fast<
+pub fn conv2d_pool_s8<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const PH: usize,
     const PW: usize,
 >(
-    layer: &Conv2dS8<'_, CI, K, PAD, CO>,
+    layer: &Conv2dS8<'_, CI, CO, K, PAD>,
     range: ActRange,
     input: &[[[i8; CI]; W]; H],
     out: &mut [[[i8; CO]; PW]; PH],
@@ -632,19 +632,19 @@ pub fn conv2d_pool_fast<
 /// never goes to memory, and the add's last requantisation runs once per
 /// pooled output.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_add_pool_fast<
+pub fn conv2d_add_pool_s8<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const PH: usize,
     const PW: usize,
 >(
-    (conv, add): (&Conv2dS8<'_, CI, K, PAD, CO>, &AddS8),
+    (conv, add): (&Conv2dS8<'_, CI, CO, K, PAD>, &AddS8),
     range: ActRange,
     input: &[[[i8; CI]; W]; H],
     shortcut: &[[[i8; CO]; WO]; HO],

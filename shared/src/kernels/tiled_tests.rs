@@ -31,14 +31,14 @@ fn random_range(rng: &mut Rng) -> ActRange {
     }
 }
 
-/// conv2d_fast == conv2d_s8_ref, channel slice included.
+/// conv2d_s8 == conv2d_s8_ref, channel slice included.
 fn conv_case<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const CT: usize,
@@ -49,12 +49,12 @@ fn conv_case<
 ) {
     let mut rng = Rng::new(seed);
     for case in 0..cases {
-        let p = random_params::<CI, K, CO>(&mut rng);
+        let p = random_params::<CI, CO, K>(&mut rng);
         let input = random_input::<H, W, CI>(&mut rng);
         let mut fast = Box::new([[[0i8; CT]; WO]; HO]);
         rng.fill_uniform_i8(flat3(&mut fast));
         let mut slow = fast.clone();
-        conv2d_fast(
+        conv2d_s8(
             &p.layer::<PAD>(),
             &input,
             &mut fast,
@@ -76,44 +76,44 @@ fn fast_conv_equals_reference_on_the_networks_shapes() {
     const P: usize = i::P1;
     const Q: usize = i::P2;
     const R: usize = r::P1;
-    conv_case::<S, S, 1, { i::K1 }, 0, { i::C1 }, { i::S1 }, { i::S1 }, { i::C1 }, 0>(1, 2);
-    conv_case::<P, P, { a::OUT }, { i::K2 }, 0, { i::C2 }, { i::S2 }, { i::S2 }, { i::C2 }, 0>(
+    conv_case::<S, S, 1, { i::C1 }, { i::K1 }, 0, { i::S1 }, { i::S1 }, { i::C1 }, 0>(1, 2);
+    conv_case::<P, P, { a::OUT }, { i::C2 }, { i::K2 }, 0, { i::S2 }, { i::S2 }, { i::C2 }, 0>(
         2, 3,
     );
-    conv_case::<P, P, { i::C1 }, 1, 0, { a::B1 }, P, P, { a::OUT }, 0>(3, 4);
-    conv_case::<P, P, { a::B5_REDUCE }, 5, 2, { a::B5 }, P, P, { a::OUT }, { a::B1 }>(4, 4);
-    conv_case::<P, P, { a::B3_REDUCE }, 3, 1, { a::B3 }, P, P, { a::B3 }, 0>(5, 4);
-    conv_case::<P, P, { a::B3 }, 3, 1, { a::B3 }, P, P, { a::OUT }, { a::B1 + a::B5 }>(6, 4);
-    conv_case::<Q, Q, { a::B5_REDUCE }, 5, 2, { a::B5 }, Q, Q, { a::OUT }, { a::B1 }>(7, 10);
-    conv_case::<Q, Q, { i::C2 }, 1, 0, { a::BP }, Q, Q, { a::OUT }, { a::OUT - a::BP }>(8, 10);
-    conv_case::<S, S, 1, { r::K }, { r::PAD }, { r::C1 }, S, S, { r::C1 }, 0>(9, 2);
-    conv_case::<R, R, { r::C1 }, { r::K }, { r::PAD }, { r::C2 }, R, R, { r::C2 }, 0>(10, 3);
+    conv_case::<P, P, { i::C1 }, { a::B1 }, 1, 0, P, P, { a::OUT }, 0>(3, 4);
+    conv_case::<P, P, { a::B5_REDUCE }, { a::B5 }, 5, 2, P, P, { a::OUT }, { a::B1 }>(4, 4);
+    conv_case::<P, P, { a::B3_REDUCE }, { a::B3 }, 3, 1, P, P, { a::B3 }, 0>(5, 4);
+    conv_case::<P, P, { a::B3 }, { a::B3 }, 3, 1, P, P, { a::OUT }, { a::B1 + a::B5 }>(6, 4);
+    conv_case::<Q, Q, { a::B5_REDUCE }, { a::B5 }, 5, 2, Q, Q, { a::OUT }, { a::B1 }>(7, 10);
+    conv_case::<Q, Q, { i::C2 }, { a::BP }, 1, 0, Q, Q, { a::OUT }, { a::OUT - a::BP }>(8, 10);
+    conv_case::<S, S, 1, { r::C1 }, { r::K }, { r::PAD }, S, S, { r::C1 }, 0>(9, 2);
+    conv_case::<R, R, { r::C1 }, { r::C2 }, { r::K }, { r::PAD }, R, R, { r::C2 }, 0>(10, 3);
 }
 
 #[test]
 fn fast_conv_equals_reference_on_odd_shapes() {
     // Every CI % 4, partial tiles, padding up to K - 1, slices at both ends,
     // a window longer than one im2col pass (CI 24, K 5: 600 values).
-    conv_case::<1, 1, 1, 1, 0, 1, 1, 1, 1, 0>(20, 30);
-    conv_case::<1, 1, 3, 3, 1, 2, 1, 1, 5, 3>(21, 30);
-    conv_case::<2, 7, 3, 3, 2, 4, 4, 9, 7, 1>(22, 30);
-    conv_case::<5, 3, 2, 5, 4, 3, 9, 7, 3, 0>(23, 30);
-    conv_case::<6, 9, 4, 5, 0, 2, 2, 5, 2, 0>(24, 30);
-    conv_case::<7, 5, 5, 5, 1, 6, 5, 3, 8, 2>(25, 30);
-    conv_case::<4, 4, 17, 1, 0, 9, 4, 4, 30, 21>(27, 30);
-    conv_case::<8, 8, 33, 5, 2, 3, 8, 8, 3, 0>(29, 10);
-    conv_case::<7, 6, 24, 5, 1, 5, 5, 4, 5, 0>(30, 10);
-    conv_case::<3, 3, 8, 3, 2, 7, 5, 5, 9, 2>(31, 30);
+    conv_case::<1, 1, 1, 1, 1, 0, 1, 1, 1, 0>(20, 30);
+    conv_case::<1, 1, 3, 2, 3, 1, 1, 1, 5, 3>(21, 30);
+    conv_case::<2, 7, 3, 4, 3, 2, 4, 9, 7, 1>(22, 30);
+    conv_case::<5, 3, 2, 3, 5, 4, 9, 7, 3, 0>(23, 30);
+    conv_case::<6, 9, 4, 2, 5, 0, 2, 5, 2, 0>(24, 30);
+    conv_case::<7, 5, 5, 6, 5, 1, 5, 3, 8, 2>(25, 30);
+    conv_case::<4, 4, 17, 9, 1, 0, 4, 4, 30, 21>(27, 30);
+    conv_case::<8, 8, 33, 3, 5, 2, 8, 8, 3, 0>(29, 10);
+    conv_case::<7, 6, 24, 5, 5, 1, 5, 4, 5, 0>(30, 10);
+    conv_case::<3, 3, 8, 7, 3, 2, 5, 5, 9, 2>(31, 30);
 }
 
-/// conv2d_x3_fast == three reference convs.
+/// conv2d_x3_s8 == three reference convs.
 #[test]
 fn fused_convs_equal_separate_reference_convs() {
     let mut rng = Rng::new(40);
     for case in 0..20 {
-        let a = random_params::<10, 1, 16>(&mut rng);
-        let mut b = random_params::<10, 1, 16>(&mut rng);
-        let mut c = random_params::<10, 1, 16>(&mut rng);
+        let a = random_params::<10, 16, 1>(&mut rng);
+        let mut b = random_params::<10, 16, 1>(&mut rng);
+        let mut c = random_params::<10, 16, 1>(&mut rng);
         // One pass (the networks' case), or passes of {a, b} | c, a | {b, c}
         // and (zero points drawn apart) a | b | c.
         match case % 5 {
@@ -130,7 +130,7 @@ fn fused_convs_equal_separate_reference_convs() {
         );
         rng.fill_uniform_i8(flat3(&mut fast.0));
         let mut slow = fast.clone();
-        conv2d_x3_fast(
+        conv2d_x3_s8(
             (&a.layer::<0>(), &b.layer::<0>(), &c.layer::<0>()),
             &input,
             (&mut *fast.0, &mut *fast.1, &mut *fast.2),
@@ -144,7 +144,7 @@ fn fused_convs_equal_separate_reference_convs() {
     }
     for case in 0..10 {
         let a = random_params::<3, 3, 3>(&mut rng);
-        let mut b = random_params::<3, 3, 5>(&mut rng);
+        let mut b = random_params::<3, 5, 3>(&mut rng);
         if case % 3 != 0 {
             b.in_zp = a.in_zp;
         }
@@ -152,7 +152,7 @@ fn fused_convs_equal_separate_reference_convs() {
         let mut fast = (Box::new([[[0i8; 4]; 5]; 6]), Box::new([[[0i8; 5]; 5]; 6]));
         rng.fill_uniform_i8(flat3(&mut fast.0));
         let mut slow = fast.clone();
-        conv2d_x2_fast(
+        conv2d_x2_s8(
             (&a.layer::<1>(), &b.layer::<1>()),
             &input,
             (&mut *fast.0, &mut *fast.1),
@@ -165,14 +165,14 @@ fn fused_convs_equal_separate_reference_convs() {
     }
 }
 
-/// conv2d_pool_fast == reference conv, then reference max pool.
+/// conv2d_pool_s8 == reference conv, then reference max pool.
 fn pool_case<
     const H: usize,
     const W: usize,
     const CI: usize,
+    const CO: usize,
     const K: usize,
     const PAD: usize,
-    const CO: usize,
     const HO: usize,
     const WO: usize,
     const PH: usize,
@@ -183,7 +183,7 @@ fn pool_case<
 ) {
     let mut rng = Rng::new(seed);
     for case in 0..cases {
-        let p = random_params::<CI, K, CO>(&mut rng);
+        let p = random_params::<CI, CO, K>(&mut rng);
         let range = random_range(&mut rng);
         let input = random_input::<H, W, CI>(&mut rng);
         let mut full = Box::new([[[0i8; CO]; WO]; HO]);
@@ -191,7 +191,7 @@ fn pool_case<
         let mut slow = Box::new([[[0i8; CO]; PW]; PH]);
         maxpool2d_s8_ref(range, &full, &mut slow);
         let mut fast = Box::new([[[0i8; CO]; PW]; PH]);
-        conv2d_pool_fast::<H, W, CI, K, PAD, CO, HO, WO, PH, PW>(
+        conv2d_pool_s8::<H, W, CI, CO, K, PAD, HO, WO, PH, PW>(
             &p.layer::<PAD>(),
             range,
             &input,
@@ -206,34 +206,34 @@ fn pool_case<
 fn fused_conv_pool_equals_reference_conv_then_pool() {
     use crate::arch::{inception as i, inception_a as a};
     const S: usize = crate::arch::IMAGE_SIDE;
-    pool_case::<S, S, 1, { i::K1 }, 0, { i::C1 }, { i::S1 }, { i::S1 }, { i::P1 }, { i::P1 }>(
+    pool_case::<S, S, 1, { i::C1 }, { i::K1 }, 0, { i::S1 }, { i::S1 }, { i::P1 }, { i::P1 }>(
         50, 3,
     );
     pool_case::<
         { i::P1 },
         { i::P1 },
         { a::OUT },
+        { i::C2 },
         { i::K2 },
         0,
-        { i::C2 },
         { i::S2 },
         { i::S2 },
         { i::P2 },
         { i::P2 },
     >(51, 3);
-    pool_case::<6, 10, 3, 3, 1, 5, 6, 10, 3, 5>(52, 30);
-    pool_case::<4, 4, 8, 1, 0, 7, 4, 4, 2, 2>(53, 30);
-    pool_case::<9, 7, 2, 2, 0, 3, 8, 6, 4, 3>(54, 30);
+    pool_case::<6, 10, 3, 5, 3, 1, 6, 10, 3, 5>(52, 30);
+    pool_case::<4, 4, 8, 7, 1, 0, 4, 4, 2, 2>(53, 30);
+    pool_case::<9, 7, 2, 3, 2, 0, 8, 6, 4, 3>(54, 30);
 }
 
-/// conv2d_add_pool_fast == reference conv, reference add, reference pool.
+/// conv2d_add_pool_s8 == reference conv, reference add, reference pool.
 fn add_pool_case<const S: usize, const CI: usize, const CO: usize, const P: usize>(
     seed: u64,
     cases: usize,
 ) {
     let mut rng = Rng::new(seed);
     for case in 0..cases {
-        let p = random_params::<CI, 3, CO>(&mut rng);
+        let p = random_params::<CI, CO, 3>(&mut rng);
         let range = random_range(&mut rng);
         let add = AddS8 {
             a_zero_point: p.output.zero_point,
@@ -249,7 +249,7 @@ fn add_pool_case<const S: usize, const CI: usize, const CO: usize, const P: usiz
         maxpool2d_s8_ref(range, &sum, &mut slow);
         let mut fast = Box::new([[[0i8; CO]; P]; P]);
         let mut lut = Box::new([[0i32; 256]; 2]);
-        conv2d_add_pool_fast(
+        conv2d_add_pool_s8(
             (&p.layer::<1>(), &add),
             range,
             &input,

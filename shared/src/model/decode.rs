@@ -26,7 +26,7 @@ pub struct InputQuant<'a> {
 /// A decoded conv layer: weights borrowed from the model bytes, per-channel
 /// arrays copied out (they need alignment and validation).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ConvLayer<'a, const CI: usize, const K: usize, const PAD: usize, const CO: usize> {
+pub struct ConvLayer<'a, const CI: usize, const CO: usize, const K: usize, const PAD: usize> {
     /// OHWI int8 weights, borrowed from the model bytes.
     pub weights: &'a [[[[i8; CI]; K]; K]; CO],
     /// int32 bias per output channel.
@@ -41,11 +41,11 @@ pub struct ConvLayer<'a, const CI: usize, const K: usize, const PAD: usize, cons
     pub output_scale: f32,
 }
 
-impl<const CI: usize, const K: usize, const PAD: usize, const CO: usize>
-    ConvLayer<'_, CI, K, PAD, CO>
+impl<const CI: usize, const CO: usize, const K: usize, const PAD: usize>
+    ConvLayer<'_, CI, CO, K, PAD>
 {
     /// The layer as the conv kernels take it.
-    pub fn kernel(&self) -> Conv2dS8<'_, CI, K, PAD, CO> {
+    pub fn kernel(&self) -> Conv2dS8<'_, CI, CO, K, PAD> {
         Conv2dS8 {
             weights: self.weights,
             bias: &self.bias,
@@ -90,7 +90,8 @@ impl<const H: usize, const W: usize, const C: usize, const O: usize> LinearLayer
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AddLayer {
     /// The add's parameters: `a` is the block's main path (conv2), `b` the
-    /// shortcut (conv).
+    /// shortcut (the projection conv in the seed ResNet, the block's input
+    /// in the identity ResNet).
     pub params: AddS8,
     /// Output scale (informational).
     pub output_scale: f32,
@@ -241,8 +242,8 @@ pub trait FromRecord<'a>: Sized {
 // They fill their arrays through the untyped helpers, so that each layer
 // type adds little code (the firmware decodes every network).
 
-impl<'a, const CI: usize, const K: usize, const PAD: usize, const CO: usize> FromRecord<'a>
-    for ConvLayer<'a, CI, K, PAD, CO>
+impl<'a, const CI: usize, const CO: usize, const K: usize, const PAD: usize> FromRecord<'a>
+    for ConvLayer<'a, CI, CO, K, PAD>
 {
     fn from_record(c: &Checked<'a>) -> Result<Self, Error> {
         c.kind(LayerKind::Conv)?;

@@ -1,8 +1,9 @@
 //! The layer tables: for each network, the layer records a model file holds,
 //! in file order, with their names, kinds, dimensions, activations and
 //! int8 wiring — all derived from the network's graph ([`crate::graph`]).
-//! The decoder checks every record against them, and the graph signature in
-//! the header is a hash of them.
+//! The decoder checks every record against them. The graph signature in the
+//! header is a hash of the whole graph ([`signature`]): every node, pools,
+//! concats and wiring included.
 
 use crate::arch::{CLASSES, IMAGE_SIDE};
 use crate::graph::{self, fnv1a, Act, Graph, Name, NetId, Node, NodeId, Op, Source};

@@ -40,7 +40,8 @@
 //! count, the input table's
 //! length and scale, the CRC, then every record against [`layers()`] (see
 //! [`Layers`]): name, kind, dims, padding, the length of every byte field,
-//! every requant's range, the output scale, that the clamp implements the
+//! every requant's range, the output scale, that the clamp is a range
+//! (`min <= max`) and implements the
 //! layer's [`Activation`], that the parts of a concat share one output
 //! quantisation, and that no byte is left over. Any mismatch is an
 //! [`Error`](crate::error::Error) naming it; no input makes the decoder

@@ -20,8 +20,8 @@ use crate::graph::{NetId, INCEPTION as G};
 use crate::kernels::dsp::Step as ScratchStep;
 use crate::kernels::tiled::scratch_steps;
 use crate::kernels::{
-    avgpool3x3_s8, conv2d_fast, conv2d_pool_fast, conv2d_x3_fast, linear_s8, ActRange,
-    ChannelOffset, Tensor,
+    avgpool3x3_s8, conv2d_pool_s8, conv2d_s8, conv2d_x3_s8, linear_s8, ActRange, ChannelOffset,
+    Tensor,
 };
 use crate::model::{ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 
@@ -29,13 +29,13 @@ use crate::model::{ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[allow(missing_docs)] // the PyTorch names, see the graph
 pub struct InceptionAModel<'a, const CIN: usize> {
-    pub b1: ConvLayer<'a, CIN, 1, 0, { ia::B1 }>,
-    pub b5_1: ConvLayer<'a, CIN, 1, 0, { ia::B5_REDUCE }>,
-    pub b5_2: ConvLayer<'a, { ia::B5_REDUCE }, 5, 2, { ia::B5 }>,
-    pub b3_1: ConvLayer<'a, CIN, 1, 0, { ia::B3_REDUCE }>,
-    pub b3_2: ConvLayer<'a, { ia::B3_REDUCE }, 3, 1, { ia::B3 }>,
-    pub b3_3: ConvLayer<'a, { ia::B3 }, 3, 1, { ia::B3 }>,
-    pub bp: ConvLayer<'a, CIN, 1, 0, { ia::BP }>,
+    pub b1: ConvLayer<'a, CIN, { ia::B1 }, 1, 0>,
+    pub b5_1: ConvLayer<'a, CIN, { ia::B5_REDUCE }, 1, 0>,
+    pub b5_2: ConvLayer<'a, { ia::B5_REDUCE }, { ia::B5 }, 5, 2>,
+    pub b3_1: ConvLayer<'a, CIN, { ia::B3_REDUCE }, 1, 0>,
+    pub b3_2: ConvLayer<'a, { ia::B3_REDUCE }, { ia::B3 }, 3, 1>,
+    pub b3_3: ConvLayer<'a, { ia::B3 }, { ia::B3 }, 3, 1>,
+    pub bp: ConvLayer<'a, CIN, { ia::BP }, 1, 0>,
 }
 
 impl<'a, const CIN: usize> InceptionAModel<'a, CIN> {
@@ -57,9 +57,9 @@ impl<'a, const CIN: usize> InceptionAModel<'a, CIN> {
 #[allow(missing_docs)] // the PyTorch names, see the graph
 pub struct InceptionModel<'a> {
     pub input: InputQuant<'a>,
-    pub conv1: ConvLayer<'a, 1, { inc::K1 }, 0, { inc::C1 }>,
+    pub conv1: ConvLayer<'a, 1, { inc::C1 }, { inc::K1 }, 0>,
     pub incep1: InceptionAModel<'a, { inc::C1 }>,
-    pub conv2: ConvLayer<'a, { inc::INCEP_OUT }, { inc::K2 }, 0, { inc::C2 }>,
+    pub conv2: ConvLayer<'a, { inc::INCEP_OUT }, { inc::C2 }, { inc::K2 }, 0>,
     pub incep2: InceptionAModel<'a, { inc::C2 }>,
     pub fc: LinearLayer<'a, { inc::P2 }, { inc::P2 }, { inc::INCEP_OUT }, CLASSES>,
 }
@@ -284,7 +284,7 @@ fn inception_a<
     S3C::T: AsMut<[ScratchStep]>,
 {
     let (x, q, b5, b3a, s) = arena.parts::<(I, Q, B5, B3A, S1)>();
-    conv2d_x3_fast(
+    conv2d_x3_s8(
         (&m.b1.kernel(), &m.b5_1.kernel(), &m.b3_1.kernel()),
         x,
         (q, b5, b3a),
@@ -297,16 +297,16 @@ fn inception_a<
     avgpool3x3_s8(m.b1.input_zero_point, x, a);
     progress.done();
     let (a, q, s) = arena.parts::<(AP, Q, SP)>();
-    conv2d_fast(&m.bp.kernel(), a, q, ChannelOffset::<BP_AT>, s.as_mut());
+    conv2d_s8(&m.bp.kernel(), a, q, ChannelOffset::<BP_AT>, s.as_mut());
     progress.done();
     let (t, q, s) = arena.parts::<(B5, Q, S5)>();
-    conv2d_fast(&m.b5_2.kernel(), t, q, ChannelOffset::<B5_AT>, s.as_mut());
+    conv2d_s8(&m.b5_2.kernel(), t, q, ChannelOffset::<B5_AT>, s.as_mut());
     progress.done();
     let (t, u, s) = arena.parts::<(B3A, B3B, S3B)>();
-    conv2d_fast(&m.b3_2.kernel(), t, u, ChannelOffset::<0>, s.as_mut());
+    conv2d_s8(&m.b3_2.kernel(), t, u, ChannelOffset::<0>, s.as_mut());
     progress.done();
     let (u, q, s) = arena.parts::<(B3B, Q, S3C)>();
-    conv2d_fast(&m.b3_3.kernel(), u, q, ChannelOffset::<B3_AT>, s.as_mut());
+    conv2d_s8(&m.b3_3.kernel(), u, q, ChannelOffset::<B3_AT>, s.as_mut());
     progress.done();
 }
 
@@ -327,13 +327,13 @@ pub fn forward<const N: usize>(
     // Max pool, then ReLU: one clamp at the zero point (they commute).
     let (x, p, s) = arena.parts::<(X0, P1, S_C1)>();
     let relu = ActRange::relu(m.conv1.output.zero_point);
-    conv2d_pool_fast::<
+    conv2d_pool_s8::<
         IMAGE_SIDE,
         IMAGE_SIDE,
         1,
+        { inc::C1 },
         { inc::K1 },
         0,
-        { inc::C1 },
         { inc::S1 },
         { inc::S1 },
         { inc::P1 },
@@ -358,13 +358,13 @@ pub fn forward<const N: usize>(
     >(&m.incep1, arena, &mut progress);
     let (q, p, s) = arena.parts::<(Q1, P2, S_C2)>();
     let relu = ActRange::relu(m.conv2.output.zero_point);
-    conv2d_pool_fast::<
+    conv2d_pool_s8::<
         { inc::P1 },
         { inc::P1 },
         { ia::OUT },
+        { inc::C2 },
         { inc::K2 },
         0,
-        { inc::C2 },
         { inc::S2 },
         { inc::S2 },
         { inc::P2 },

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::graph::{NetId, RESNET as G};
 use crate::kernels::dsp::Step as ScratchStep;
 use crate::kernels::tiled::scratch_steps;
-use crate::kernels::{conv2d_add_pool_fast, conv2d_x2_fast, linear_s8, ActRange, AddLut};
+use crate::kernels::{conv2d_add_pool_s8, conv2d_x2_s8, linear_s8, ActRange, AddLut};
 use crate::kernels::{ChannelOffset, Tensor};
 use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 
@@ -26,9 +26,9 @@ use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer}
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[allow(missing_docs)] // the PyTorch names, see the graph
 pub struct BlockModel<'a, const CIN: usize, const COUT: usize> {
-    pub conv1: ConvLayer<'a, CIN, { res::K }, { res::PAD }, CIN>,
-    pub conv2: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT>,
-    pub conv: ConvLayer<'a, CIN, { res::K }, { res::PAD }, COUT>,
+    pub conv1: ConvLayer<'a, CIN, CIN, { res::K }, { res::PAD }>,
+    pub conv2: ConvLayer<'a, CIN, COUT, { res::K }, { res::PAD }>,
+    pub conv: ConvLayer<'a, CIN, COUT, { res::K }, { res::PAD }>,
     pub add: AddLayer,
 }
 
@@ -165,7 +165,7 @@ fn block<
     P: Buffer<T = Tensor<SO, SO, COUT>>,
 {
     let (x, y1, s, scratch) = arena.parts::<(X, Y1, SC, SCRATCH)>();
-    conv2d_x2_fast(
+    conv2d_x2_s8(
         (&m.conv1.kernel(), &m.conv.kernel()),
         x,
         (y1, s),
@@ -177,7 +177,7 @@ fn block<
     // Max pool, then ReLU (the add's ReLU already holds: a no-op kept for
     // the network's definition).
     let relu = ActRange::relu(m.add.params.output.zero_point);
-    conv2d_add_pool_fast(
+    conv2d_add_pool_s8(
         (&m.conv2.kernel(), &m.add.params),
         relu,
         y1,

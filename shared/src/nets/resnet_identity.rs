@@ -19,8 +19,7 @@ use crate::graph::{NetId, RESNET_IDENTITY as G};
 use crate::kernels::dsp::Step as ScratchStep;
 use crate::kernels::tiled::scratch_steps;
 use crate::kernels::{
-    add_requant_s8, conv2d_fast, conv2d_pool_fast, linear_s8, ActRange, AddLut, ChannelOffset,
-    Tensor,
+    add_requant_s8, conv2d_pool_s8, conv2d_s8, linear_s8, ActRange, AddLut, ChannelOffset, Tensor,
 };
 use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer};
 
@@ -28,8 +27,8 @@ use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer}
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[allow(missing_docs)] // the PyTorch names, see the graph
 pub struct BlockModel<'a, const C: usize> {
-    pub conv1: ConvLayer<'a, C, { res::K }, { res::PAD }, C>,
-    pub conv2: ConvLayer<'a, C, { res::K }, { res::PAD }, C>,
+    pub conv1: ConvLayer<'a, C, C, { res::K }, { res::PAD }>,
+    pub conv2: ConvLayer<'a, C, C, { res::K }, { res::PAD }>,
     pub add: AddLayer,
 }
 
@@ -48,9 +47,9 @@ impl<'a, const C: usize> BlockModel<'a, C> {
 #[allow(missing_docs)] // the PyTorch names, see the graph
 pub struct ResNetIdentityModel<'a> {
     pub input: InputQuant<'a>,
-    pub conv1: ConvLayer<'a, 1, { res::K_STEM }, 0, { res::C1 }>,
+    pub conv1: ConvLayer<'a, 1, { res::C1 }, { res::K_STEM }, 0>,
     pub rb1: BlockModel<'a, { res::C1 }>,
-    pub conv2: ConvLayer<'a, { res::C1 }, { res::K_STEM }, 0, { res::C2 }>,
+    pub conv2: ConvLayer<'a, { res::C1 }, { res::C2 }, { res::K_STEM }, 0>,
     pub rb2: BlockModel<'a, { res::C2 }>,
     pub fc: LinearLayer<'a, { res::P2 }, { res::P2 }, { res::C2 }, CLASSES>,
 }
@@ -165,10 +164,10 @@ fn block<const C: usize, const S: usize, const N: usize, X, Y, Y2, A, SC, L>(
     L: Buffer<T = AddLut>,
 {
     let (x, y, s) = arena.parts::<(X, Y, SC)>();
-    conv2d_fast(&m.conv1.kernel(), x, y, ChannelOffset::<0>, s.as_mut());
+    conv2d_s8(&m.conv1.kernel(), x, y, ChannelOffset::<0>, s.as_mut());
     progress.done();
     let (y, y2, s) = arena.parts::<(Y, Y2, SC)>();
-    conv2d_fast(&m.conv2.kernel(), y, y2, ChannelOffset::<0>, s.as_mut());
+    conv2d_s8(&m.conv2.kernel(), y, y2, ChannelOffset::<0>, s.as_mut());
     progress.done();
     let (y2, x, a, lut) = arena.parts::<(Y2, X, A, L)>();
     add_requant_s8(&m.add.params, y2, x, a, lut);
@@ -196,13 +195,13 @@ pub fn forward<const N: usize>(
     progress.done();
     // ReLU, then max pool: the conv's clamp is the ReLU already.
     let (x, p, s) = arena.parts::<(X0, P1, S_C1)>();
-    conv2d_pool_fast::<
+    conv2d_pool_s8::<
         IMAGE_SIDE,
         IMAGE_SIDE,
         1,
+        { res::C1 },
         { res::K_STEM },
         0,
-        { res::C1 },
         { res::S1 },
         { res::S1 },
         { res::P1 },
@@ -211,13 +210,13 @@ pub fn forward<const N: usize>(
     progress.done();
     block::<{ res::C1 }, { res::P1 }, N, P1, Y1, Y2, A1, S_RB1, LUT1>(&m.rb1, arena, &mut progress);
     let (a, p, s) = arena.parts::<(A1, P2, S_C2)>();
-    conv2d_pool_fast::<
+    conv2d_pool_s8::<
         { res::P1 },
         { res::P1 },
         { res::C1 },
+        { res::C2 },
         { res::K_STEM },
         0,
-        { res::C2 },
         { res::S2 },
         { res::S2 },
         { res::P2 },

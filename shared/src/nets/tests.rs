@@ -23,11 +23,12 @@ use std::vec::Vec;
 // ---------------------------------------------------------------------------
 // The reference int8 path: every tensor in its own heap buffer, parameters
 // taken from the owned ModelSpec by name (not from the decoded model), input
-// zero points wired by hand from the GUIDE's network definitions, the
+// zero points wired by hand from the networks' definitions (the PyTorch
+// reference classes, as `docs/ARCHITECTURE.md` describes them), the
 // concat done by copying channels, only `*_ref` kernels.
 
 /// A conv's parameters, owned.
-struct ConvP<const CI: usize, const K: usize, const PAD: usize, const CO: usize> {
+struct ConvP<const CI: usize, const CO: usize, const K: usize, const PAD: usize> {
     weights: Box<[[[[i8; CI]; K]; K]; CO]>,
     bias: [i32; CO],
     requant: [Requant; CO],
@@ -35,11 +36,11 @@ struct ConvP<const CI: usize, const K: usize, const PAD: usize, const CO: usize>
     output: OutputQuant,
 }
 
-fn conv_p<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
+fn conv_p<const CI: usize, const CO: usize, const K: usize, const PAD: usize>(
     spec: &ModelSpec,
     name: &str,
     in_zp: i8,
-) -> ConvP<CI, K, PAD, CO> {
+) -> ConvP<CI, CO, K, PAD> {
     let l = spec.layer(name).unwrap();
     let mut weights = Box::new([[[[0i8; CI]; K]; K]; CO]);
     weights
@@ -56,12 +57,12 @@ fn conv_p<const CI: usize, const K: usize, const PAD: usize, const CO: usize>(
     }
 }
 
-impl<const CI: usize, const K: usize, const PAD: usize, const CO: usize> ConvP<CI, K, PAD, CO> {
+impl<const CI: usize, const CO: usize, const K: usize, const PAD: usize> ConvP<CI, CO, K, PAD> {
     fn run<const H: usize, const W: usize, const HO: usize, const WO: usize>(
         &self,
         x: &Tensor<H, W, CI>,
     ) -> Box<Tensor<HO, WO, CO>> {
-        let layer = Conv2dS8::<CI, K, PAD, CO> {
+        let layer = Conv2dS8::<CI, CO, K, PAD> {
             weights: &self.weights,
             bias: &self.bias,
             requant: &self.requant,
@@ -143,21 +144,21 @@ fn inception_a_ref<const CIN: usize, const S: usize>(
     x: &Tensor<S, S, CIN>,
 ) -> (Box<Tensor<S, S, { ia::OUT }>>, i8) {
     let n = |b: &str| format!("{prefix}.{b}");
-    let b1: ConvP<CIN, 1, 0, { ia::B1 }> = conv_p(spec, &n("b1"), in_zp);
+    let b1: ConvP<CIN, { ia::B1 }, 1, 0> = conv_p(spec, &n("b1"), in_zp);
     let y1: Box<Tensor<S, S, { ia::B1 }>> = b1.run(x);
-    let b5_1: ConvP<CIN, 1, 0, { ia::B5_REDUCE }> = conv_p(spec, &n("b5_1"), in_zp);
+    let b5_1: ConvP<CIN, { ia::B5_REDUCE }, 1, 0> = conv_p(spec, &n("b5_1"), in_zp);
     let t5: Box<Tensor<S, S, { ia::B5_REDUCE }>> = b5_1.run(x);
-    let b5_2: ConvP<{ ia::B5_REDUCE }, 5, 2, { ia::B5 }> = conv_p(spec, &n("b5_2"), b5_1.out_zp());
+    let b5_2: ConvP<{ ia::B5_REDUCE }, { ia::B5 }, 5, 2> = conv_p(spec, &n("b5_2"), b5_1.out_zp());
     let y5: Box<Tensor<S, S, { ia::B5 }>> = b5_2.run(&t5);
-    let b3_1: ConvP<CIN, 1, 0, { ia::B3_REDUCE }> = conv_p(spec, &n("b3_1"), in_zp);
+    let b3_1: ConvP<CIN, { ia::B3_REDUCE }, 1, 0> = conv_p(spec, &n("b3_1"), in_zp);
     let t3: Box<Tensor<S, S, { ia::B3_REDUCE }>> = b3_1.run(x);
-    let b3_2: ConvP<{ ia::B3_REDUCE }, 3, 1, { ia::B3 }> = conv_p(spec, &n("b3_2"), b3_1.out_zp());
+    let b3_2: ConvP<{ ia::B3_REDUCE }, { ia::B3 }, 3, 1> = conv_p(spec, &n("b3_2"), b3_1.out_zp());
     let u3: Box<Tensor<S, S, { ia::B3 }>> = b3_2.run(&t3);
-    let b3_3: ConvP<{ ia::B3 }, 3, 1, { ia::B3 }> = conv_p(spec, &n("b3_3"), b3_2.out_zp());
+    let b3_3: ConvP<{ ia::B3 }, { ia::B3 }, 3, 1> = conv_p(spec, &n("b3_3"), b3_2.out_zp());
     let y3: Box<Tensor<S, S, { ia::B3 }>> = b3_3.run(&u3);
     let mut ap = Box::new([[[0i8; CIN]; S]; S]);
     avgpool3x3_s8_ref(in_zp, x, &mut ap);
-    let bp: ConvP<CIN, 1, 0, { ia::BP }> = conv_p(spec, &n("bp"), in_zp);
+    let bp: ConvP<CIN, { ia::BP }, 1, 0> = conv_p(spec, &n("bp"), in_zp);
     let yp: Box<Tensor<S, S, { ia::BP }>> = bp.run(&ap);
     let mut out = Box::new([[[0i8; ia::OUT]; S]; S]);
     for y in 0..S {
@@ -177,11 +178,11 @@ fn inception_a_ref<const CIN: usize, const S: usize>(
 
 fn inception_ref(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
     let x = input(spec, pixels);
-    let conv1: ConvP<1, { inc::K1 }, 0, { inc::C1 }> = conv_p(spec, "conv1", spec.input.zero_point);
+    let conv1: ConvP<1, { inc::C1 }, { inc::K1 }, 0> = conv_p(spec, "conv1", spec.input.zero_point);
     let y: Box<Tensor<{ inc::S1 }, { inc::S1 }, { inc::C1 }>> = conv1.run(&x);
     let p: Box<Tensor<{ inc::P1 }, { inc::P1 }, { inc::C1 }>> = maxpool_relu(conv1.out_zp(), &y);
     let (q, zp) = inception_a_ref::<{ inc::C1 }, { inc::P1 }>(spec, "incep1", conv1.out_zp(), &p);
-    let conv2: ConvP<{ inc::INCEP_OUT }, { inc::K2 }, 0, { inc::C2 }> = conv_p(spec, "conv2", zp);
+    let conv2: ConvP<{ inc::INCEP_OUT }, { inc::C2 }, { inc::K2 }, 0> = conv_p(spec, "conv2", zp);
     let y: Box<Tensor<{ inc::S2 }, { inc::S2 }, { inc::C2 }>> = conv2.run(&q);
     let p: Box<Tensor<{ inc::P2 }, { inc::P2 }, { inc::C2 }>> = maxpool_relu(conv2.out_zp(), &y);
     let (q, zp) = inception_a_ref::<{ inc::C2 }, { inc::P2 }>(spec, "incep2", conv2.out_zp(), &p);
@@ -195,12 +196,12 @@ fn block_ref<const CIN: usize, const COUT: usize, const S: usize>(
     x: &Tensor<S, S, CIN>,
 ) -> (Box<Tensor<S, S, COUT>>, i8) {
     let n = |b: &str| format!("{prefix}.{b}");
-    let conv1: ConvP<CIN, { res::K }, { res::PAD }, CIN> = conv_p(spec, &n("conv1"), in_zp);
+    let conv1: ConvP<CIN, CIN, { res::K }, { res::PAD }> = conv_p(spec, &n("conv1"), in_zp);
     let y1: Box<Tensor<S, S, CIN>> = conv1.run(x);
-    let conv2: ConvP<CIN, { res::K }, { res::PAD }, COUT> =
+    let conv2: ConvP<CIN, COUT, { res::K }, { res::PAD }> =
         conv_p(spec, &n("conv2"), conv1.out_zp());
     let y2: Box<Tensor<S, S, COUT>> = conv2.run(&y1);
-    let conv: ConvP<CIN, { res::K }, { res::PAD }, COUT> = conv_p(spec, &n("conv"), in_zp);
+    let conv: ConvP<CIN, COUT, { res::K }, { res::PAD }> = conv_p(spec, &n("conv"), in_zp);
     let s: Box<Tensor<S, S, COUT>> = conv.run(x);
     let add = spec.layer(&n("add")).unwrap();
     let p = AddS8 {
@@ -233,9 +234,9 @@ fn residual_ref<const C: usize, const S: usize>(
     x: &Tensor<S, S, C>,
 ) -> (Box<Tensor<S, S, C>>, i8) {
     let n = |b: &str| format!("{prefix}.{b}");
-    let conv1: ConvP<C, { rid::K }, { rid::PAD }, C> = conv_p(spec, &n("conv1"), in_zp);
+    let conv1: ConvP<C, C, { rid::K }, { rid::PAD }> = conv_p(spec, &n("conv1"), in_zp);
     let y1: Box<Tensor<S, S, C>> = conv1.run(x);
-    let conv2: ConvP<C, { rid::K }, { rid::PAD }, C> = conv_p(spec, &n("conv2"), conv1.out_zp());
+    let conv2: ConvP<C, C, { rid::K }, { rid::PAD }> = conv_p(spec, &n("conv2"), conv1.out_zp());
     let y2: Box<Tensor<S, S, C>> = conv2.run(&y1);
     let add = spec.layer(&n("add")).unwrap();
     let p = AddS8 {
@@ -253,12 +254,12 @@ fn residual_ref<const C: usize, const S: usize>(
 
 fn resnet_identity_ref(spec: &ModelSpec, pixels: &[u8; IMAGE_PIXELS]) -> [i8; CLASSES] {
     let x = input(spec, pixels);
-    let conv1: ConvP<1, { rid::K_STEM }, 0, { rid::C1 }> =
+    let conv1: ConvP<1, { rid::C1 }, { rid::K_STEM }, 0> =
         conv_p(spec, "conv1", spec.input.zero_point);
     let y: Box<Tensor<{ rid::S1 }, { rid::S1 }, { rid::C1 }>> = conv1.run(&x);
     let p: Box<Tensor<{ rid::P1 }, { rid::P1 }, { rid::C1 }>> = maxpool(ActRange::FULL, &y);
     let (a, zp) = residual_ref::<{ rid::C1 }, { rid::P1 }>(spec, "rb1", conv1.out_zp(), &p);
-    let conv2: ConvP<{ rid::C1 }, { rid::K_STEM }, 0, { rid::C2 }> = conv_p(spec, "conv2", zp);
+    let conv2: ConvP<{ rid::C1 }, { rid::C2 }, { rid::K_STEM }, 0> = conv_p(spec, "conv2", zp);
     let y: Box<Tensor<{ rid::S2 }, { rid::S2 }, { rid::C2 }>> = conv2.run(&a);
     let p: Box<Tensor<{ rid::P2 }, { rid::P2 }, { rid::C2 }>> = maxpool(ActRange::FULL, &y);
     let (a, zp) = residual_ref::<{ rid::C2 }, { rid::P2 }>(spec, "rb2", conv2.out_zp(), &p);
@@ -747,7 +748,7 @@ fn a_clobbering_plan_is_refused() {
 }
 
 // ---------------------------------------------------------------------------
-// f32: the networks written out naively in f64, from the GUIDE's
+// f32: the networks written out naively in f64, from their PyTorch
 // definitions, on PyTorch layouts.
 
 /// Conv, OIHW weights, CHW activations, zero padding, in f64.
