@@ -1,5 +1,5 @@
 //! The checkpoints' tensor names and shapes are PyTorch's `state_dict` for
-//! the reference definitions (GUIDE section 1), written out here by hand.
+//! the PyTorch reference definitions, written out here by hand.
 
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;

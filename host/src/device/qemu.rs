@@ -71,7 +71,7 @@ pub struct Session {
 }
 
 /// The QEMU command line for `elf` with USART1 connected to `port`
-/// (GUIDE section 4). `nodelay=on`: the firmware writes its responses one
+/// (`netduinoplus2`'s first UART). `nodelay=on`: the firmware writes its responses one
 /// byte at a time, and with Nagle's algorithm each exchange waited for the
 /// host's delayed ACK (40 ms per request instead of under 2 ms).
 fn command(elf: &Path, port: u16, opts: &Options) -> Command {

@@ -1,7 +1,8 @@
 //! Post-training quantisation: a trained f32 checkpoint becomes an int8
 //! model file (`shared::model`) that the firmware embeds in flash.
 //!
-//! The recipe (GUIDE section 3, TFLite's conventions):
+//! The recipe (TFLite's conventions; the model file's layout is in
+//! `docs/ARCHITECTURE.md`):
 //! - **Calibration**: `shared`'s f32 forward pass runs on training images
 //!   and records the range of every intermediate tensor ([`calibrate`]).
 //! - **Activations**: int8 asymmetric per tensor, the calibrated range

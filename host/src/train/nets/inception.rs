@@ -1,4 +1,4 @@
-//! InceptionNet (GUIDE section 1): conv1, pool+ReLU, incep1, conv2,
+//! InceptionNet: conv1, pool+ReLU, incep1, conv2,
 //! pool+ReLU, incep2, fc. Every size comes from `shared::arch`.
 
 use super::conv::Conv;

@@ -1,4 +1,4 @@
-//! The seed's ResNet (GUIDE section 1): two projection blocks, each followed
+//! The seed's ResNet: two projection blocks, each followed
 //! by a 2x2 max pool and ReLU, then fc.
 
 use super::conv::Conv;

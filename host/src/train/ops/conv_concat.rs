@@ -1,6 +1,6 @@
 //! The Inception module's merge without its copies: four convs that keep
 //! their input's size, each writing straight into its channel slice of the
-//! concatenated output (as the int8 engine does, GUIDE section 3).
+//! concatenated output (as the int8 pass does, see `docs/ARCHITECTURE.md`).
 //!
 //! Four [`conv2d`](super::conv2d)s and [`concat4`](super::concat4) would
 //! also give the branches' four outputs, `concat4`'s reads of them and, in

@@ -1,7 +1,7 @@
 //! Convolution, pooling, concat and flatten as dfdx tape ops, on stable Rust.
 //!
 //! dfdx 0.13 keeps its own conv and pool ops behind the `nightly` feature,
-//! which no longer builds (GUIDE section 2), so these are ours: forward and
+//! which does not build on stable Rust, so these are ours: forward and
 //! backward on the CPU, registered with [`Tape::add_backward_op`], every
 //! shape a const generic and every derived size proven by a const assertion
 //! (which fires at `cargo build`, not at `cargo check`).
