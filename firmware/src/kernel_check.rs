@@ -7,8 +7,8 @@
 //! QEMU build only: each case instantiates its own unrolled kernels (about
 //! 100 KB of code), which the board's flash budget does not carry.
 
-use shared::kernels::dsp::{Step, STEP_WORDS};
-use shared::kernels::tiled::scratch_steps;
+use shared::kernels::dsp::{Quad, QUAD_WORDS};
+use shared::kernels::tiled::scratch_quads;
 use shared::kernels::{
     add_requant_s8, add_requant_s8_ref, conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8,
     conv2d_s8_ref, linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset,
@@ -93,7 +93,7 @@ impl<const CI: usize, const CO: usize, const K: usize> Layer<CI, CO, K> {
     }
 }
 
-/// `conv2d_s8` against `conv2d_s8_ref`; `S` is `scratch_steps(CI, K)`.
+/// `conv2d_s8` against `conv2d_s8_ref`; `S` is `scratch_quads(CI, K)`.
 /// Not inlined, so that the cases do not add up on the stack.
 #[inline(never)]
 fn conv<
@@ -114,7 +114,7 @@ fn conv<
     rng.fill(x.as_flattened_mut().as_flattened_mut());
     let mut fast = [[[0i8; CO]; WO]; HO];
     let mut slow = fast;
-    let mut scratch = [[0u32; STEP_WORDS]; S];
+    let mut scratch = [[0u32; QUAD_WORDS]; S];
     conv2d_s8(
         &layer.kernel::<PAD>(),
         &x,
@@ -138,7 +138,7 @@ fn fused<const CI: usize, const S: usize>(rng: &mut Rng) -> [bool; 3] {
     rng.fill(x.as_flattened_mut().as_flattened_mut());
     let mut full = [[[0i8; CO]; 6]; 6];
     conv2d_s8_ref(&k, &x, &mut full, ChannelOffset::<0>);
-    let mut scratch: [Step; S] = [[0; STEP_WORDS]; S];
+    let mut scratch: [Quad; S] = [[0; QUAD_WORDS]; S];
     let range = ActRange::relu(rng.i8());
 
     let mut slow = [[[0i8; CO]; 3]; 3];
@@ -234,25 +234,25 @@ fn run() -> (u32, u32) {
     for _ in 0..3 {
         // Reduction lengths 27 (3 mod 4), 7 (3), 50 (2), 72 (0), 300 (0);
         // 600 goes row by row (120 per row); partial last tiles.
-        count(conv::<5, 7, 3, 5, 3, 1, 5, 7, { scratch_steps(3, 3) }>(
+        count(conv::<5, 7, 3, 5, 3, 1, 5, 7, { scratch_quads(3, 3) }>(
             &mut rng,
         ));
-        count(conv::<6, 5, 7, 9, 1, 0, 6, 5, { scratch_steps(7, 1) }>(
+        count(conv::<6, 5, 7, 9, 1, 0, 6, 5, { scratch_quads(7, 1) }>(
             &mut rng,
         ));
-        count(conv::<7, 4, 2, 4, 5, 2, 7, 4, { scratch_steps(2, 5) }>(
+        count(conv::<7, 4, 2, 4, 5, 2, 7, 4, { scratch_quads(2, 5) }>(
             &mut rng,
         ));
-        count(conv::<4, 4, 8, 3, 3, 2, 6, 6, { scratch_steps(8, 3) }>(
+        count(conv::<4, 4, 8, 3, 3, 2, 6, 6, { scratch_quads(8, 3) }>(
             &mut rng,
         ));
-        count(conv::<3, 8, 12, 2, 5, 2, 3, 8, { scratch_steps(12, 5) }>(
+        count(conv::<3, 8, 12, 2, 5, 2, 3, 8, { scratch_quads(12, 5) }>(
             &mut rng,
         ));
-        count(conv::<6, 6, 24, 4, 5, 0, 2, 2, { scratch_steps(24, 5) }>(
+        count(conv::<6, 6, 24, 4, 5, 0, 2, 2, { scratch_quads(24, 5) }>(
             &mut rng,
         ));
-        for ok in fused::<5, { scratch_steps(5, 3) }>(&mut rng) {
+        for ok in fused::<5, { scratch_quads(5, 3) }>(&mut rng) {
             count(ok);
         }
         // 63 values: seven SMLAD blocks of eight and a tail of seven.

@@ -162,7 +162,7 @@ pub fn conv2d_s8_ref<
 mod tests {
     use super::*;
     use crate::kernels::testutil::{flat3, round_half_away, Rng};
-    use crate::kernels::tiled::{conv2d_s8, scratch_steps};
+    use crate::kernels::tiled::{conv2d_s8, scratch_quads};
 
     /// The production conv (the tiled kernel), with its scratch.
     fn conv<
@@ -182,7 +182,7 @@ mod tests {
         out: &mut [[[i8; CT]; WO]; HO],
         at: ChannelOffset<C_OFF>,
     ) {
-        let mut scratch = vec![[0u32; crate::kernels::dsp::STEP_WORDS]; scratch_steps(CI, K)];
+        let mut scratch = vec![[0u32; crate::kernels::dsp::QUAD_WORDS]; scratch_quads(CI, K)];
         conv2d_s8(layer, input, out, at, &mut scratch);
     }
     use crate::quant::quantize_multiplier;

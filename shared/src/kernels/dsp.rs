@@ -6,20 +6,20 @@
 //!
 //! The pixels' input windows are first copied into a scratch buffer as
 //! 16-bit values with the input zero point already subtracted ("im2col").
-//! The reduction runs in *steps* of four values; step `s` holds, for each
+//! The reduction runs in *quads* of four values; quad `s` holds, for each
 //! pixel `p`, two words:
 //!
-//! - `step[2p]     = (x[4s] - zp) | (x[4s + 2] - zp) << 16`
-//! - `step[2p + 1] = (x[4s + 1] - zp) | (x[4s + 3] - zp) << 16`
+//! - `quad[2p]     = (x[4s] - zp) | (x[4s + 2] - zp) << 16`
+//! - `quad[2p + 1] = (x[4s + 1] - zp) | (x[4s + 3] - zp) << 16`
 //!
 //! which is exactly what `SXTAB16` makes of an input word (even bytes, then
 //! odd bytes after a rotation by 8), and exactly what `SXTB16` makes of the
 //! weight word `w[4s..4s + 4]`. So the int8 weights are read in their stored
-//! order (OHWI), one word per step, and never copied.
+//! order (OHWI), one word per quad, and never copied.
 //!
 //! # The inner loop
 //!
-//! Per step, 18 instructions do 24 multiply-accumulates: one weight load,
+//! Per quad, 18 instructions do 24 multiply-accumulates: one weight load,
 //! two sign extensions, three `LDM`s of four scratch words (two pixels
 //! each) and twelve `SMLAD`s. All fourteen free registers are in use (six
 //! accumulators, four pixel words, two weight halves, two pointers), so the
@@ -29,11 +29,11 @@
 /// Output pixels per tile.
 pub const TILE: usize = 6;
 
-/// Scratch words per reduction step: two per pixel.
-pub const STEP_WORDS: usize = 2 * TILE;
+/// Scratch words per quad: two per pixel.
+pub const QUAD_WORDS: usize = 2 * TILE;
 
-/// One reduction step of the scratch buffer (see the module docs).
-pub type Step = [u32; STEP_WORDS];
+/// One quad of the scratch buffer (see the module docs).
+pub type Quad = [u32; QUAD_WORDS];
 
 /// `x - zp` for the four bytes of `word`, as the two `SXTAB16` pairs
 /// `(x0, x2)` and `(x1, x3)`. `neg_zp` is `-zp` in both halves
@@ -74,10 +74,10 @@ pub fn neg_zero_point_pair(zp: i8) -> u32 {
 }
 
 /// `acc[p] += sum over r < len of x[p][r] * w[r]`, the portable form (the
-/// host, tests). `x` holds `len.div_ceil(4)` steps; a partial last step
+/// host, tests). `x` holds `len.div_ceil(4)` quads; a partial last quad
 /// meets zero weights, as in the DSP loop.
 #[inline(always)]
-pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8], len: usize) {
+pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Quad], w: &[i8], len: usize) {
     let len = len.min(w.len());
     for (s, step) in x.iter().enumerate().take(len.div_ceil(4)) {
         let wv = |j: usize| {
@@ -99,7 +99,7 @@ pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Step], w: &[i8], len: usize
     }
 }
 
-/// The twelve `SMLAD`s of one step: the weight pair halves in r6 (w0, w2)
+/// The twelve `SMLAD`s of one quad: the weight pair halves in r6 (w0, w2)
 /// and r7 (w1, w3), the six pixels' scratch words loaded two pixels at a
 /// time into r8-r11, accumulators r0-r5.
 #[cfg(arm_dsp)]
@@ -129,21 +129,21 @@ pub(crate) use tile_macs;
 
 /// `acc[p] += sum over r < LEN of x[p][r] * w[r]` with `LEN` a constant
 /// expression (it may use the caller's const generics): on the Cortex-M4
-/// the unrolled `SMLAD` loop, whose last partial step reads the row's last
+/// the unrolled `SMLAD` loop, whose last partial quad reads the row's last
 /// word and shifts the bytes past `LEN` out (the scratch holds zeros there);
-/// elsewhere [`dot_tile_portable`]. `$x: &[Step]` must hold
-/// `LEN.div_ceil(4)` steps and `$w: &[i8]` at least `max(LEN, 4)` bytes
+/// elsewhere [`dot_tile_portable`]. `$x: &[Quad]` must hold
+/// `LEN.div_ceil(4)` quads and `$w: &[i8]` at least `max(LEN, 4)` bytes
 /// (checked; otherwise the portable loop runs).
 macro_rules! dot_tile {
     ($acc:expr, $x:expr, $w:expr, $len:expr) => {{
         let acc: &mut [i32; $crate::kernels::dsp::TILE] = $acc;
-        let x: &[$crate::kernels::dsp::Step] = $x;
+        let x: &[$crate::kernels::dsp::Quad] = $x;
         let w: &[i8] = $w;
         #[cfg(arm_dsp)]
         {
             if $len >= 4 && x.len() >= ($len as usize).div_ceil(4) && w.len() >= $len {
                 let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5] = *acc;
-                // SAFETY: reads `LEN.div_ceil(4)` steps of `x` and bytes
+                // SAFETY: reads `LEN.div_ceil(4)` quads of `x` and bytes
                 // `0..LEN` of `w` (lengths checked above; LDR may be
                 // unaligned on the M4, LDM reads the word-aligned scratch).
                 // r6, r7 and r9 are not available as operands (LLVM's base
@@ -203,10 +203,10 @@ mod tests {
     use crate::kernels::testutil::Rng;
 
     /// The 16-bit value of reduction index `r` of pixel `p` in a scratch
-    /// buffer viewed as halfwords (little endian): step `r / 4`, word
+    /// buffer viewed as halfwords (little endian): quad `r / 4`, word
     /// `2p + (r & 1)`, half `(r >> 1) & 1`.
     const fn half_index(p: usize, r: usize) -> usize {
-        ((r / 4) * STEP_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
+        ((r / 4) * QUAD_WORDS + 2 * p + (r & 1)) * 2 + ((r >> 1) & 1)
     }
 
     // Independent of the packing: the plain sums over r.
@@ -223,7 +223,7 @@ mod tests {
                 }
             }
             rng.fill_i8(&mut w[..n]);
-            let mut scratch = [[0u32; STEP_WORDS]; 5];
+            let mut scratch = [[0u32; QUAD_WORDS]; 5];
             let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut scratch[..]);
             for (p, xp) in x.iter().enumerate() {
                 for (r, &v) in xp[..n].iter().enumerate() {

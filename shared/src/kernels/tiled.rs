@@ -22,7 +22,7 @@
 //! [`conv2d_s8_ref`]: super::conv2d_s8_ref
 
 use super::add::{fill_add_lut, table, AddLut};
-use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Step, TILE};
+use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Quad, TILE};
 use super::epilogue::Epilogue;
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
 use crate::quant::Rescale;
@@ -41,8 +41,8 @@ pub const fn segment_len(ci: usize, k: usize) -> usize {
     }
 }
 
-/// Scratch steps a conv with `ci` input channels and kernel `k` needs.
-pub const fn scratch_steps(ci: usize, k: usize) -> usize {
+/// Scratch quads a conv with `ci` input channels and kernel `k` needs.
+pub const fn scratch_quads(ci: usize, k: usize) -> usize {
     segment_len(ci, k).div_ceil(4)
 }
 
@@ -108,7 +108,7 @@ const GATHER_MAX: usize = WHOLE_WINDOW_MAX + 4;
 /// Copies the windows of the tile's pixels, kernel rows `ky0..ky0 + rows`,
 /// into `scratch` as `x - zp` (zero for padding and past the segment's
 /// end) in the layout of [`super::dsp`]. When `CI % 4 == 0` each input word
-/// is one step of one pixel; otherwise (one input channel, CI = 10) each
+/// is one quad of one pixel; otherwise (one input channel, CI = 10) each
 /// window is first gathered into a byte buffer, padded with `zp`.
 #[inline(always)]
 fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const PAD: usize>(
@@ -116,7 +116,7 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
     zp: i8,
     tile: &Tile,
     (ky0, rows): (usize, usize),
-    (scratch, window): (&mut [Step], &mut [i8; GATHER_MAX]),
+    (scratch, window): (&mut [Quad], &mut [i8; GATHER_MAX]),
 ) {
     let neg_zp = neg_zero_point_pair(zp);
     for (p, &(oy, ox)) in tile.pixels.iter().enumerate().take(tile.n) {
@@ -134,7 +134,7 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
             (ox + kx).checked_sub(PAD).and_then(|ix| r.get(ix).copied())
         };
         if CI % 4 == 0 {
-            // Whole kernel rows of steps: K * CI / 4 each (a constant, so
+            // Whole kernel rows of quads: K * CI / 4 each (a constant, so
             // the copies are unrolled and unchecked).
             let Some(steps) = scratch.get_mut(..rows * K * CI / 4) else {
                 return;
@@ -218,10 +218,10 @@ fn copy_bytes(dst: &mut [i8], src: &[i8]) {
     }
 }
 
-/// Pixel `p`'s words of `steps`, one step per 4 bytes of `bytes`, as
+/// Pixel `p`'s words of `quads`, one quad per 4 bytes of `bytes`, as
 /// `x - zp` ([`expand_word`]).
 #[inline(always)]
-fn expand_into(steps: &mut [Step], p: usize, bytes: &[i8], neg_zp: u32) {
+fn expand_into(steps: &mut [Quad], p: usize, bytes: &[i8], neg_zp: u32) {
     for (step, b) in steps.iter_mut().zip(bytes.chunks_exact(4)) {
         let word = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
         let (lo, hi) = expand_word(word, neg_zp);
@@ -232,9 +232,9 @@ fn expand_into(steps: &mut [Step], p: usize, bytes: &[i8], neg_zp: u32) {
     }
 }
 
-/// Pixel `p`'s words of `steps` as zero (padding).
+/// Pixel `p`'s words of `quads` as zero (padding).
 #[inline(always)]
-fn zero_into(steps: &mut [Step], p: usize) {
+fn zero_into(steps: &mut [Quad], p: usize) {
     for step in steps {
         if let Some(px) = step.get_mut(2 * p..2 * p + 2) {
             px.fill(0);
@@ -266,7 +266,7 @@ fn conv_tiles<
     zp: i8,
     co_n: usize,
     weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
-    scratch: &mut [Step],
+    scratch: &mut [Quad],
     mut finish: impl FnMut(&Tile, &[[i32; TILE]]),
 ) {
     const {
@@ -352,7 +352,7 @@ fn store_pixels<const CT: usize, const CO: usize>(
 }
 
 /// The fast [`conv2d_s8_ref`](super::conv2d_s8_ref): same contract, same bytes.
-/// `scratch` must hold [`scratch_steps`]`(CI, K)` steps.
+/// `scratch` must hold [`scratch_quads`]`(CI, K)` quads.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8<
     const H: usize,
@@ -370,7 +370,7 @@ pub fn conv2d_s8<
     input: &[[[i8; CI]; W]; H],
     out: &mut [[[i8; CT]; WO]; HO],
     _at: ChannelOffset<C_OFF>,
-    scratch: &mut [Step],
+    scratch: &mut [Quad],
 ) {
     const { assert!(C_OFF + CO <= CT, "channel slice outside the output") };
     let out = out.as_flattened_mut();
@@ -409,7 +409,7 @@ pub fn conv2d_x2_s8<
     input: &[[[i8; CI]; W]; H],
     (out_a, out_b): (&mut [[[i8; TA]; WO]; HO], &mut [[[i8; TB]; WO]; HO]),
     _at: (ChannelOffset<A_OFF>, ChannelOffset<B_OFF>),
-    scratch: &mut [Step],
+    scratch: &mut [Quad],
 ) {
     const {
         assert!(
@@ -476,7 +476,7 @@ pub fn conv2d_x3_s8<
         ChannelOffset<B_OFF>,
         ChannelOffset<C_OFF>,
     ),
-    scratch: &mut [Step],
+    scratch: &mut [Quad],
 ) {
     const {
         assert!(
@@ -589,7 +589,7 @@ pub fn conv2d_pool_s8<
     range: ActRange,
     input: &[[[i8; CI]; W]; H],
     out: &mut [[[i8; CO]; PW]; PH],
-    scratch: &mut [Step],
+    scratch: &mut [Quad],
 ) {
     const {
         assert!(
@@ -649,7 +649,7 @@ pub fn conv2d_add_pool_s8<
     input: &[[[i8; CI]; W]; H],
     shortcut: &[[[i8; CO]; WO]; HO],
     out: &mut [[[i8; CO]; PW]; PH],
-    (scratch, lut): (&mut [Step], &mut AddLut),
+    (scratch, lut): (&mut [Quad], &mut AddLut),
 ) {
     const {
         assert!(

@@ -4,12 +4,12 @@
 //! outside a kernel's channel slice.
 
 use super::*;
-use crate::kernels::dsp::Step;
+use crate::kernels::dsp::Quad;
 use crate::kernels::testutil::{flat3, random_params, Rng};
 use crate::kernels::{add_requant_s8_ref, conv2d_s8_ref, maxpool2d_s8_ref, ChannelOffset};
 
-fn scratch<const CI: usize, const K: usize>() -> Vec<Step> {
-    vec![[0xdead_beef; crate::kernels::dsp::STEP_WORDS]; scratch_steps(CI, K)]
+fn scratch<const CI: usize, const K: usize>() -> Vec<Quad> {
+    vec![[0xdead_beef; crate::kernels::dsp::QUAD_WORDS]; scratch_quads(CI, K)]
 }
 
 fn random_input<const H: usize, const W: usize, const C: usize>(

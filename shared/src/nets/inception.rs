@@ -17,8 +17,8 @@ use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Probe, Prog
 use crate::arch::{inception as inc, inception_a as ia, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
 use crate::graph::{NetId, INCEPTION as G};
-use crate::kernels::dsp::Step as ScratchStep;
-use crate::kernels::tiled::scratch_steps;
+use crate::kernels::dsp::Quad;
+use crate::kernels::tiled::scratch_quads;
 use crate::kernels::{
     avgpool3x3_s8, conv2d_pool_s8, conv2d_s8, conv2d_x3_s8, linear_s8, ActRange, ChannelOffset,
     Tensor,
@@ -80,8 +80,8 @@ impl<'a> Decode<'a> for InceptionModel<'a> {
     }
 }
 
-/// A conv's im2col scratch: `STEPS` is `scratch_steps(CI, K)`.
-type Scratch<const STEPS: usize> = [ScratchStep; STEPS];
+/// A conv's im2col scratch: `QUADS` is `scratch_quads(CI, K)`.
+type Scratch<const QUADS: usize> = [Quad; QUADS];
 
 /// The buffers of the InceptionNet plan.
 pub mod plan {
@@ -94,7 +94,7 @@ pub mod plan {
         /// The quantised image.
         X0: Tensor<IMAGE_SIDE, IMAGE_SIDE, 1> = 0;
         /// conv1's scratch.
-        S_C1: Scratch<{ scratch_steps(1, inc::K1) }> = end::<X0>();
+        S_C1: Scratch<{ scratch_quads(1, inc::K1) }> = end::<X0>();
         /// incep1's concat.
         Q1: Tensor<P1S, P1S, { ia::OUT }> = 0;
         /// After conv1 + max pool + ReLU: incep1's input.
@@ -108,19 +108,19 @@ pub mod plan {
         /// incep1.b3_2's output (where P1 and T1_B5 were).
         T1_B3B: Tensor<P1S, P1S, { ia::B3 }> = P1::OFFSET;
         /// Scratch of incep1's 1x1 convs (where T1_AP goes next).
-        S1_1X1: Scratch<{ scratch_steps(inc::C1, 1) }> = T1_AP::OFFSET;
+        S1_1X1: Scratch<{ scratch_quads(inc::C1, 1) }> = T1_AP::OFFSET;
         /// Scratch of incep1.bp.
-        S1_BP: Scratch<{ scratch_steps(inc::C1, 1) }> = end::<T1_AP>();
+        S1_BP: Scratch<{ scratch_quads(inc::C1, 1) }> = end::<T1_AP>();
         /// Scratch of incep1.b5_2 and b3_2 (after T1_B3A; T1_AP is dead).
-        S1_B5: Scratch<{ scratch_steps(ia::B5_REDUCE, 5) }> = T1_AP::OFFSET;
+        S1_B5: Scratch<{ scratch_quads(ia::B5_REDUCE, 5) }> = T1_AP::OFFSET;
         /// Scratch of incep1.b3_2.
-        S1_B3B: Scratch<{ scratch_steps(ia::B3_REDUCE, 3) }> = T1_AP::OFFSET;
+        S1_B3B: Scratch<{ scratch_quads(ia::B3_REDUCE, 3) }> = T1_AP::OFFSET;
         /// Scratch of incep1.b3_3 (after T1_B3B; T1_B3A is dead).
-        S1_B3C: Scratch<{ scratch_steps(ia::B3, 3) }> = end::<T1_B3B>();
+        S1_B3C: Scratch<{ scratch_quads(ia::B3, 3) }> = end::<T1_B3B>();
         /// After conv2 + max pool + ReLU: incep2's input.
         P2: Tensor<P2S, P2S, { inc::C2 }> = end::<Q1>();
         /// conv2's scratch (one kernel row at a time).
-        S_C2: Scratch<{ scratch_steps(ia::OUT, inc::K2) }> = end::<P2>();
+        S_C2: Scratch<{ scratch_quads(ia::OUT, inc::K2) }> = end::<P2>();
         /// incep2's concat (where Q1 was).
         Q2: Tensor<P2S, P2S, { ia::OUT }> = 0;
         /// incep2.b5_1's output.
@@ -132,7 +132,7 @@ pub mod plan {
         /// incep2.b3_2's output.
         T2_B3B: Tensor<P2S, P2S, { ia::B3 }> = end::<T2_AP>();
         /// Scratch of every incep2 conv (the largest: b5_2's).
-        S2: Scratch<{ scratch_steps(ia::B5_REDUCE, 5) }> = end::<T2_B3B>();
+        S2: Scratch<{ scratch_quads(ia::B5_REDUCE, 5) }> = end::<T2_B3B>();
     }
 }
 
@@ -277,11 +277,11 @@ fn inception_a<
     S5: Buffer,
     S3B: Buffer,
     S3C: Buffer,
-    S1::T: AsMut<[ScratchStep]>,
-    SP::T: AsMut<[ScratchStep]>,
-    S5::T: AsMut<[ScratchStep]>,
-    S3B::T: AsMut<[ScratchStep]>,
-    S3C::T: AsMut<[ScratchStep]>,
+    S1::T: AsMut<[Quad]>,
+    SP::T: AsMut<[Quad]>,
+    S5::T: AsMut<[Quad]>,
+    S3B::T: AsMut<[Quad]>,
+    S3C::T: AsMut<[Quad]>,
 {
     let (x, q, b5, b3a, s) = arena.parts::<(I, Q, B5, B3A, S1)>();
     conv2d_x3_s8(

@@ -16,8 +16,8 @@ use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Probe, Prog
 use crate::arch::{resnet as res, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
 use crate::graph::{NetId, RESNET as G};
-use crate::kernels::dsp::Step as ScratchStep;
-use crate::kernels::tiled::scratch_steps;
+use crate::kernels::dsp::Quad;
+use crate::kernels::tiled::scratch_quads;
 use crate::kernels::{conv2d_add_pool_s8, conv2d_x2_s8, linear_s8, ActRange, AddLut};
 use crate::kernels::{ChannelOffset, Tensor};
 use crate::model::{AddLayer, ConvLayer, Decode, InputQuant, Layers, LinearLayer};
@@ -83,7 +83,7 @@ pub mod plan {
         /// r1.conv's output (the shortcut).
         R1_S: Tensor<S, S, { res::C1 }> = end::<R1_Y1>();
         /// Scratch of every conv (the largest: r2's).
-        SCRATCH: [ScratchStep; scratch_steps(res::C1, res::K)] = end::<R1_S>();
+        SCRATCH: [Quad; scratch_quads(res::C1, res::K)] = end::<R1_S>();
         /// The residual adds' tables.
         LUT: AddLut = end::<SCRATCH>();
         /// After r1 (add, max pool, ReLU): r2's input.

@@ -16,8 +16,8 @@ use super::{buffers, end, quantize_input, step, Arena, Buffer, Plan, Probe, Prog
 use crate::arch::{resnet_identity as res, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
 use crate::graph::{NetId, RESNET_IDENTITY as G};
-use crate::kernels::dsp::Step as ScratchStep;
-use crate::kernels::tiled::scratch_steps;
+use crate::kernels::dsp::Quad;
+use crate::kernels::tiled::scratch_quads;
 use crate::kernels::{
     add_requant_s8, conv2d_pool_s8, conv2d_s8, linear_s8, ActRange, AddLut, ChannelOffset, Tensor,
 };
@@ -84,11 +84,11 @@ pub mod plan {
         /// The quantised image.
         X0: Tensor<S, S, 1> = end::<P1>();
         /// conv1's scratch.
-        S_C1: [ScratchStep; scratch_steps(1, res::K_STEM)] = end::<X0>();
+        S_C1: [Quad; scratch_quads(1, res::K_STEM)] = end::<X0>();
         /// rb1.conv1's output (where the image was).
         Y1: Tensor<Q, Q, { res::C1 }> = X0::OFFSET;
         /// Scratch of rb1's convs.
-        S_RB1: [ScratchStep; scratch_steps(res::C1, res::K)] = end::<Y1>();
+        S_RB1: [Quad; scratch_quads(res::C1, res::K)] = end::<Y1>();
         /// rb1.conv2's output.
         Y2: Tensor<Q, Q, { res::C1 }> = end::<S_RB1>();
         /// rb1.add's tables (where rb1.conv1's output was).
@@ -98,11 +98,11 @@ pub mod plan {
         /// After conv2 + ReLU + max pool: rb2's input (where P1 was).
         P2: Tensor<R, R, { res::C2 }> = 0;
         /// conv2's scratch (P1, Y1 and rb1's scratch are dead).
-        S_C2: [ScratchStep; scratch_steps(res::C1, res::K_STEM)] = end::<P2>();
+        S_C2: [Quad; scratch_quads(res::C1, res::K_STEM)] = end::<P2>();
         /// rb2.conv1's output.
         Z1: Tensor<R, R, { res::C2 }> = end::<P2>();
         /// Scratch of rb2's convs.
-        S_RB2: [ScratchStep; scratch_steps(res::C2, res::K)] = end::<Z1>();
+        S_RB2: [Quad; scratch_quads(res::C2, res::K)] = end::<Z1>();
         /// rb2.conv2's output.
         Z2: Tensor<R, R, { res::C2 }> = end::<S_RB2>();
         /// rb2.add's tables (where rb2.conv1's output and scratch were).
@@ -160,7 +160,7 @@ fn block<const C: usize, const S: usize, const N: usize, X, Y, Y2, A, SC, L>(
     Y2: Buffer<T = Tensor<S, S, C>>,
     A: Buffer<T = Tensor<S, S, C>>,
     SC: Buffer,
-    SC::T: AsMut<[ScratchStep]>,
+    SC::T: AsMut<[Quad]>,
     L: Buffer<T = AddLut>,
 {
     let (x, y, s) = arena.parts::<(X, Y, SC)>();

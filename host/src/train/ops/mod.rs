@@ -48,6 +48,6 @@ pub use relu::add_relu;
 #[cfg(test)]
 mod bench;
 #[cfg(test)]
-mod reference;
+mod naive;
 #[cfg(test)]
 mod tests;

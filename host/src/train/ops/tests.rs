@@ -1,4 +1,4 @@
-//! Each op's forward against the direct loops of `reference`, and its
+//! Each op's forward against the direct loops of `naive`, and its
 //! gradients against central finite differences of its own forward pass.
 //!
 //! The loss is `sum(out * r)` for a fixed random `r`, so the output
@@ -8,7 +8,7 @@
 //! the loss in f64 keeps that rounding near 1e-6 relative.
 
 use super::buffers::{put, read, take, tensor_from};
-use super::reference::{self, ConvShape};
+use super::naive::{self, ConvShape};
 use super::*;
 use dfdx::prelude::*;
 
@@ -172,7 +172,7 @@ fn conv_case<
     let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
         dev.tensor_from_vec(wv.clone(), Default::default());
     let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
-    let pre = reference::conv2d(s, &xv, &wv, &bv);
+    let pre = naive::conv2d(s, &xv, &wv, &bv);
 
     for relu in [false, true] {
         let name = format!("conv {s:?} relu={relu}");
@@ -293,7 +293,7 @@ fn conv2d_reads_a_broadcast_input() {
     assert_close(
         "broadcast input",
         &y.as_vec(),
-        &reference::conv2d(s, &dense, &wv, &bv),
+        &naive::conv2d(s, &dense, &wv, &bv),
         FWD_TOL,
     );
 }
@@ -379,10 +379,10 @@ fn conv_kernels_match_reference_gradients_at_layer_size() {
         assert_close(
             &format!("{s:?} forward"),
             &out,
-            &reference::conv2d(s, &xv, &wv, &bv),
+            &naive::conv2d(s, &xv, &wv, &bv),
             FWD_TOL,
         );
-        let (rx, rw, rb) = reference::conv2d_grads(s, &xv, &wv, &gout);
+        let (rx, rw, rb) = naive::conv2d_grads(s, &xv, &wv, &gout);
         for col2im in [false, true] {
             let (mut gx, mut gw, mut gb) =
                 (vec![0.0; xv.len()], vec![0.0; wv.len()], vec![0.0; s.co]);
@@ -424,7 +424,7 @@ fn maxpool_case<
     let r = random(B * C * HO * WO, seed + 1);
     let x: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
         dev.tensor_from_vec(xv.clone(), Default::default());
-    let pooled = reference::maxpool2d(B * C, H, W, &xv);
+    let pooled = naive::maxpool2d(B * C, H, W, &xv);
     for relu in [false, true] {
         let name = format!("maxpool relu={relu}");
         // A macro, not a closure: it is used with and without a tape.
@@ -596,7 +596,7 @@ fn avgpool_case<const B: usize, const C: usize, const H: usize, const W: usize>(
     assert_close(
         "avgpool forward",
         &avgpool3x3(x.clone()).as_vec(),
-        &reference::avgpool3x3(B * C, H, W, &xv),
+        &naive::avgpool3x3(B * C, H, W, &xv),
         FWD_TOL,
     );
     let loss = |xv: &[f32]| {
@@ -658,7 +658,7 @@ fn concat4_forward_and_gradients() {
     assert_close(
         "concat4 forward",
         &y.as_vec(),
-        &reference::concat(2, plane, &parts),
+        &naive::concat(2, plane, &parts),
         FWD_TOL,
     );
 
@@ -701,7 +701,7 @@ fn concat2_of_one_tensor_twice_adds_both_gradients() {
     assert_close(
         "concat2 forward",
         &y.as_vec(),
-        &reference::concat(2, 4, &[(&av, 3), (&av, 3)]),
+        &naive::concat(2, 4, &[(&av, 3), (&av, 3)]),
         FWD_TOL,
     );
     let g = weighted_sum(y, &r).backward();
@@ -901,7 +901,7 @@ fn conv2d_concat4_forward_and_gradients() {
                 p: (k - 1) / 2,
             };
             let (w, b) = if i == 3 { (9, 10) } else { (x + 1, x + 2) };
-            (reference::conv2d(s, &p[x], &p[w], &p[b]), co * 20)
+            (naive::conv2d(s, &p[x], &p[w], &p[b]), co * 20)
         })
         .collect();
     let want: Vec<f64> = (0..2)
