@@ -23,6 +23,8 @@ pub mod nets;
 pub mod protocol;
 pub mod quant;
 pub mod server;
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;
 
 pub use error::Error;
 pub use graph::NetId;

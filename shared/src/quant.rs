@@ -260,7 +260,7 @@ pub fn quantize_multiplier(real: f64) -> Option<Requant> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::Rng;
+    use crate::testutil::Rng;
 
     fn q(real: f64) -> Requant {
         quantize_multiplier(real).unwrap()

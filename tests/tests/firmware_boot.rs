@@ -103,11 +103,14 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
         next += 1;
     }
     // The firmware's own check of its assembly kernels against the
-    // references (firmware/src/kernel_check.rs: 10 cases, 3 rounds).
-    assert_eq!(
-        lines[next],
-        "kernel check: 30 cases, fast kernels equal to the references"
-    );
+    // references (firmware/src/kernel_check.rs): however many cases it
+    // runs, some, and all equal.
+    let cases: u32 = lines[next]
+        .strip_prefix("kernel check: ")
+        .and_then(|l| l.strip_suffix(" cases, fast kernels equal to the references"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a passing kernel check: {}", lines[next]));
+    assert!(cases > 0, "{}", lines[next]);
     next += 1;
     let stack = lines[next]
         .strip_prefix("stack high-water mark after the self-test: ")

@@ -36,6 +36,17 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Instead of whole steps: each layer's forward and forward + backward
+    /// time at batch 128 (the seed networks' shapes).
+    #[arg(long, conflicts_with_all = ["kernels", "json"])]
+    layers: bool,
+    /// Instead of whole steps: each conv's kernels on raw slices at batch
+    /// 128, by input-gradient path.
+    #[arg(long, conflicts_with = "json")]
+    kernels: bool,
+    /// With --layers or --kernels: only the rows whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Args, Clone, serde::Serialize)]
@@ -93,8 +104,22 @@ impl TrainArgs {
 }
 
 pub(crate) fn bench_command(args: BenchArgs) -> Result<()> {
-    let ds = args.data.load()?;
+    anyhow::ensure!(
+        args.only.is_none() || args.layers || args.kernels,
+        "--only selects rows of --layers or --kernels"
+    );
     set_threads(args.threads)?;
+    if args.layers || args.kernels {
+        println!("threads: {}", rayon::current_num_threads());
+        let only = args.only.as_deref();
+        if args.layers {
+            host::train::ops::bench::layers(only);
+        } else {
+            host::train::ops::bench::kernels(only);
+        }
+        return Ok(());
+    }
+    let ds = args.data.load()?;
     let mut results = Vec::new();
     for net in args.net.nets() {
         results.push(with_net!(net, M => with_batch!(args.batch, host::train::bench::measure, M, (&ds.train, 3, args.steps))));

@@ -131,6 +131,7 @@ pub fn add_requant_s8<const H: usize, const W: usize, const C: usize>(
 
 /// [`add_requant_s8`] writing over its first input (`a_out = a_out + b`), so a
 /// residual block needs no third buffer. Same bytes as the out-of-place form.
+#[cfg(test)] // no network runs it: the identity blocks add out of place
 pub fn add_requant_inplace_s8<const H: usize, const W: usize, const C: usize>(
     p: &AddS8,
     a_out: &mut [[[i8; C]; W]; H],
@@ -177,8 +178,8 @@ pub fn add_requant_s8_ref<const H: usize, const W: usize, const C: usize>(
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{flat3, round_half_away, Rng};
     use crate::kernels::ActRange;
+    use crate::testutil::{flat3, round_half_away, Rng};
 
     fn random_output(rng: &mut Rng) -> OutputQuant {
         let zp = rng.i8();

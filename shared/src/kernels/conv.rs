@@ -161,8 +161,8 @@ pub fn conv2d_s8_ref<
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{flat3, round_half_away, Rng};
     use crate::kernels::tiled::{conv2d_s8, scratch_quads};
+    use crate::testutil::{flat3, round_half_away, Rng};
 
     /// The production conv (the tiled kernel), with its scratch.
     fn conv<

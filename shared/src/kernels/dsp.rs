@@ -200,7 +200,7 @@ pub(crate) use dot_tile;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::Rng;
+    use crate::testutil::Rng;
 
     /// The 16-bit value of reduction index `r` of pixel `p` in a scratch
     /// buffer viewed as halfwords (little endian): quad `r / 4`, word

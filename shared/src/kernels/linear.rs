@@ -117,9 +117,9 @@ pub fn argmax_s8_ref<const N: usize>(x: &[i8; N]) -> usize {
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{flat3, round_half_away, Rng};
     use crate::kernels::ActRange;
     use crate::quant::quantize_multiplier;
+    use crate::testutil::{flat3, round_half_away, Rng};
 
     fn case<const H: usize, const W: usize, const C: usize, const O: usize>(seed: u64) {
         let mut rng = Rng::new(seed);

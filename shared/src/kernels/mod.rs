@@ -36,15 +36,12 @@ pub mod tiled;
 
 #[cfg(test)]
 mod opset_tests;
-#[cfg(test)]
-pub(crate) mod testutil;
 
-pub use add::{
-    add_requant_inplace_s8, add_requant_s8, add_requant_s8_ref, AddLut, AddS8, ADD_LEFT_SHIFT,
-};
+pub use add::{add_requant_s8, add_requant_s8_ref, AddLut, AddS8, ADD_LEFT_SHIFT};
+
 pub use conv::{conv2d_s8_ref, Conv2dS8};
 pub use linear::{argmax_s8, argmax_s8_ref, linear_s8, linear_s8_ref, LinearS8};
-pub use pool::{avgpool3x3_s8, avgpool3x3_s8_ref, maxpool2d_s8, maxpool2d_s8_ref};
+pub use pool::{avgpool3x3_s8, avgpool3x3_s8_ref, maxpool2d_s8_ref};
 pub use tiled::{conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8, conv2d_x2_s8, conv2d_x3_s8};
 
 /// An int8 activation tensor: `H` rows of `W` pixels of `C` channels (HWC).

@@ -5,10 +5,10 @@
 //! change of arithmetic comes with a new op-set, and model files written
 //! for the old one are refused instead of answering differently.
 
-use super::testutil::{random_add, random_output, random_params, Rng};
 use super::*;
 use crate::model::{InputSpec, OPSET};
 use crate::quant::requantize_ref;
+use crate::testutil::{random_add, random_output, random_params, Rng};
 
 /// FNV-1a over the outputs, in the order computed below.
 fn fingerprint() -> u32 {

@@ -26,6 +26,7 @@ const fn check_maxpool_shapes<
 /// same scale and zero point. `out = range.clamp(max of the 4 values)`; the
 /// networks' "pool, then ReLU" is `range = ActRange::relu(zero_point)`
 /// (exact: max and ReLU commute). No rounding happens.
+#[cfg(test)] // the networks fuse their max pools into the conv before them
 pub fn maxpool2d_s8<
     const H: usize,
     const W: usize,
@@ -193,7 +194,7 @@ pub fn avgpool3x3_s8_ref<const H: usize, const W: usize, const C: usize>(
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{flat3, round_half_away, Rng};
+    use crate::testutil::{flat3, round_half_away, Rng};
 
     fn random_range(rng: &mut Rng) -> ActRange {
         match rng.below(3) {

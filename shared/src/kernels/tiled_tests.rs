@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::kernels::dsp::Quad;
-use crate::kernels::testutil::{flat3, random_params, Rng};
 use crate::kernels::{add_requant_s8_ref, conv2d_s8_ref, maxpool2d_s8_ref, ChannelOffset};
+use crate::testutil::{flat3, random_params, Rng};
 
 fn scratch<const CI: usize, const K: usize>() -> Vec<Quad> {
     vec![[0xdead_beef; crate::kernels::dsp::QUAD_WORDS]; scratch_quads(CI, K)]
@@ -237,7 +237,7 @@ fn add_pool_case<const S: usize, const CI: usize, const CO: usize, const P: usiz
         let range = random_range(&mut rng);
         let add = AddS8 {
             a_zero_point: p.output.zero_point,
-            ..crate::kernels::testutil::random_add(&mut rng)
+            ..crate::testutil::random_add(&mut rng)
         };
         let input = random_input::<S, S, CI>(&mut rng);
         let shortcut = random_input::<S, S, CO>(&mut rng);

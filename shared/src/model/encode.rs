@@ -7,9 +7,8 @@ use super::wire::{File, Header, LayerRecord, OutputRecord, Preamble};
 use super::{crc32, NetId, FORMAT_VERSION, INPUT_LUT_LEN, MAGIC, OPSET};
 use crate::arch::normalize_pixel;
 use crate::error::Error;
-use crate::graph::Source;
-use crate::kernels::{ActRange, AddS8, OutputQuant};
-use crate::quant::{quantize_multiplier, Requant};
+use crate::kernels::{ActRange, OutputQuant};
+use crate::quant::Requant;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
@@ -70,7 +69,7 @@ pub struct LayerData {
     /// int32 bias per output channel; empty for an add.
     pub bias: Vec<i32>,
     /// One per output channel; for an add `[a, b, out]` of
-    /// [`AddS8::from_scales`].
+    /// [`AddS8::from_scales`](crate::kernels::AddS8::from_scales).
     pub requant: Vec<Requant>,
     /// Output zero point and clamp.
     pub output: OutputQuant,
@@ -262,9 +261,13 @@ impl ModelSpec {
     /// A random but plausible quantised network (deterministic in `seed`):
     /// uniform int8 weights, and biases and multipliers sized so that
     /// activations spread over the int8 range instead of saturating. For
-    /// tests and profiling without a trained model.
+    /// tests and fuzzing without a trained model (feature `testutil`).
+    #[cfg(any(test, feature = "testutil"))]
     pub fn synthetic(net: NetId, seed: u64) -> ModelSpec {
-        let mut rng = SplitMix64(seed ^ 0x5eed_5eed_5eed_5eed);
+        use crate::graph::Source;
+        use crate::kernels::AddS8;
+        use crate::quant::quantize_multiplier;
+        let mut rng = crate::testutil::Rng::new(seed ^ 0x5eed_5eed_5eed_5eed);
         let mut spec = ModelSpec::template(net);
         spec.input = InputSpec::full_range();
         for (i, table) in layers(net).iter().enumerate() {
@@ -335,26 +338,5 @@ impl ModelSpec {
             }
         }
         spec
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): reproducible without a dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

@@ -5,12 +5,12 @@
 use super::Decode;
 use super::*;
 use crate::error::{Error, Field, LayerProblem, Part};
-use crate::kernels::testutil::Rng;
 use crate::kernels::{ActRange, OutputQuant};
 use crate::nets::inception::InceptionModel;
 use crate::nets::resnet::ResNetModel;
 use crate::nets::resnet_identity::ResNetIdentityModel;
 use crate::nets::Model;
+use crate::testutil::Rng;
 use std::vec::Vec;
 
 fn file(net: NetId, seed: u64) -> (ModelSpec, Vec<u8>) {

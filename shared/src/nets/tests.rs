@@ -9,7 +9,6 @@ use crate::arch::{
     IMAGE_SIDE,
 };
 use crate::graph::{NodeId, Op};
-use crate::kernels::testutil::Rng;
 use crate::kernels::{
     add_requant_s8_ref, argmax_s8_ref, avgpool3x3_s8_ref, conv2d_s8_ref, linear_s8_ref,
     maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset, Conv2dS8, LinearS8, OutputQuant, Tensor,
@@ -17,6 +16,7 @@ use crate::kernels::{
 };
 use crate::model::{Decode, ModelSpec};
 use crate::quant::{requantize_ref, Requant};
+use crate::testutil::Rng;
 use std::boxed::Box;
 use std::vec::Vec;
 

@@ -320,15 +320,8 @@ impl<'de> Deserialize<'de> for ErrorOrReady {
 
 #[test]
 fn random_streams_never_panic_and_every_frame_is_answered() {
-    // SplitMix64: a fixed, dependency-free sequence.
-    let mut state = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::testutil::Rng::new(0x1234_5678_9abc_def0);
+    let mut next = move || rng.next_u64();
     for _ in 0..2_000 {
         let len = (next() % 1_500) as usize;
         // Few zeros, so that frames are long and varied.

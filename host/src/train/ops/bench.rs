@@ -1,13 +1,13 @@
-//! Per-layer timings at batch 128 for both networks' shapes, and whole
-//! forward + backward passes built from these ops and dfdx's ReLU, add,
-//! Linear and cross-entropy. Ignored by default; run with
-//! `cargo test -p host --release ops::bench -- --ignored --nocapture --test-threads 1`
-//! (set `RAYON_NUM_THREADS=2` to match the PyTorch measurement).
+//! Per-layer timings at batch 128 on both seed networks' shapes: each
+//! conv's forward and forward + backward through the tape ops, the pools,
+//! ReLU and concat (`host bench --layers`), and each conv's kernels on raw
+//! slices by input-gradient path (`host bench --kernels`). Run them on a
+//! quiet machine and compare binaries side by side.
 
-use super::tests::{random, weighted_sum};
+use super::sample::{random, weighted_sum};
 use super::*;
 use dfdx::prelude::*;
-use shared::arch::{inception as inc, inception_a as m, resnet as res, CLASSES, IMAGE_SIDE as S};
+use shared::arch::{inception as inc, inception_a as m, resnet as res, IMAGE_SIDE as S};
 use std::time::Instant;
 
 const B: usize = 128;
@@ -28,23 +28,16 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
     t[REPS / 2]
 }
 
-fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / (1 << 20) as f64
-}
-
 fn tensor<S: ConstShape>(dev: &Cpu, seed: u64) -> Tensor<S, f32, Cpu> {
     dev.tensor_from_vec(random(S::NUMEL, seed), S::default())
 }
 
-/// Rows to run: those whose name contains `$OPS_BENCH` (all when unset).
+/// The `--only` filter of this run, if any.
+static ONLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Rows to run: those whose name contains the `--only` filter (all without).
 fn selected(name: &str) -> bool {
-    std::env::var("OPS_BENCH").map_or(true, |f| name.contains(&f))
+    ONLY.get().is_none_or(|f| name.contains(f.as_str()))
 }
 
 fn conv_row<
@@ -92,10 +85,12 @@ fn conv_row<
     );
 }
 
-#[test]
-#[ignore = "benchmark"]
-fn per_layer_timings() {
-    println!("threads: {}", rayon::current_num_threads());
+/// Each layer's forward and forward + backward time (ms, batch 128): the
+/// rows whose name contains `only`, or all.
+pub fn layers(only: Option<&str>) {
+    if let Some(f) = only {
+        ONLY.get_or_init(|| f.to_owned());
+    }
     println!(
         "{:<34} {:<17} {:>7} {:>9}   (ms, batch {B})",
         "layer", "shape", "fwd", "fwd+bwd"
@@ -167,221 +162,18 @@ fn per_layer_timings() {
     });
 }
 
-/// InceptionNet and the seed's ResNet from these ops, dfdx's ReLU, add,
-/// Linear and cross-entropy: milliseconds per training batch (forward and
-/// backward, no optimiser step) and resident memory over the steps.
-#[test]
-#[ignore = "benchmark"]
-fn network_timings() {
-    let dev = Cpu::default();
-    dev.enable_cache();
-    println!("threads: {}", rayon::current_num_threads());
-    let images = tensor::<Rank4<B, 1, S, S>>(&dev, 10);
-    let labels: Tensor<Rank2<B, CLASSES>, f32, Cpu> = {
-        let mut onehot = vec![0.0; B * CLASSES];
-        (0..B).for_each(|i| onehot[i * CLASSES + i % CLASSES] = 1.0);
-        dev.tensor_from_vec(onehot, Default::default())
-    };
-
-    // InceptionNet.
-    struct Conv<const CI: usize, const CO: usize, const K: usize> {
-        w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
-        b: Tensor<Rank1<CO>, f32, Cpu>,
-    }
-    fn conv<const CI: usize, const CO: usize, const K: usize>(
-        dev: &Cpu,
-        seed: u64,
-    ) -> Conv<CI, CO, K> {
-        let scale = 1.0 / ((CI * K * K) as f32).sqrt();
-        let w = dev.tensor_from_vec(
-            random(CO * CI * K * K, seed)
-                .iter()
-                .map(|v| v * scale)
-                .collect(),
-            Default::default(),
-        );
-        Conv {
-            w,
-            b: tensor(dev, seed + 1),
-        }
-    }
-    struct Incep<const CI: usize> {
-        b1: Conv<CI, { m::B1 }, 1>,
-        b5_1: Conv<CI, { m::B5_REDUCE }, 1>,
-        b5_2: Conv<{ m::B5_REDUCE }, { m::B5 }, 5>,
-        b3_1: Conv<CI, { m::B3_REDUCE }, 1>,
-        b3_2: Conv<{ m::B3_REDUCE }, { m::B3 }, 3>,
-        b3_3: Conv<{ m::B3 }, { m::B3 }, 3>,
-        bp: Conv<CI, { m::BP }, 1>,
-    }
-    fn incep<const CI: usize>(dev: &Cpu, s: u64) -> Incep<CI> {
-        Incep {
-            b1: conv(dev, s),
-            b5_1: conv(dev, s + 2),
-            b5_2: conv(dev, s + 4),
-            b3_1: conv(dev, s + 6),
-            b3_2: conv(dev, s + 8),
-            b3_3: conv(dev, s + 10),
-            bp: conv(dev, s + 12),
-        }
-    }
-    fn incep_fwd<const CI: usize, const SD: usize>(
-        p: &Incep<CI>,
-        x: Tensor<Rank4<B, CI, SD, SD>, f32, Cpu, OwnedTape<f32, Cpu>>,
-    ) -> Tensor<Rank4<B, { m::OUT }, SD, SD>, f32, Cpu, OwnedTape<f32, Cpu>> {
-        type Tp = OwnedTape<f32, Cpu>;
-        let a = conv2d::<B, CI, SD, SD, { m::B1 }, 1, 0, SD, SD, _>(
-            x.retaped::<Tp>(),
-            &p.b1.w,
-            &p.b1.b,
-        );
-        let b5 = conv2d::<B, CI, SD, SD, { m::B5_REDUCE }, 1, 0, SD, SD, _>(
-            x.retaped::<Tp>(),
-            &p.b5_1.w,
-            &p.b5_1.b,
-        );
-        let b5 = conv2d::<B, { m::B5_REDUCE }, SD, SD, { m::B5 }, 5, 2, SD, SD, _>(
-            b5, &p.b5_2.w, &p.b5_2.b,
-        );
-        let b3 = conv2d::<B, CI, SD, SD, { m::B3_REDUCE }, 1, 0, SD, SD, _>(
-            x.retaped::<Tp>(),
-            &p.b3_1.w,
-            &p.b3_1.b,
-        );
-        let b3 = conv2d::<B, { m::B3_REDUCE }, SD, SD, { m::B3 }, 3, 1, SD, SD, _>(
-            b3, &p.b3_2.w, &p.b3_2.b,
-        );
-        let b3 =
-            conv2d::<B, { m::B3 }, SD, SD, { m::B3 }, 3, 1, SD, SD, _>(b3, &p.b3_3.w, &p.b3_3.b);
-        let bp =
-            conv2d::<B, CI, SD, SD, { m::BP }, 1, 0, SD, SD, _>(avgpool3x3(x), &p.bp.w, &p.bp.b);
-        concat4(a, b5, b3, bp)
-    }
-    let conv1: Conv<1, { inc::C1 }, { inc::K1 }> = conv(&dev, 100);
-    let incep1: Incep<{ inc::C1 }> = incep(&dev, 200);
-    let conv2: Conv<{ inc::INCEP_OUT }, { inc::C2 }, { inc::K2 }> = conv(&dev, 300);
-    let incep2: Incep<{ inc::C2 }> = incep(&dev, 400);
-    let fc = dev.build_module::<dfdx::nn::builders::Linear<{ inc::FLAT }, CLASSES>, f32>();
-    let mut rss = Vec::new();
-    let inception_step = || {
-        let x = images.leaky_trace();
-        let x = conv2d_first::<B, 1, S, S, { inc::C1 }, { inc::K1 }, 0, { inc::S1 }, { inc::S1 }, _>(
-            x, &conv1.w, &conv1.b,
-        );
-        let x: Tensor<Rank4<B, { inc::C1 }, { inc::P1 }, { inc::P1 }>, _, _, _> = maxpool2d(x);
-        let x = incep_fwd(&incep1, x.relu());
-        let x = conv2d::<
-            B,
-            { inc::INCEP_OUT },
-            { inc::P1 },
-            { inc::P1 },
-            { inc::C2 },
-            { inc::K2 },
-            0,
-            { inc::S2 },
-            { inc::S2 },
-            _,
-        >(x, &conv2.w, &conv2.b);
-        let x: Tensor<Rank4<B, { inc::C2 }, { inc::P2 }, { inc::P2 }>, _, _, _> = maxpool2d(x);
-        let x = incep_fwd(&incep2, x.relu());
-        let logits = fc.forward(flatten::<
-            B,
-            { inc::INCEP_OUT },
-            { inc::P2 },
-            { inc::P2 },
-            { inc::FLAT },
-            _,
-        >(x));
-        drop(cross_entropy_with_logits_loss(logits, labels.clone()).backward());
-    };
-    let step = inception_step;
-    let ms = if !selected("inception") {
-        0.0
-    } else {
-        median_ms(|| {
-            step();
-            rss.push(rss_mib());
-        })
-    };
-    println!("InceptionNet: {ms:.1} ms per batch (PyTorch: 28 s / 469 batches = 59.7 ms); RSS MiB over steps: {:.0?}", rss);
-
-    // The seed's ResNet.
-    struct Block<const CI: usize, const CO: usize> {
-        conv1: Conv<CI, CI, { res::K }>,
-        conv2: Conv<CI, CO, { res::K }>,
-        conv: Conv<CI, CO, { res::K }>,
-    }
-    fn block<const CI: usize, const CO: usize>(dev: &Cpu, s: u64) -> Block<CI, CO> {
-        Block {
-            conv1: conv(dev, s),
-            conv2: conv(dev, s + 2),
-            conv: conv(dev, s + 4),
-        }
-    }
-    const K: usize = res::K;
-    const P: usize = res::PAD;
-    let r1: Block<1, { res::C1 }> = block(&dev, 500);
-    let r2: Block<{ res::C1 }, { res::C2 }> = block(&dev, 600);
-    let fc2 = dev.build_module::<dfdx::nn::builders::Linear<{ res::FLAT }, CLASSES>, f32>();
-    type Tp = OwnedTape<f32, Cpu>;
-    let mut rss = Vec::new();
-    let step = || {
-        let x = images.leaky_trace();
-        let y = conv2d_first::<B, 1, S, S, 1, K, P, S, S, _>(
-            x.retaped::<Tp>(),
-            &r1.conv1.w,
-            &r1.conv1.b,
-        )
-        .relu();
-        let y = conv2d::<B, 1, S, S, { res::C1 }, K, P, S, S, _>(y, &r1.conv2.w, &r1.conv2.b);
-        let s = conv2d_first::<B, 1, S, S, { res::C1 }, K, P, S, S, _>(x, &r1.conv.w, &r1.conv.b);
-        let x = (s + y).relu();
-        let x: Tensor<Rank4<B, { res::C1 }, { res::P1 }, { res::P1 }>, _, _, _> = maxpool2d(x);
-        let x = x.relu();
-        const S1: usize = res::P1;
-        let y = conv2d::<B, { res::C1 }, S1, S1, { res::C1 }, K, P, S1, S1, _>(
-            x.retaped::<Tp>(),
-            &r2.conv1.w,
-            &r2.conv1.b,
-        )
-        .relu();
-        let y = conv2d::<B, { res::C1 }, S1, S1, { res::C2 }, K, P, S1, S1, _>(
-            y,
-            &r2.conv2.w,
-            &r2.conv2.b,
-        );
-        let s = conv2d::<B, { res::C1 }, S1, S1, { res::C2 }, K, P, S1, S1, _>(
-            x, &r2.conv.w, &r2.conv.b,
-        );
-        let x = (s + y).relu();
-        let x: Tensor<Rank4<B, { res::C2 }, { res::P2 }, { res::P2 }>, _, _, _> = maxpool2d(x);
-        let logits = fc2.forward(flatten::<
-            B,
-            { res::C2 },
-            { res::P2 },
-            { res::P2 },
-            { res::FLAT },
-            _,
-        >(x.relu()));
-        drop(cross_entropy_with_logits_loss(logits, labels.clone()).backward());
-    };
-    let ms = median_ms(|| {
-        step();
-        rss.push(rss_mib());
-    });
-    println!("ResNet: {ms:.1} ms per batch (PyTorch: 12 s / 469 batches = 25.6 ms); RSS MiB over steps: {:.0?}", rss);
-}
-
 /// Each conv layer's kernels on raw slices at batch 128: forward, weight
 /// gradient alone, and the whole backward pass by each input-gradient
 /// path (transposed conv, col2im), interleaved and reported as the
 /// fastest of `REPS` runs, which a shared machine's noise disturbs least.
-#[test]
-#[ignore = "benchmark"]
-fn conv_kernel_timings() {
+///
+/// The rows whose name contains `only`, or all.
+pub fn kernels(only: Option<&str>) {
+    if let Some(f) = only {
+        ONLY.get_or_init(|| f.to_owned());
+    }
     use super::conv::{backward_via, forward};
     use super::im2col::Geometry;
-    println!("threads: {}", rayon::current_num_threads());
     println!(
         "{:<24} {:>7} {:>7} {:>9} {:>9}   (min ms, batch {B})",
         "layer", "fwd", "wgrad", "bwd via T", "bwd via C"

@@ -8,6 +8,7 @@ use dfdx::tensor::CpuError;
 use rayon::prelude::*;
 
 /// `[a, b]` along channels: `C = C1 + C2`.
+#[cfg(test)] // the networks concatenate four branches
 pub fn concat2<
     const B: usize,
     const C1: usize,

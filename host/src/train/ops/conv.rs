@@ -395,9 +395,8 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
 }
 
 /// Whether the input gradient goes through col2im rather than the
-/// transposed conv, as measured at batch 128 (`conv_kernel_timings` in
-/// `bench`). The transposed conv sweeps the whole padded output gradient:
-/// for a conv that shrinks its input (InceptionNet's conv2, 12x12 -> 8x8)
+/// transposed conv, as measured at batch 128 (`host bench --kernels`). The
+/// transposed conv sweeps the whole padded output gradient: for a conv that shrinks its input (InceptionNet's conv2, 12x12 -> 8x8)
 /// it multiplies `h*w` rather than `ho*wo` pixels, mostly by zeros, and
 /// col2im wins. Otherwise the transposed conv's GEMM, reducing over
 /// `co*k*k`, beats col2im's, which reduces over only `co` and leaves

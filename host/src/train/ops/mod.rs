@@ -36,17 +36,19 @@ mod im2col;
 mod matmul;
 mod pool;
 mod relu;
+mod sample;
 
 pub(crate) use buffers::{alloc, release_scratch, tensor_from_slice, Buf};
-pub use concat::{concat2, concat4};
+#[cfg(test)]
+pub(crate) use concat::concat2;
+pub(crate) use concat::concat4;
 pub use conv::{conv2d, conv2d_first, conv2d_first_relu, conv2d_relu};
 pub use conv_concat::{conv2d_concat4, Branch};
 pub use flatten::flatten;
 pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
 pub use relu::add_relu;
 
-#[cfg(test)]
-mod bench;
+pub mod bench;
 #[cfg(test)]
 mod naive;
 #[cfg(test)]

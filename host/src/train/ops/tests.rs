@@ -7,53 +7,10 @@
 //! difference is exact up to f32 rounding of the forward pass; accumulating
 //! the loss in f64 keeps that rounding near 1e-6 relative.
 
-use super::buffers::{put, read, take, tensor_from};
 use super::naive::{self, ConvShape};
+use super::sample::{random, weighted_sum};
 use super::*;
 use dfdx::prelude::*;
-
-type Owned = OwnedTape<f32, Cpu>;
-
-/// Uniform values in [-1, 1) from a fixed seed (splitmix64).
-pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-/// `sum(t * r)` as a tape op whose backward adds `r` (times the incoming
-/// gradient) to `t`'s gradient: the tests' and benchmark's loss.
-pub(super) fn weighted_sum<S: ConstShape>(
-    t: Tensor<S, f32, Cpu, Owned>,
-    r: &[f32],
-) -> Tensor<Rank0, f32, Cpu, Owned> {
-    assert_eq!(r.len(), S::NUMEL);
-    let (t, mut tape) = t.split_tape();
-    let ts = read(&t);
-    let dot = ts
-        .iter()
-        .zip(r)
-        .map(|(&a, &b)| a as f64 * b as f64)
-        .sum::<f64>() as f32;
-    let out = tensor_from::<Rank0>(t.device(), |o| o[0] = dot);
-    let (tg, og, r) = (t.ghost(), out.ghost(), r.to_vec());
-    tape.add_backward_op(move |grads| {
-        let gout = take(grads.get_or_alloc_mut(&og))?;
-        let mut gt = take(grads.get_or_alloc_mut(&tg))?;
-        gt.iter_mut().zip(&r).for_each(|(g, r)| *g += r * gout[0]);
-        put(grads.get_or_alloc_mut(&tg), gt)?;
-        put(grads.get_or_alloc_mut(&og), gout)
-    });
-    out.put_tape(tape)
-}
 
 fn dot(out: &[f32], r: &[f32]) -> f64 {
     out.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()

@@ -1,9 +1,15 @@
-//! Test support: a seeded generator (SplitMix64, so runs are reproducible
-//! without a dependency) and helpers to fill tensors and draw quantisation
-//! parameters.
+//! Test support, for the tests here, the host's and the firmware's boot
+//! check (feature `testutil`): one seeded generator (SplitMix64, so runs
+//! are reproducible without a dependency) and helpers to fill tensors and
+//! draw quantisation parameters. What needs floating-point functions
+//! (`powf`, `round`) or the multiplier quantiser is host-only (feature
+//! `std`).
+#![allow(missing_docs)] // test support: each helper says what it draws where it matters
 
 use crate::kernels::{ActRange, Conv2dS8, OutputQuant};
-use crate::quant::{quantize_multiplier, Requant};
+#[cfg(any(test, feature = "std"))]
+use crate::quant::quantize_multiplier;
+use crate::quant::Requant;
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
 pub struct Rng(u64);
@@ -74,6 +80,7 @@ impl Rng {
         }
     }
 
+    #[cfg(any(test, feature = "std"))]
     /// A random multiplier: mostly realistic (2^-16 .. 2^2), sometimes at
     /// the shift extremes.
     pub fn requant(&mut self) -> Requant {
@@ -94,6 +101,7 @@ pub fn flat3<const H: usize, const W: usize, const C: usize>(
 }
 
 /// Round half away from zero, as f64::round does; named for clarity.
+#[cfg(any(test, feature = "std"))]
 pub fn round_half_away(x: f64) -> f64 {
     x.round()
 }
@@ -136,6 +144,7 @@ pub fn random_output(rng: &mut Rng) -> OutputQuant {
 }
 
 /// A residual add with random zero points, multipliers and output stage.
+#[cfg(any(test, feature = "std"))]
 pub fn random_add(rng: &mut Rng) -> crate::kernels::AddS8 {
     crate::kernels::AddS8 {
         a_zero_point: rng.i8(),
@@ -147,6 +156,7 @@ pub fn random_add(rng: &mut Rng) -> crate::kernels::AddS8 {
     }
 }
 
+#[cfg(any(test, feature = "std"))]
 pub fn random_params<const CI: usize, const CO: usize, const K: usize>(
     rng: &mut Rng,
 ) -> Params<CI, CO, K> {
