@@ -3,9 +3,9 @@
 
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
-use host::train::nets::{named_tensors, InceptionNet, ResNet, ResNetIdentity};
+use host::train::modules::{named_tensors, InceptionNet, ResNet, ResNetIdentity};
 
-fn names_and_shapes<M: host::train::nets::Net>() -> Vec<(String, Vec<usize>)> {
+fn names_and_shapes<M: host::train::modules::Net>() -> Vec<(String, Vec<usize>)> {
     let mut v: Vec<_> = named_tensors(&M::build(&Cpu::default()))
         .into_iter()
         .map(|t| (t.name, t.shape))

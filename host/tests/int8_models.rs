@@ -7,7 +7,7 @@ use host::quant::export;
 use host::train::checkpoint::Checkpoint;
 use host::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
 use host::train::eval;
-use host::train::nets::Net;
+use host::train::modules::Net;
 use shared::arch::CLASSES;
 use shared::nets::Model;
 use shared::NetId;

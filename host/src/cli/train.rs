@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Args;
 use host::quant::export;
 use host::train::data::{Dataset, Split};
-use host::train::nets::Net;
+use host::train::modules::Net;
 use host::train::report::{self, TrainLog};
 use host::train::schedule::Schedule;
 use host::train::{self, Start};
@@ -113,9 +113,9 @@ pub(crate) fn bench_command(args: BenchArgs) -> Result<()> {
         println!("threads: {}", rayon::current_num_threads());
         let only = args.only.as_deref();
         if args.layers {
-            host::train::ops::bench::layers(only);
+            host::train::ops::timing::layers(only);
         } else {
-            host::train::ops::bench::kernels(only);
+            host::train::ops::timing::kernels(only);
         }
         return Ok(());
     }
@@ -292,7 +292,7 @@ pub(crate) fn run<M: Net>(
         )?
     };
     net_log.int8 = Some(export_one(
-        &host::train::nets::to_checkpoint(&model),
+        &host::train::modules::to_checkpoint(&model),
         ds,
         &args.out,
         export::CALIBRATION_IMAGES,

@@ -261,7 +261,7 @@ pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>>
 mod tests {
     use super::*;
     use crate::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
-    use crate::train::nets::{to_checkpoint, Net, ResNet};
+    use crate::train::modules::{to_checkpoint, Net, ResNet};
     use dfdx::nn::BuildModule;
     use dfdx::prelude::*;
     use shared::arch::CLASSES;

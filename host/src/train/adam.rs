@@ -5,7 +5,7 @@
 //! is bit for bit that of `dfdx::optim::Adam`, whose state is private.
 
 use crate::train::checkpoint::NamedTensor;
-use crate::train::nets::{named_tensors, Net};
+use crate::train::modules::{named_tensors, Net};
 use crate::train::ops::Buf;
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorOptions, TensorVisitor, ViewTensorMut};
 use dfdx::prelude::*;
@@ -181,7 +181,7 @@ impl TensorVisitor<f32, Cpu> for Update<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::nets::ResNet;
+    use crate::train::modules::ResNet;
     use dfdx::nn::BuildModule;
     use dfdx::optim::Optimizer;
 

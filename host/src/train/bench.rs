@@ -3,7 +3,7 @@
 
 use crate::train::data::Split;
 use crate::train::eval;
-use crate::train::nets::Net;
+use crate::train::modules::Net;
 use crate::train::Stepper;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::quant::export::net_id;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::data::Split;
-use crate::train::nets::{load_checkpoint, Net};
+use crate::train::modules::{load_checkpoint, Net};
 use crate::train::ops::tensor_from_slice;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;

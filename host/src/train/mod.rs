@@ -1,4 +1,4 @@
-//! Training: MNIST data ([`data`]), the dfdx networks ([`nets`]) and their
+//! Training: MNIST data ([`data`]), the dfdx networks ([`modules`]) and their
 //! conv, pool and concat ops ([`ops`]), the learning-rate schedule
 //! ([`schedule`]), checkpoints ([`checkpoint`]), evaluation ([`eval`]), the
 //! log and its pictures ([`report`]), peak memory ([`memory`]) and the
@@ -15,7 +15,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod memory;
-pub mod nets;
+pub mod modules;
 pub mod ops;
 pub mod report;
 pub mod schedule;
@@ -30,7 +30,7 @@ use data::{Dataset, Split};
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use nets::Net;
+use modules::Net;
 use rand::{seq::SliceRandom, SeedableRng};
 use report::{EpochRecord, NetLog};
 use schedule::Schedule;
@@ -170,7 +170,7 @@ impl<M: Net> Start<M> {
         let ckpt = Checkpoint::parse(&path, &bytes, crate::train::checkpoint::FORMAT)?;
         let dev = device(0);
         let mut model = M::build(&dev);
-        nets::load_checkpoint(&mut model, &ckpt).map_err(|e| Error::Resume {
+        modules::load_checkpoint(&mut model, &ckpt).map_err(|e| Error::Resume {
             path: path.clone(),
             problem: e.to_string(),
         })?;
@@ -361,7 +361,7 @@ pub fn train<M: Net, const B: usize>(
         bar.finish_and_clear();
 
         let predictions = eval::predictions(&stepper.model, &dev, &test_x);
-        let mut ckpt = nets::to_checkpoint(&stepper.model);
+        let mut ckpt = modules::to_checkpoint(&stepper.model);
         ckpt.meta.insert(META_EPOCH.into(), (epoch + 1).to_string());
         let train_state = TrainState {
             settings: s.clone(),

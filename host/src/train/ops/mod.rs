@@ -48,8 +48,8 @@ pub use flatten::flatten;
 pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
 pub use relu::add_relu;
 
-pub mod bench;
 #[cfg(test)]
 mod naive;
 #[cfg(test)]
 mod tests;
+pub mod timing;

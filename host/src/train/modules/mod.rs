@@ -55,15 +55,15 @@ macro_rules! with_net {
     ($net:expr, $M:ident => $body:expr) => {
         match $net {
             shared::NetId::Inception => {
-                type $M = $crate::train::nets::InceptionNet;
+                type $M = $crate::train::modules::InceptionNet;
                 $body
             }
             shared::NetId::ResNet => {
-                type $M = $crate::train::nets::ResNet;
+                type $M = $crate::train::modules::ResNet;
                 $body
             }
             shared::NetId::ResNetIdentity => {
-                type $M = $crate::train::nets::ResNetIdentity;
+                type $M = $crate::train::modules::ResNetIdentity;
                 $body
             }
         }
