@@ -16,6 +16,7 @@ use crate::kernels::{
 };
 use crate::model::{Decode, ModelSpec};
 use crate::quant::{requantize_ref, Requant};
+use crate::testutil::naive::{self, ConvShape};
 use crate::testutil::Rng;
 use std::boxed::Box;
 use std::vec::Vec;
@@ -751,82 +752,12 @@ fn a_clobbering_plan_is_refused() {
 // f32: the networks written out naively in f64, from their PyTorch
 // definitions, on PyTorch layouts.
 
-/// Conv, OIHW weights, CHW activations, zero padding, in f64.
-#[allow(clippy::too_many_arguments)]
-fn conv_naive(
-    x: &[f64],
-    ci: usize,
-    s: usize,
-    w: &[f32],
-    b: &[f32],
-    co: usize,
-    k: usize,
-    pad: usize,
-) -> (Vec<f64>, usize) {
-    let so = s + 2 * pad + 1 - k;
-    let mut out = vec![0f64; co * so * so];
-    for o in 0..co {
-        for oy in 0..so {
-            for ox in 0..so {
-                let mut acc = b[o] as f64;
-                for i in 0..ci {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let iy = oy as isize + ky as isize - pad as isize;
-                            let ix = ox as isize + kx as isize - pad as isize;
-                            if iy < 0 || ix < 0 || iy >= s as isize || ix >= s as isize {
-                                continue;
-                            }
-                            let wv = w[((o * ci + i) * k + ky) * k + kx] as f64;
-                            acc += wv * x[(i * s + iy as usize) * s + ix as usize];
-                        }
-                    }
-                }
-                out[(o * so + oy) * so + ox] = acc;
-            }
-        }
-    }
-    (out, so)
-}
-
+/// 2x2 max pool, then ReLU, on `c` planes of `s x s`.
 fn pool_relu_naive(x: &[f64], c: usize, s: usize) -> Vec<f64> {
-    let so = s / 2;
-    let mut out = vec![0f64; c * so * so];
-    for ch in 0..c {
-        for y in 0..so {
-            for x_ in 0..so {
-                let mut m = f64::NEG_INFINITY;
-                for dy in 0..2 {
-                    for dx in 0..2 {
-                        m = m.max(x[(ch * s + 2 * y + dy) * s + 2 * x_ + dx]);
-                    }
-                }
-                out[(ch * so + y) * so + x_] = m.max(0.0);
-            }
-        }
-    }
-    out
-}
-
-fn avgpool_naive(x: &[f64], c: usize, s: usize) -> Vec<f64> {
-    let mut out = vec![0f64; c * s * s];
-    for ch in 0..c {
-        for y in 0..s as isize {
-            for x_ in 0..s as isize {
-                let mut sum = 0.0;
-                for dy in -1..=1 {
-                    for dx in -1..=1 {
-                        let (iy, ix) = (y + dy, x_ + dx);
-                        if iy >= 0 && ix >= 0 && iy < s as isize && ix < s as isize {
-                            sum += x[(ch * s + iy as usize) * s + ix as usize];
-                        }
-                    }
-                }
-                out[(ch * s + y as usize) * s + x_ as usize] = sum / 9.0;
-            }
-        }
-    }
-    out
+    naive::maxpool2d(c, s, s, x)
+        .into_iter()
+        .map(|v| v.max(0.0))
+        .collect()
 }
 
 fn fc_naive(x: &[f64], w: &[f32], b: &[f32]) -> Vec<f64> {
@@ -842,7 +773,7 @@ fn w<'a>(net: &'a float::FloatNet, name: &str) -> (&'a [f32], &'a [f32]) {
     (&p.weight, &p.bias)
 }
 
-/// `conv_naive` with layer `name`'s parameters.
+/// [`naive::conv2d`] of one image with layer `name`'s parameters.
 #[allow(clippy::too_many_arguments)]
 fn conv_named(
     net: &float::FloatNet,
@@ -855,7 +786,16 @@ fn conv_named(
     pad: usize,
 ) -> Vec<f64> {
     let (wt, b) = w(net, name);
-    conv_naive(x, ci, s, wt, b, co, k, pad).0
+    let shape = ConvShape {
+        b: 1,
+        ci,
+        h: s,
+        w: s,
+        co,
+        k,
+        p: pad,
+    };
+    naive::conv2d(shape, x, wt, b)
 }
 
 fn relu_naive(mut x: Vec<f64>) -> Vec<f64> {
@@ -871,7 +811,7 @@ fn incep_naive(net: &float::FloatNet, p: &str, x: &[f64], cin: usize, s: usize) 
     let t = conv_named(net, &n("b3_1"), x, cin, s, ia::B3_REDUCE, 1, 0);
     let t = conv_named(net, &n("b3_2"), &t, ia::B3_REDUCE, s, ia::B3, 3, 1);
     let b3 = conv_named(net, &n("b3_3"), &t, ia::B3, s, ia::B3, 3, 1);
-    let ap = avgpool_naive(x, cin, s);
+    let ap = naive::avgpool3x3(cin, s, s, x);
     let bp = conv_named(net, &n("bp"), &ap, cin, s, ia::BP, 1, 0);
     [b1, b5, b3, bp].concat()
 }

@@ -49,7 +49,5 @@ pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};
 pub use relu::add_relu;
 
 #[cfg(test)]
-mod naive;
-#[cfg(test)]
 mod tests;
 pub mod timing;

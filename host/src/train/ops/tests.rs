@@ -1,4 +1,4 @@
-//! Each op's forward against the direct loops of `naive`, and its
+//! Each op's forward against the direct loops of `shared::testutil::naive`, and its
 //! gradients against central finite differences of its own forward pass.
 //!
 //! The loss is `sum(out * r)` for a fixed random `r`, so the output
@@ -7,10 +7,10 @@
 //! difference is exact up to f32 rounding of the forward pass; accumulating
 //! the loss in f64 keeps that rounding near 1e-6 relative.
 
-use super::naive::{self, ConvShape};
 use super::sample::{random, weighted_sum};
 use super::*;
 use dfdx::prelude::*;
+use shared::testutil::naive::{self, ConvShape};
 
 fn dot(out: &[f32], r: &[f32]) -> f64 {
     out.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()

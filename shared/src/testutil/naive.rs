@@ -1,9 +1,13 @@
-//! Plain direct-loop kernels in f64, the independent computation the op
-//! tests compare against. NCHW activations, OIHW weights.
+//! Plain direct-loop f32 layers in f64: the independent computation the
+//! host's op tests and the f32 network tests compare against. NCHW
+//! activations (CHW for one image), OIHW weights, inputs in f32 or f64.
+
+use std::vec;
+use std::vec::Vec;
 
 /// Sizes of a reference convolution (stride 1).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ConvShape {
+pub struct ConvShape {
     pub b: usize,
     pub ci: usize,
     pub h: usize,
@@ -14,16 +18,18 @@ pub(super) struct ConvShape {
 }
 
 impl ConvShape {
+    /// Output height.
     pub fn ho(&self) -> usize {
         self.h + 2 * self.p + 1 - self.k
     }
+    /// Output width.
     pub fn wo(&self) -> usize {
         self.w + 2 * self.p + 1 - self.k
     }
 }
 
 /// `out[b, o, y, x] = bias[o] + sum x[b, i, y + ky - p, x + kx - p] * w[o, i, ky, kx]`.
-pub(super) fn conv2d(s: ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
+pub fn conv2d<T: Copy + Into<f64>>(s: ConvShape, x: &[T], w: &[f32], bias: &[f32]) -> Vec<f64> {
     let (ho, wo) = (s.ho(), s.wo());
     let mut out = vec![0.0; s.b * s.co * ho * wo];
     for b in 0..s.b {
@@ -41,8 +47,9 @@ pub(super) fn conv2d(s: ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f6
                                 if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
                                     continue;
                                 }
-                                let xv = x[((b * s.ci + i) * s.h + iy as usize) * s.w + ix as usize]
-                                    as f64;
+                                let xv: f64 = x
+                                    [((b * s.ci + i) * s.h + iy as usize) * s.w + ix as usize]
+                                    .into();
                                 acc += xv * w[((o * s.ci + i) * s.k + ky) * s.k + kx] as f64;
                             }
                         }
@@ -56,7 +63,7 @@ pub(super) fn conv2d(s: ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f6
 }
 
 /// 2x2 max pool, stride 2, floor, on `planes` planes of `h x w`.
-pub(super) fn maxpool2d(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f64> {
+pub fn maxpool2d<T: Copy + Into<f64>>(planes: usize, h: usize, w: usize, x: &[T]) -> Vec<f64> {
     let (ho, wo) = (h / 2, w / 2);
     let mut out = vec![0.0; planes * ho * wo];
     for p in 0..planes {
@@ -65,7 +72,7 @@ pub(super) fn maxpool2d(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f64
                 let mut m = f64::NEG_INFINITY;
                 for dy in 0..2 {
                     for dx in 0..2 {
-                        m = m.max(x[(p * h + 2 * y + dy) * w + 2 * xo + dx] as f64);
+                        m = m.max(x[(p * h + 2 * y + dy) * w + 2 * xo + dx].into());
                     }
                 }
                 out[(p * ho + y) * wo + xo] = m;
@@ -76,7 +83,7 @@ pub(super) fn maxpool2d(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f64
 }
 
 /// 3x3 average pool, stride 1, zero padding 1, divided by 9.
-pub(super) fn avgpool3x3(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f64> {
+pub fn avgpool3x3<T: Copy + Into<f64>>(planes: usize, h: usize, w: usize, x: &[T]) -> Vec<f64> {
     let mut out = vec![0.0; planes * h * w];
     for p in 0..planes {
         for y in 0..h as isize {
@@ -86,7 +93,7 @@ pub(super) fn avgpool3x3(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f6
                     for dx in -1..=1 {
                         let (iy, ix) = (y + dy, xo + dx);
                         if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
-                            sum += x[(p * h + iy as usize) * w + ix as usize] as f64;
+                            sum += x[(p * h + iy as usize) * w + ix as usize].into();
                         }
                     }
                 }
@@ -98,7 +105,7 @@ pub(super) fn avgpool3x3(planes: usize, h: usize, w: usize, x: &[f32]) -> Vec<f6
 }
 
 /// Channel concat of NCHW parts given as `(data, channels)`.
-pub(super) fn concat(b: usize, plane: usize, parts: &[(&[f32], usize)]) -> Vec<f64> {
+pub fn concat(b: usize, plane: usize, parts: &[(&[f32], usize)]) -> Vec<f64> {
     let mut out = Vec::new();
     for s in 0..b {
         for &(data, c) in parts {
@@ -114,7 +121,7 @@ pub(super) fn concat(b: usize, plane: usize, parts: &[(&[f32], usize)]) -> Vec<f
 
 /// Gradients of `sum(conv2d(x, w, b) * gout)` with respect to `x`, `w` and
 /// `b`, by the same direct loops.
-pub(super) fn conv2d_grads(
+pub fn conv2d_grads(
     s: ConvShape,
     x: &[f32],
     w: &[f32],

@@ -1,10 +1,14 @@
 //! Test support, for the tests here, the host's and the firmware's boot
 //! check (feature `testutil`): one seeded generator (SplitMix64, so runs
 //! are reproducible without a dependency) and helpers to fill tensors and
-//! draw quantisation parameters. What needs floating-point functions
+//! draw quantisation parameters; and the naive f64 layers ([`naive`]) the
+//! f32 tests compare against. What needs floating-point functions
 //! (`powf`, `round`) or the multiplier quantiser is host-only (feature
 //! `std`).
 #![allow(missing_docs)] // test support: each helper says what it draws where it matters
+
+#[cfg(any(test, feature = "std"))]
+pub mod naive;
 
 use crate::kernels::{ActRange, Conv2dS8, OutputQuant};
 #[cfg(any(test, feature = "std"))]
