@@ -1,6 +1,7 @@
 //! The host library's one error type: each variant names the step that
 //! failed and the file or value involved.
 
+use shared::NetId;
 use std::path::PathBuf;
 
 /// What went wrong, and where.
@@ -187,18 +188,18 @@ pub enum Error {
         problem: String,
     },
     /// A checkpoint holds a different network than the one asked for.
-    #[error("the checkpoint holds network `{found}`, not `{expected}`")]
+    #[error("the checkpoint holds network `{}`, not `{}`", found.name(), expected.name())]
     WrongNet {
         /// The network asked for.
-        expected: String,
+        expected: NetId,
         /// The network the checkpoint was saved from.
-        found: String,
+        found: NetId,
     },
     /// A checkpoint's tensors do not match the network's parameters.
-    #[error("the `{net}` checkpoint does not fit the network: {problem}")]
+    #[error("the `{}` checkpoint does not fit the network: {problem}", net.name())]
     TensorMismatch {
         /// The checkpoint's network.
-        net: String,
+        net: NetId,
         /// The first missing, extra or mis-shaped tensor.
         problem: String,
     },

@@ -4,6 +4,7 @@
 use host::train::checkpoint::Checkpoint;
 use host::train::report::TrainLog;
 use host::train::state::{self, Found};
+use shared::NetId;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -167,7 +168,7 @@ fn peaks(out: &Path, net: &str) -> Vec<f64> {
     let net_log = log
         .nets
         .iter()
-        .find(|n| n.net == net)
+        .find(|n| n.net.name() == net)
         .expect("the network's log");
     net_log
         .epochs
@@ -242,7 +243,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bytes() {
     kill_after_epoch(&args, &ckpt, 1);
     // What the kill left is the first epoch's checkpoint and its state.
     assert_eq!(Checkpoint::load(&ckpt).unwrap().meta["epoch"], "1");
-    match state::load(killed.path(), "resnet", &std::fs::read(&ckpt).unwrap()).unwrap() {
+    match state::load(killed.path(), NetId::ResNet, &std::fs::read(&ckpt).unwrap()).unwrap() {
         Found::Matching(state) => assert_eq!(state.epochs_done, 1),
         other => panic!("the training state does not go with the checkpoint: {other:?}"),
     }
@@ -332,7 +333,7 @@ fn a_training_state_of_another_network_is_refused() {
 
     // Training one network kept the other's history in the log.
     let log = TrainLog::load(&out.path().join("train_log.json")).unwrap();
-    let nets: Vec<&str> = log.nets.iter().map(|n| n.net.as_str()).collect();
+    let nets: Vec<&str> = log.nets.iter().map(|n| n.net.name()).collect();
     assert_eq!(nets, ["resnet", "resnet-identity"]);
 }
 

@@ -90,7 +90,7 @@ pub(crate) fn predict_command(args: PredictArgs) -> Result<()> {
             for (i, h) in answers.iter().enumerate() {
                 let mut line = format!(
                     "  {:<16} {}  {:5.1}%",
-                    h.net,
+                    h.net.name(),
                     h.class,
                     100.0 * h.probabilities[usize::from(h.class)]
                 );

@@ -64,7 +64,7 @@ pub(crate) fn export_command(args: ExportArgs) -> Result<()> {
     for net in NetId::ALL.into_iter().filter(|n| args.net.includes(*n)) {
         let ckpt_path = args.out.join(format!("{}.safetensors", net.name()));
         let ckpt = Checkpoint::load(&ckpt_path)?;
-        ckpt.expect_net(net.name())?;
+        ckpt.expect_net(net)?;
         export_one(&ckpt, &ds, &args.out, args.calibration)?;
     }
     Ok(())
@@ -79,7 +79,7 @@ pub(crate) fn export_one(
     calibration: usize,
 ) -> Result<report::Int8Record> {
     let bytes = export::export(ckpt, &ds.train, calibration)?;
-    let path = host::quant::reference::model_path(out, export::net_id(&ckpt.net)?);
+    let path = host::quant::reference::model_path(out, ckpt.net);
     host::atomic::write_atomic(&path, &bytes)?;
     let model = Model::decode(&bytes).map_err(|source| host::Error::Model {
         path: path.clone(),
@@ -88,7 +88,7 @@ pub(crate) fn export_one(
     let e = host::train::eval::evaluate(&model, Some(ckpt), &ds.test, ds.test.len())?;
     println!(
         "{:<9} int8 model {} ({} bytes): test accuracy {:.2}% (f32 {:.2}%), predictions agree on {:.2}%",
-        ckpt.net,
+        ckpt.net.name(),
         path.display(),
         bytes.len(),
         100.0 * e.accuracy,
@@ -115,7 +115,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
         .or_else(|| beside.exists().then_some(beside));
     let ckpt = ckpt_path.as_deref().map(Checkpoint::load).transpose()?;
     if let Some(c) = &ckpt {
-        c.expect_net(model.net().name())?;
+        c.expect_net(model.net())?;
     }
     let ds = args.data.load()?;
     set_threads(args.threads)?;

@@ -168,7 +168,7 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
     let nets = args.net.nets();
     if args.resume {
         for &net in &nets {
-            train::state::recover(&args.out, net.name())?;
+            train::state::recover(&args.out, net)?;
         }
     }
     for &net in &nets {
@@ -230,7 +230,7 @@ pub(crate) fn start<M: Net>(
     if !args.resume {
         return Ok(Start::fresh(&req));
     }
-    let has_checkpoint = |net: NetId| train::checkpoint_path(&args.out, net.name()).exists();
+    let has_checkpoint = |net: NetId| train::checkpoint_path(&args.out, net).exists();
     if !has_checkpoint(M::ID) && args.net.nets().into_iter().any(has_checkpoint) {
         if announce {
             println!(
@@ -265,12 +265,12 @@ pub(crate) fn run<M: Net>(
     log: &mut TrainLog,
 ) -> Result<()> {
     let log_path = args.out.join(report::LOG_FILE);
-    let (name, params) = (M::ID.name(), M::ID.graph().params());
+    let (net, params) = (M::ID, M::ID.graph().params());
     // A fresh run starts the network's history over; a resumed one extends it.
     let mut net_log = if start.epochs_done() == 0 {
-        report::NetLog::new(name, params)
+        report::NetLog::new(net, params)
     } else {
-        log.net_mut(name, params).clone()
+        log.net_mut(net, params).clone()
     };
     let settings = log.settings.clone();
     let save = |net_log: &report::NetLog| -> host::Result<()> {
@@ -278,7 +278,7 @@ pub(crate) fn run<M: Net>(
             settings: settings.clone(),
             nets: log.nets.clone(),
         };
-        *snapshot.net_mut(name, params) = net_log.clone();
+        *snapshot.net_mut(net, params) = net_log.clone();
         snapshot.save(&log_path)
     };
     let model = if start.is_complete() {
@@ -298,6 +298,6 @@ pub(crate) fn run<M: Net>(
         export::CALIBRATION_IMAGES,
     )?);
     save(&net_log)?;
-    *log.net_mut(name, params) = net_log;
+    *log.net_mut(net, params) = net_log;
     Ok(())
 }

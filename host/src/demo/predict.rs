@@ -15,8 +15,9 @@ use std::time::Instant;
 /// One network's answer on the host.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HostAnswer {
-    /// The network's name.
-    pub net: &'static str,
+    /// The network (its name in JSON).
+    #[serde(serialize_with = "crate::train::report::net_name::serialize")]
+    pub net: NetId,
     /// The predicted digit.
     pub class: u8,
     /// The ten int8 logits.
@@ -28,8 +29,9 @@ pub struct HostAnswer {
 /// The firmware's answer for one network.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeviceAnswer {
-    /// The network's name.
-    pub net: &'static str,
+    /// The network (its name in JSON).
+    #[serde(serialize_with = "crate::train::report::net_name::serialize")]
+    pub net: NetId,
     /// The predicted digit.
     pub class: u8,
     /// The ten int8 logits.
@@ -52,7 +54,7 @@ pub fn on_host(refs: &[Reference], pixels: &[u8; IMAGE_PIXELS]) -> Vec<HostAnswe
         .map(|r| {
             let p = r.predict(pixels);
             HostAnswer {
-                net: r.net().name(),
+                net: r.net(),
                 class: p.class,
                 logits: p.logits,
                 probabilities: r.probabilities(&p.logits),
@@ -70,7 +72,7 @@ pub fn on_device(
     pixels: &[u8; IMAGE_PIXELS],
     profile: bool,
 ) -> Result<DeviceAnswer> {
-    let net = NetId::from_name(host.net).expect("host answers name known networks");
+    let net = host.net;
     let started = Instant::now();
     let (prediction, layers) = if profile {
         let p = device.profile(net, pixels)?;

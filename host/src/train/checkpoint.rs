@@ -11,6 +11,7 @@
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
+use shared::NetId;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -49,11 +50,12 @@ impl NamedTensor {
     }
 }
 
-/// A network's parameters, tagged with the network's name.
+/// A network's parameters, tagged with the network (by its name in the
+/// file's metadata).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
-    /// The network, e.g. `inception` or `resnet`.
-    pub net: String,
+    /// The network.
+    pub net: NetId,
     /// The parameters. [`Checkpoint::load`] returns them in file order
     /// (sorted by name); look one up with [`Checkpoint::get`].
     pub tensors: Vec<NamedTensor>,
@@ -64,9 +66,9 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// A checkpoint of `net` with no extra metadata.
-    pub fn new(net: impl Into<String>, tensors: Vec<NamedTensor>) -> Self {
+    pub fn new(net: NetId, tensors: Vec<NamedTensor>) -> Self {
         Checkpoint {
-            net: net.into(),
+            net,
             tensors,
             meta: BTreeMap::new(),
         }
@@ -121,7 +123,7 @@ impl Checkpoint {
             return Err(bad(format!("metadata key `{k}` is reserved")));
         }
         let mut meta = self.meta.clone();
-        meta.insert(KEY_NET.into(), self.net.clone());
+        meta.insert(KEY_NET.into(), self.net.name().into());
         meta.insert(KEY_FORMAT.into(), format.into());
         Ok(serialize(&self.tensors, &meta))
     }
@@ -177,9 +179,13 @@ impl Checkpoint {
                 ))
             }
         }
-        let net = meta
+        let name = meta
             .remove(KEY_NET)
             .ok_or_else(|| format!("no `{KEY_NET}` in the safetensors metadata"))?;
+        let net = NetId::from_name(&name).ok_or_else(|| {
+            let known = NetId::ALL.map(NetId::name).join(", ");
+            format!("it holds network `{name}`, which this build does not know ({known})")
+        })?;
         // File order: by data offset, which safetensors lays out by name.
         let mut order: Vec<(usize, String)> = header
             .tensors()
@@ -211,13 +217,13 @@ impl Checkpoint {
     }
 
     /// Fails unless the checkpoint was saved from network `net`.
-    pub fn expect_net(&self, net: &str) -> Result<()> {
+    pub fn expect_net(&self, net: NetId) -> Result<()> {
         if self.net == net {
             Ok(())
         } else {
             Err(Error::WrongNet {
-                expected: net.into(),
-                found: self.net.clone(),
+                expected: net,
+                found: self.net,
             })
         }
     }
@@ -232,7 +238,7 @@ impl Checkpoint {
         S: AsRef<[usize]>,
     {
         let mismatch = |problem| Error::TensorMismatch {
-            net: self.net.clone(),
+            net: self.net,
             problem,
         };
         let mut wanted = HashSet::new();
@@ -326,7 +332,7 @@ mod tests {
     fn sample() -> Checkpoint {
         let ramp = |n: usize, scale: f32| (0..n).map(|i| (i as f32 - 3.0) * scale).collect();
         let mut ck = Checkpoint::new(
-            "inception",
+            NetId::Inception,
             vec![
                 NamedTensor::new("conv1.weight", vec![2, 1, 3, 3], ramp(18, 0.125)),
                 NamedTensor::new("conv1.bias", vec![2], vec![-0.5, f32::MIN_POSITIVE]),
@@ -360,7 +366,7 @@ mod tests {
         ck.save(&path).unwrap();
         let back = Checkpoint::load(&path).unwrap();
         assert_eq!(back, sorted(ck));
-        back.expect_net("inception").unwrap();
+        back.expect_net(NetId::Inception).unwrap();
         back.check_shapes(expected_shapes()).unwrap();
         assert_eq!(back.param_count(), 18 + 2 + 3 + 8);
     }
@@ -520,8 +526,22 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_of_an_unknown_network_is_refused() {
+        let meta = BTreeMap::from([
+            (KEY_NET.to_owned(), "lenet".to_owned()),
+            (KEY_FORMAT.to_owned(), FORMAT.to_owned()),
+        ]);
+        let bytes = serialize(&sample().tensors, &meta);
+        let err = Checkpoint::from_bytes(&bytes, FORMAT).unwrap_err();
+        assert!(
+            err.contains("`lenet`") && err.contains("resnet-identity"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn wrong_net_is_rejected() {
-        let msg = sample().expect_net("resnet").unwrap_err().to_string();
+        let msg = sample().expect_net(NetId::ResNet).unwrap_err().to_string();
         assert!(
             msg.contains("`inception`") && msg.contains("`resnet`"),
             "{msg}"

@@ -3,7 +3,6 @@
 //! (`shared`'s integer forward pass, the code the firmware runs).
 
 use crate::error::Result;
-use crate::quant::export::net_id;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::data::Split;
 use crate::train::modules::{load_checkpoint, Net};
@@ -93,7 +92,7 @@ pub fn float_logits(ckpt: &Checkpoint, split: &Split, count: usize) -> Result<Ve
         .iter()
         .map(|&p| normalize_pixel(p))
         .collect();
-    crate::with_net!(net_id(&ckpt.net)?, M => run::<M>(ckpt, &pixels))
+    crate::with_net!(ckpt.net, M => run::<M>(ckpt, &pixels))
 }
 
 /// The trained f32 network's predicted class for each of the first `count`

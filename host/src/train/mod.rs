@@ -160,7 +160,7 @@ impl<M: Net> Start<M> {
     /// other settings are accepted, and [`Start::inexact`] says why the run
     /// will then differ from an uninterrupted one.
     pub fn resume(out: &Path, req: &Requested, train: &Split) -> Result<Self> {
-        let net = M::ID.name();
+        let net = M::ID;
         state::recover(out, net)?;
         let path = checkpoint_path(out, net);
         let bytes = std::fs::read(&path).map_err(|source| Error::Io {
@@ -231,9 +231,10 @@ impl<M: Net> Start<M> {
         };
         if settings.epochs < epochs_done {
             return Err(Error::Config(format!(
-                "--epochs {}: {} already holds {epochs_done} epochs of {net}; ask for more to train on, or train afresh without --resume",
+                "--epochs {}: {} already holds {epochs_done} epochs of {}; ask for more to train on, or train afresh without --resume",
                 settings.epochs,
-                path.display()
+                path.display(),
+                net.name()
             )));
         }
         Ok(Start {
@@ -306,7 +307,7 @@ pub fn train<M: Net, const B: usize>(
     if let Some((step, moments)) = saved_adam {
         adam.restore(&model, step, &moments)
             .map_err(|e| Error::Resume {
-                path: state_path(out, M::ID.name()),
+                path: state_path(out, M::ID),
                 problem: e.to_string(),
             })?;
     }

@@ -8,6 +8,7 @@ use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use shared::arch::CLASSES;
+use shared::NetId;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -41,8 +42,9 @@ pub struct EpochRecord {
 /// The training history of one network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetLog {
-    /// The network's name, e.g. `inception`.
-    pub net: String,
+    /// The network (its name in the JSON, e.g. `inception`).
+    #[serde(with = "net_name")]
+    pub net: NetId,
     /// Its number of trainable parameters.
     pub params: usize,
     /// The epochs so far, in order.
@@ -69,11 +71,27 @@ pub struct Int8Record {
     pub agreement: f64,
 }
 
+/// A network in the log by its name, as the checkpoints and the command
+/// line name it.
+pub(crate) mod net_name {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use shared::NetId;
+
+    pub fn serialize<S: Serializer>(net: &NetId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(net.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NetId, D::Error> {
+        let name = String::deserialize(d)?;
+        NetId::from_name(&name).ok_or_else(|| D::Error::custom(format!("unknown network `{name}`")))
+    }
+}
+
 impl NetLog {
     /// An empty history.
-    pub fn new(net: impl Into<String>, params: usize) -> Self {
+    pub fn new(net: NetId, params: usize) -> Self {
         NetLog {
-            net: net.into(),
+            net,
             params,
             epochs: Vec::new(),
             confusion: None,
@@ -125,7 +143,7 @@ pub struct TrainLog {
 
 impl TrainLog {
     /// The history of `net`, created (with `params`) if it is not there yet.
-    pub fn net_mut(&mut self, net: &str, params: usize) -> &mut NetLog {
+    pub fn net_mut(&mut self, net: NetId, params: usize) -> &mut NetLog {
         match self.nets.iter().position(|n| n.net == net) {
             Some(i) => &mut self.nets[i],
             None => {
@@ -205,7 +223,7 @@ pub fn summary_table(log: &TrainLog) -> String {
                 .best()
                 .map_or("-".into(), |e| format!("{} ({})", pct(Some(e)), e.epoch));
             [
-                n.net.clone(),
+                n.net.name().to_owned(),
                 n.epochs.len().to_string(),
                 best,
                 pct(n.last()),
@@ -266,14 +284,14 @@ pub(crate) mod tests {
         log.settings.insert("batch".into(), 128.into());
         let curves = [
             (
-                "inception",
+                NetId::Inception,
                 97_298,
                 27.9,
                 [0.232, 0.061, 0.045, 0.037, 0.031],
                 [0.9812, 0.9858, 0.9871, 0.9893, 0.9887],
             ),
             (
-                "resnet",
+                NetId::ResNet,
                 14_570,
                 11.6,
                 [0.180, 0.052, 0.041, 0.036, 0.030],
@@ -380,7 +398,7 @@ pub(crate) mod tests {
         assert_eq!(inc.best().unwrap().epoch, 4);
         assert_eq!(inc.last().unwrap().epoch, 5);
         assert!((inc.mean_epoch_seconds() - 28.4).abs() < 1e-9);
-        assert!(NetLog::new("empty", 0).best().is_none());
+        assert!(NetLog::new(NetId::ResNet, 0).best().is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::train::data::hex;
 use crate::train::schedule::Schedule;
 use clap::ValueEnum;
 use sha2::{Digest, Sha256};
+use shared::NetId;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,13 +22,13 @@ use std::str::FromStr;
 pub const FORMAT: &str = "mnist-cortex-m training state v1";
 
 /// Where network `net`'s checkpoint lives in `out`.
-pub fn checkpoint_path(out: &Path, net: &str) -> PathBuf {
-    out.join(format!("{net}.safetensors"))
+pub fn checkpoint_path(out: &Path, net: NetId) -> PathBuf {
+    out.join(format!("{}.safetensors", net.name()))
 }
 
 /// Where the training state that goes with it lives.
-pub fn state_path(out: &Path, net: &str) -> PathBuf {
-    out.join(format!("{net}.optim.safetensors"))
+pub fn state_path(out: &Path, net: NetId) -> PathBuf {
+    out.join(format!("{}.optim.safetensors", net.name()))
 }
 
 /// A run's state after a whole epoch.
@@ -71,8 +72,8 @@ fn digest(bytes: &[u8]) -> String {
 /// both files of the previous epoch or both of this one (once
 /// [`recover`] has run).
 pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
-    let ckpt_path = checkpoint_path(out, &ckpt.net);
-    let path = state_path(out, &ckpt.net);
+    let ckpt_path = checkpoint_path(out, ckpt.net);
+    let path = state_path(out, ckpt.net);
     let ckpt_bytes = ckpt.to_bytes(&ckpt_path)?;
     let s = &state.settings;
     let meta = [
@@ -97,7 +98,7 @@ pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
         (CHECKPOINT_SHA256, digest(&ckpt_bytes)),
     ];
     let file = Checkpoint {
-        net: ckpt.net.clone(),
+        net: ckpt.net,
         tensors: state.moments.clone(),
         meta: meta.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     };
@@ -106,7 +107,7 @@ pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
 }
 
 /// Finishes or undoes a [`save`] of `net` in `out` that a crash cut short.
-pub fn recover(out: &Path, net: &str) -> Result<()> {
+pub fn recover(out: &Path, net: NetId) -> Result<()> {
     recover_group(&[&checkpoint_path(out, net), &state_path(out, net)])
 }
 
@@ -124,7 +125,7 @@ pub enum Found {
 /// Loads the state of `net` in `out` and checks that it goes with the
 /// checkpoint whose bytes are `ckpt_bytes`. Fails, naming the file and the
 /// problem, if the file is unreadable, corrupt or of another network.
-pub fn load(out: &Path, net: &str, ckpt_bytes: &[u8]) -> Result<Found> {
+pub fn load(out: &Path, net: NetId, ckpt_bytes: &[u8]) -> Result<Found> {
     let path = state_path(out, net);
     if !path.exists() {
         return Ok(Found::Missing);
@@ -136,8 +137,9 @@ pub fn load(out: &Path, net: &str, ckpt_bytes: &[u8]) -> Result<Found> {
     };
     if file.net != net {
         return Err(bad(format!(
-            "it holds the training state of `{}`, not of `{net}`",
-            file.net
+            "it holds the training state of `{}`, not of `{}`",
+            file.net.name(),
+            net.name()
         )));
     }
     let meta = &file.meta;
@@ -180,7 +182,7 @@ mod tests {
 
     fn sample() -> (Checkpoint, TrainState) {
         let ckpt = Checkpoint::new(
-            "resnet",
+            NetId::ResNet,
             vec![NamedTensor::new("fc.bias", vec![2], vec![0.5, -1.0])],
         );
         let state = TrainState {
@@ -209,14 +211,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ckpt, state) = sample();
         save(dir.path(), &ckpt, &state).unwrap();
-        let ckpt_bytes = std::fs::read(checkpoint_path(dir.path(), "resnet")).unwrap();
-        match load(dir.path(), "resnet", &ckpt_bytes).unwrap() {
+        let ckpt_bytes = std::fs::read(checkpoint_path(dir.path(), NetId::ResNet)).unwrap();
+        match load(dir.path(), NetId::ResNet, &ckpt_bytes).unwrap() {
             Found::Matching(back) => assert_eq!(back, state),
             other => panic!("{other:?}"),
         }
         // The checkpoint on its own is an ordinary one.
         assert_eq!(
-            Checkpoint::load(&checkpoint_path(dir.path(), "resnet"))
+            Checkpoint::load(&checkpoint_path(dir.path(), NetId::ResNet))
                 .unwrap()
                 .tensors,
             ckpt.tensors
@@ -225,20 +227,20 @@ mod tests {
         let mut other = ckpt_bytes.clone();
         *other.last_mut().unwrap() ^= 1;
         assert!(matches!(
-            load(dir.path(), "resnet", &other).unwrap(),
+            load(dir.path(), NetId::ResNet, &other).unwrap(),
             Found::OfAnotherCheckpoint
         ));
         assert!(matches!(
-            load(dir.path(), "inception", &ckpt_bytes).unwrap(),
+            load(dir.path(), NetId::Inception, &ckpt_bytes).unwrap(),
             Found::Missing
         ));
 
         std::fs::copy(
-            state_path(dir.path(), "resnet"),
-            state_path(dir.path(), "inception"),
+            state_path(dir.path(), NetId::ResNet),
+            state_path(dir.path(), NetId::Inception),
         )
         .unwrap();
-        let err = load(dir.path(), "inception", &ckpt_bytes)
+        let err = load(dir.path(), NetId::Inception, &ckpt_bytes)
             .unwrap_err()
             .to_string();
         assert!(
@@ -248,11 +250,11 @@ mod tests {
 
         // A model checkpoint where the state should be.
         std::fs::copy(
-            checkpoint_path(dir.path(), "resnet"),
-            state_path(dir.path(), "resnet"),
+            checkpoint_path(dir.path(), NetId::ResNet),
+            state_path(dir.path(), NetId::ResNet),
         )
         .unwrap();
-        let err = load(dir.path(), "resnet", &ckpt_bytes)
+        let err = load(dir.path(), NetId::ResNet, &ckpt_bytes)
             .unwrap_err()
             .to_string();
         assert!(

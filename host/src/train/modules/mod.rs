@@ -109,13 +109,13 @@ pub fn named_tensors<M: Net>(model: &M) -> Vec<NamedTensor> {
 
 /// The model as a checkpoint.
 pub fn to_checkpoint<M: Net>(model: &M) -> Checkpoint {
-    Checkpoint::new(M::ID.name(), named_tensors(model))
+    Checkpoint::new(M::ID, named_tensors(model))
 }
 
 /// Load a checkpoint into `model`: the network, every name and every shape
 /// must match, or nothing is changed.
 pub fn load_checkpoint<M: Net>(model: &mut M, ckpt: &Checkpoint) -> Result<()> {
-    ckpt.expect_net(M::ID.name())?;
+    ckpt.expect_net(M::ID)?;
     let expected = named_tensors(model);
     ckpt.check_shapes(
         expected

@@ -39,8 +39,8 @@ pub fn write_plots(dir: &Path, log: &TrainLog) -> Result<Vec<PathBuf>> {
     }
     for n in &log.nets {
         if let Some(m) = &n.confusion {
-            let path = dir.join(confusion_file(&n.net));
-            write_atomic(&path, confusion_svg(&n.net, m).as_bytes())?;
+            let path = dir.join(confusion_file(n.net.name()));
+            write_atomic(&path, confusion_svg(n.net.name(), m).as_bytes())?;
             written.push(path);
         }
     }
@@ -66,8 +66,8 @@ pub fn training_curves_svg(nets: &[NetLog]) -> String {
     let labels: Vec<String> = nets
         .iter()
         .map(|n| match n.last() {
-            Some(e) => format!("{} (final {:.2}%)", n.net, 100.0 * e.test_accuracy),
-            None => n.net.clone(),
+            Some(e) => format!("{} (final {:.2}%)", n.net.name(), 100.0 * e.test_accuracy),
+            None => n.net.name().to_owned(),
         })
         .collect();
     let item_w = |l: &String| 34.0 + 7.0 * l.chars().count() as f64;
@@ -609,7 +609,10 @@ mod tests {
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
         // One net broken by the NaN into two runs, one single-epoch run.
         assert_eq!(svg.matches("<polyline").count(), 5);
-        texts(&training_curves_svg(&[NetLog::new("untrained", 0)]));
+        texts(&training_curves_svg(&[NetLog::new(
+            shared::NetId::ResNet,
+            0,
+        )]));
     }
 
     #[test]
