@@ -125,34 +125,48 @@ impl Dataset {
     /// none of which is MNIST's are another data set ([`Error::NotMnist`]);
     /// some but not all differing is corruption ([`Error::Digest`]).
     pub fn load(dir: &Path, verify: Verify) -> Result<Self> {
-        let files =
-            [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|file| read_idx(dir, file));
+        let canonical = verify == Verify::CanonicalMnist;
+        let files = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
+            .map(|file| read_idx(dir, file, canonical));
         let [train_images, train_labels, test_images, test_labels] = files;
         let (train_images, train_labels) = (train_images?, train_labels?);
         let (test_images, test_labels) = (test_images?, test_labels?);
-        let read = [&train_images, &train_labels, &test_images, &test_labels];
-        let differing: Vec<Error> = read
-            .into_iter()
-            .filter(|r| r.sha256 != r.file.mnist_sha256)
-            .map(|r| Error::Digest {
-                path: r.path.clone(),
-                expected: r.file.mnist_sha256,
-                actual: r.sha256.clone(),
-            })
-            .collect();
-        let all_differ = differing.len() == read.len();
+        let digest_error = mnist_digest_error(
+            dir,
+            [&train_images, &train_labels, &test_images, &test_labels],
+        );
         let dataset = Dataset {
             train: to_split(train_images, train_labels)?,
             test: to_split(test_images, test_labels)?,
         };
-        match differing.into_iter().next() {
-            Some(_) if verify == Verify::CanonicalMnist && all_differ => Err(Error::NotMnist {
-                dir: dir.to_path_buf(),
-            }),
-            Some(digest) if verify == Verify::CanonicalMnist => Err(digest),
-            _ => Ok(dataset),
+        match digest_error {
+            Some(e) => Err(e),
+            None => Ok(dataset),
         }
     }
+}
+
+/// With the canonical check ([`read_idx`] hashed the files): none of the
+/// four files MNIST's is another data set, some is corruption.
+fn mnist_digest_error(dir: &Path, read: [&IdxRead; 4]) -> Option<Error> {
+    let differing: Vec<&IdxRead> = read
+        .into_iter()
+        .filter(|r| {
+            r.sha256
+                .as_deref()
+                .is_some_and(|d| d != r.file.mnist_sha256)
+        })
+        .collect();
+    if differing.len() == read.len() {
+        return Some(Error::NotMnist {
+            dir: dir.to_path_buf(),
+        });
+    }
+    differing.first().map(|r| Error::Digest {
+        path: r.path.clone(),
+        expected: r.file.mnist_sha256,
+        actual: r.sha256.clone().expect("hashed"),
+    })
 }
 
 fn to_split(images: IdxRead, labels: IdxRead) -> Result<Split> {
@@ -209,8 +223,8 @@ struct IdxRead {
     file: IdxFile,
     path: PathBuf,
     idx: Idx,
-    /// SHA-256 of the decompressed bytes, in hex.
-    sha256: String,
+    /// SHA-256 of the decompressed bytes, in hex, when it was asked for.
+    sha256: Option<String>,
 }
 
 /// A decoded IDX file of unsigned bytes.
@@ -220,8 +234,8 @@ struct Idx {
 }
 
 /// Find `file` in `dir` (gzip first, then raw), read it and check its
-/// structure.
-fn read_idx(dir: &Path, file: IdxFile) -> Result<IdxRead> {
+/// structure; with `hash`, also take its SHA-256.
+fn read_idx(dir: &Path, file: IdxFile, hash: bool) -> Result<IdxRead> {
     let gz = dir.join(format!("{}.gz", file.name));
     let raw = dir.join(file.name);
     let path = if gz.is_file() {
@@ -235,7 +249,7 @@ fn read_idx(dir: &Path, file: IdxFile) -> Result<IdxRead> {
         });
     };
     let bytes = read_maybe_gzip(&path)?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = hash.then(|| hex(&Sha256::digest(&bytes)));
     let idx = parse_idx(bytes).map_err(|problem| Error::Idx {
         path: path.clone(),
         problem,
