@@ -32,12 +32,9 @@ fn tensor<S: ConstShape>(dev: &Cpu, seed: u64) -> Tensor<S, f32, Cpu> {
     dev.tensor_from_vec(random(S::NUMEL, seed), S::default())
 }
 
-/// The `--only` filter of this run, if any.
-static ONLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Rows to run: those whose name contains the `--only` filter (all without).
-fn selected(name: &str) -> bool {
-    ONLY.get().is_none_or(|f| name.contains(f.as_str()))
+/// Rows to run: those whose name contains `only` (all without).
+fn selected(only: Option<&str>, name: &str) -> bool {
+    only.is_none_or(|f| name.contains(f))
 }
 
 fn conv_row<
@@ -48,10 +45,11 @@ fn conv_row<
     const P: usize,
     const HO: usize,
 >(
+    only: Option<&str>,
     name: &str,
     first: bool,
 ) {
-    if !selected(name) {
+    if !selected(only, name) {
         return;
     }
     let dev = Cpu::default();
@@ -88,46 +86,65 @@ fn conv_row<
 /// Each layer's forward and forward + backward time (ms, batch 128): the
 /// rows whose name contains `only`, or all.
 pub fn layers(only: Option<&str>) {
-    if let Some(f) = only {
-        ONLY.get_or_init(|| f.to_owned());
-    }
     println!(
         "{:<34} {:<17} {:>7} {:>9}   (ms, batch {B})",
         "layer", "shape", "fwd", "fwd+bwd"
     );
-    conv_row::<1, S, { inc::C1 }, { inc::K1 }, 0, { inc::S1 }>("inception conv1 (first)", true);
+    conv_row::<1, S, { inc::C1 }, { inc::K1 }, 0, { inc::S1 }>(
+        only,
+        "inception conv1 (first)",
+        true,
+    );
     macro_rules! incep {
         ($tag:literal, $cin:expr, $s:expr) => {
             conv_row::<{ $cin }, { $s }, { m::B1 }, 1, 0, { $s }>(
+                only,
                 concat!($tag, ".b1/b5_1/b3_1 1x1"),
                 false,
             );
             conv_row::<{ m::B5_REDUCE }, { $s }, { m::B5 }, 5, 2, { $s }>(
+                only,
                 concat!($tag, ".b5_2"),
                 false,
             );
             conv_row::<{ m::B3_REDUCE }, { $s }, { m::B3 }, 3, 1, { $s }>(
+                only,
                 concat!($tag, ".b3_2"),
                 false,
             );
-            conv_row::<{ m::B3 }, { $s }, { m::B3 }, 3, 1, { $s }>(concat!($tag, ".b3_3"), false);
-            conv_row::<{ $cin }, { $s }, { m::BP }, 1, 0, { $s }>(concat!($tag, ".bp"), false);
+            conv_row::<{ m::B3 }, { $s }, { m::B3 }, 3, 1, { $s }>(
+                only,
+                concat!($tag, ".b3_3"),
+                false,
+            );
+            conv_row::<{ $cin }, { $s }, { m::BP }, 1, 0, { $s }>(
+                only,
+                concat!($tag, ".bp"),
+                false,
+            );
         };
     }
     incep!("incep1", inc::C1, inc::P1);
     conv_row::<{ inc::INCEP_OUT }, { inc::P1 }, { inc::C2 }, { inc::K2 }, 0, { inc::S2 }>(
+        only,
         "inception conv2",
         false,
     );
     incep!("incep2", inc::C2, inc::P2);
-    conv_row::<1, S, 1, { res::K }, { res::PAD }, S>("resnet r1.conv1 (first)", true);
-    conv_row::<1, S, { res::C1 }, { res::K }, { res::PAD }, S>("resnet r1.conv (first)", true);
-    conv_row::<1, S, { res::C1 }, { res::K }, { res::PAD }, S>("resnet r1.conv2", false);
+    conv_row::<1, S, 1, { res::K }, { res::PAD }, S>(only, "resnet r1.conv1 (first)", true);
+    conv_row::<1, S, { res::C1 }, { res::K }, { res::PAD }, S>(
+        only,
+        "resnet r1.conv (first)",
+        true,
+    );
+    conv_row::<1, S, { res::C1 }, { res::K }, { res::PAD }, S>(only, "resnet r1.conv2", false);
     conv_row::<{ res::C1 }, { res::P1 }, { res::C1 }, { res::K }, { res::PAD }, { res::P1 }>(
+        only,
         "resnet r2.conv1",
         false,
     );
     conv_row::<{ res::C1 }, { res::P1 }, { res::C2 }, { res::K }, { res::PAD }, { res::P1 }>(
+        only,
         "resnet r2.conv2 / r2.conv",
         false,
     );
@@ -136,7 +153,7 @@ pub fn layers(only: Option<&str>) {
     dev.enable_cache();
     macro_rules! other {
         ($name:expr, $shape:ty, $out:ty, $f:expr) => {{
-            if selected($name) {
+            if selected(only, $name) {
                 let x = tensor::<$shape>(&dev, 5);
                 let r = random(<$out as ConstShape>::NUMEL, 6);
                 let fwd = median_ms(|| drop($f(x.clone())));
@@ -169,9 +186,6 @@ pub fn layers(only: Option<&str>) {
 ///
 /// The rows whose name contains `only`, or all.
 pub fn kernels(only: Option<&str>) {
-    if let Some(f) = only {
-        ONLY.get_or_init(|| f.to_owned());
-    }
     use super::conv::{backward_via, forward};
     use super::im2col::Geometry;
     println!(
@@ -222,7 +236,7 @@ pub fn kernels(only: Option<&str>) {
         ),
     ];
     for (name, g) in layers {
-        if !selected(name) {
+        if !selected(only, name) {
             continue;
         }
         let xs = random(B * g.in_len(), 1);
