@@ -19,7 +19,8 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn train_resnet(out: &Path, extra: &[&str]) -> Output {
+/// `host train` of the ResNet on reduced data into `out`, then `extra`.
+fn resnet_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train",
         "--net",
@@ -32,7 +33,11 @@ fn train_resnet(out: &Path, extra: &[&str]) -> Output {
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    host(&args)
+    args
+}
+
+fn train_resnet(out: &Path, extra: &[&str]) -> Output {
+    host(&resnet_args(out, extra))
 }
 
 #[test]
@@ -225,22 +230,8 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bytes() {
     assert!(run.status.success(), "{}", stderr(&run));
 
     let killed = tempfile::tempdir().unwrap();
-    let dir = killed.path().to_str().unwrap();
     let ckpt = killed.path().join("resnet.safetensors");
-    let args = [
-        "train",
-        "--net",
-        "resnet",
-        "--limit-train",
-        "2560",
-        "--batch",
-        "64",
-        "--epochs",
-        "3",
-        "--out",
-        dir,
-    ];
-    kill_after_epoch(&args, &ckpt, 1);
+    kill_after_epoch(&resnet_args(killed.path(), &["--epochs", "3"]), &ckpt, 1);
     // What the kill left is the first epoch's checkpoint and its state.
     assert_eq!(Checkpoint::load(&ckpt).unwrap().meta["epoch"], "1");
     match state::load(killed.path(), NetId::ResNet, &std::fs::read(&ckpt).unwrap()).unwrap() {
