@@ -8,11 +8,11 @@ use super::{
 use anyhow::Result;
 use clap::Args;
 use host::quant::export;
-use host::train::data::{Dataset, Split};
+use host::train::data::Dataset;
 use host::train::modules::Net;
 use host::train::report::{self, TrainLog};
 use host::train::schedule::Schedule;
-use host::train::{self, Start};
+use host::train::{self, DataId, Start};
 use host::with_net;
 use shared::NetId;
 use std::path::PathBuf;
@@ -166,13 +166,15 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
     }
     host::atomic::check_writable_dir(&args.out)?;
     let nets = args.net.nets();
+    // Hashed once: every network's start and training state use it.
+    let data = DataId::of(&ds.train);
     if args.resume {
         for &net in &nets {
             train::state::recover(&args.out, net)?;
         }
     }
     for &net in &nets {
-        with_net!(net, M => start::<M>(&args, &ds.train, true).map(drop))?;
+        with_net!(net, M => start::<M>(&args, &data, true).map(drop))?;
     }
     let log_path = args.out.join(report::LOG_FILE);
     // The other networks' history stays in the log.
@@ -196,7 +198,7 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
         _ => unreachable!("TrainArgs serialises to an object"),
     };
     for net in nets {
-        with_net!(net, M => run(start::<M>(&args, &ds.train, false)?, &ds, &args, &mut log))?;
+        with_net!(net, M => run(start::<M>(&args, &data, false)?, &ds, &args, &mut log))?;
     }
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
@@ -220,15 +222,11 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
 /// chosen network has one (a `--net all` run stopped before reaching it);
 /// if none has, `--out` is likely wrong and resuming fails. `announce`
 /// prints what will happen.
-pub(crate) fn start<M: Net>(
-    args: &TrainArgs,
-    train_split: &Split,
-    announce: bool,
-) -> Result<Start<M>> {
+pub(crate) fn start<M: Net>(args: &TrainArgs, data: &DataId, announce: bool) -> Result<Start<M>> {
     let req = args.requested();
     let name = M::ID.name();
     if !args.resume {
-        return Ok(Start::fresh(&req));
+        return Ok(Start::fresh(&req, data));
     }
     let has_checkpoint = |net: NetId| train::checkpoint_path(&args.out, net).exists();
     if !has_checkpoint(M::ID) && args.net.nets().into_iter().any(has_checkpoint) {
@@ -238,9 +236,9 @@ pub(crate) fn start<M: Net>(
                 args.out.display()
             );
         }
-        return Ok(Start::fresh(&req));
+        return Ok(Start::fresh(&req, data));
     }
-    let start = Start::<M>::resume(&args.out, &req, train_split)?;
+    let start = Start::<M>::resume(&args.out, &req, data)?;
     if announce {
         if start.is_complete() {
             println!(

@@ -122,12 +122,35 @@ impl Requested {
     }
 }
 
+/// Which training data a run sees: how many images, and the SHA-256 of
+/// their pixels and labels. Taken once per run, saved in the training
+/// state, compared on resuming.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataId {
+    /// Training images.
+    pub images: usize,
+    /// [`Split::sha256`] of them.
+    pub sha256: String,
+}
+
+impl DataId {
+    /// The identity of `train`.
+    pub fn of(train: &Split) -> Self {
+        DataId {
+            images: train.len(),
+            sha256: train.sha256(),
+        }
+    }
+}
+
 /// A network ready to train: fresh, or restored from its checkpoint and
 /// training state.
 pub struct Start<M> {
     model: M,
     dev: Cpu,
     epochs_done: usize,
+    /// The training data the run goes on with.
+    data: DataId,
     /// Adam's saved step count and moments, if they are to be restored.
     adam: Option<(i32, Vec<NamedTensor>)>,
     /// The run's settings.
@@ -138,14 +161,15 @@ pub struct Start<M> {
 }
 
 impl<M: Net> Start<M> {
-    /// Fresh weights, from the requested seed.
-    pub fn fresh(req: &Requested) -> Self {
+    /// Fresh weights, from the requested seed, to train on `data`.
+    pub fn fresh(req: &Requested, data: &DataId) -> Self {
         let settings = req.fresh::<M>();
         let dev = device(settings.seed);
         Start {
             model: M::build(&dev),
             dev,
             epochs_done: 0,
+            data: data.clone(),
             adam: None,
             settings,
             inexact: Vec::new(),
@@ -153,13 +177,13 @@ impl<M: Net> Start<M> {
     }
 
     /// The run saved in `out` (checkpoint and training state), to continue
-    /// on `train`. Fails, before any training, if the checkpoint is
+    /// on `data`. Fails, before any training, if the checkpoint is
     /// missing, corrupt or of another network, if the training state is
     /// corrupt or of another network, or if the run already has more epochs
     /// than asked for. A missing or stale training state, other data or
     /// other settings are accepted, and [`Start::inexact`] says why the run
     /// will then differ from an uninterrupted one.
-    pub fn resume(out: &Path, req: &Requested, train: &Split) -> Result<Self> {
+    pub fn resume(out: &Path, req: &Requested, data: &DataId) -> Result<Self> {
         let net = M::ID;
         state::recover(out, net)?;
         let path = checkpoint_path(out, net);
@@ -198,14 +222,13 @@ impl<M: Net> Start<M> {
                 }
                 let (settings, notes) = req.over(&saved.settings);
                 inexact.extend(notes);
-                let now = (train.len(), train.sha256());
-                if (saved.train_images, &saved.train_sha256) != (now.0, &now.1) {
+                if (saved.train_images, &saved.train_sha256) != (data.images, &data.sha256) {
                     inexact.push(format!(
                         "the training data differ from the run's ({} images then, {} now; check --data-dir and --limit-train)",
-                        saved.train_images, now.0
+                        saved.train_images, data.images
                     ));
                 }
-                let position = epochs_done * (train.len() / settings.batch);
+                let position = epochs_done * (data.images / settings.batch);
                 if saved.schedule_step != position && inexact.is_empty() {
                     inexact.push(format!(
                         "the schedule stood at step {}, it resumes at step {position}",
@@ -241,6 +264,7 @@ impl<M: Net> Start<M> {
             model,
             dev,
             epochs_done,
+            data: data.clone(),
             adam,
             settings,
             inexact,
@@ -286,11 +310,17 @@ pub fn train<M: Net, const B: usize>(
         model,
         dev,
         epochs_done,
+        data: data_id,
         adam: saved_adam,
         settings: s,
         ..
     } = start;
     assert_eq!(s.batch, B, "the batch size is the const generic");
+    assert_eq!(
+        data_id.images,
+        data.train.len(),
+        "the run's data are `data`'s"
+    );
     let train_x = eval::normalized(&data.train);
     let test_x = eval::normalized(&data.test);
     let n = data.train.len();
@@ -301,7 +331,6 @@ pub fn train<M: Net, const B: usize>(
         )));
     }
     let total_steps = steps_per_epoch * s.epochs;
-    let train_sha256 = data.train.sha256();
 
     let mut adam = Adam::new(&model, &dev, s.lr);
     if let Some((step, moments)) = saved_adam {
@@ -370,8 +399,8 @@ pub fn train<M: Net, const B: usize>(
             schedule_step: (epoch + 1) * steps_per_epoch,
             adam_step: stepper.adam.step(),
             moments: stepper.adam.to_tensors(&stepper.model),
-            train_images: n,
-            train_sha256: train_sha256.clone(),
+            train_images: data_id.images,
+            train_sha256: data_id.sha256.clone(),
         };
         state::save(out, &ckpt, &train_state)?;
 
