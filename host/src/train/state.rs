@@ -248,6 +248,19 @@ mod tests {
             "{err}"
         );
 
+        // A state file cut short (a copy that stopped half way).
+        let state_file = state_path(dir.path(), NetId::ResNet);
+        let whole = std::fs::read(&state_file).unwrap();
+        std::fs::write(&state_file, &whole[..whole.len() / 2]).unwrap();
+        let err = load(dir.path(), NetId::ResNet, &ckpt_bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("resnet.optim.safetensors") && err.contains("not a valid checkpoint"),
+            "{err}"
+        );
+        std::fs::write(&state_file, &whole).unwrap();
+
         // A model checkpoint where the state should be.
         std::fs::copy(
             checkpoint_path(dir.path(), NetId::ResNet),
