@@ -3,9 +3,9 @@
 //! own dfdx network, computed independently of `shared`'s int8 code and of
 //! the exporter.
 
+use files::mnist::{Dataset, Verify, DEFAULT_DATA_DIR};
 use host::quant::export;
 use host::train::checkpoint::Checkpoint;
-use host::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
 use host::train::eval;
 use host::train::modules::Net;
 use shared::arch::CLASSES;
@@ -47,7 +47,7 @@ fn int8_tracks_f32(net: &str) {
     let bytes = std::fs::read(artifact(&format!("{net}.postcard"))).unwrap();
     let model = Model::decode(&bytes).unwrap();
     assert_eq!(model.net().name(), net);
-    let int8: Vec<u8> = eval::int8_predictions(&model, test, test.len())
+    let int8: Vec<u8> = device::reference::int8_predictions(&model, test, test.len())
         .iter()
         .map(|p| p.class)
         .collect();
@@ -84,7 +84,7 @@ fn int8_resnet_identity_tracks_the_f32_checkpoint() {
     let test = &data().test;
     let bytes = std::fs::read(artifact("resnet-identity.postcard")).unwrap();
     let model = Model::decode(&bytes).unwrap();
-    let int8: Vec<u8> = eval::int8_predictions(&model, test, test.len())
+    let int8: Vec<u8> = device::reference::int8_predictions(&model, test, test.len())
         .iter()
         .map(|p| p.class)
         .collect();

@@ -2,8 +2,8 @@
 //! classified by every network as the host's int8 pass classifies the
 //! MNIST digit itself; bad files named, the others still classified.
 
-use host::quant::reference::{Reference, MODEL_DIR};
-use host::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+use device::reference::{Reference, MODEL_DIR};
+use files::mnist::{Dataset, Verify, DEFAULT_DATA_DIR};
 use shared::arch::IMAGE_SIDE;
 use shared::NetId;
 use std::path::{Path, PathBuf};

@@ -5,11 +5,11 @@
 
 pub mod browser;
 
-use host::device::classify::{stream, Report};
-use host::device::firmware::{self, Build};
-use host::device::qemu::{self, Session};
-use host::quant::reference::{Reference, MODEL_DIR};
-use host::train::data::{Dataset, Split, Verify};
+use device::classify::{stream, Report};
+use device::firmware::{self, Build};
+use device::qemu::{self, Session};
+use device::reference::{Reference, MODEL_DIR};
+use files::mnist::{Dataset, Split, Verify};
 use shared::protocol::CostUnit;
 use shared::NetId;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ pub fn test_set() -> &'static Split {
     static TEST: OnceLock<Split> = OnceLock::new();
     TEST.get_or_init(|| {
         Dataset::load(
-            Path::new(host::train::data::DEFAULT_DATA_DIR),
+            Path::new(files::mnist::DEFAULT_DATA_DIR),
             Verify::CanonicalMnist,
         )
         .unwrap_or_else(|e| panic!("load MNIST: {e}"))

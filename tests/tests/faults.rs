@@ -5,8 +5,8 @@
 //! overflow faults at the end of RAM (flip-link): it never reaches the
 //! statics, so it is reported as one, not as wrong answers.
 
-use host::device::firmware::{self, Build};
-use host::device::serial::Reply;
+use device::firmware::{self, Build};
+use device::serial::Reply;
 use shared::protocol::{ErrorCode, FaultKind, Request};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -31,7 +31,7 @@ fn function(elf: &[u8], name: &str) -> (u64, u64) {
 }
 
 /// Asks for `how`; returns the fault report and the run's log.
-fn crash(how: FaultKind) -> (shared::protocol::Fault<String>, host::device::qemu::Run) {
+fn crash(how: FaultKind) -> (shared::protocol::Fault<String>, device::qemu::Run) {
     let mut session = start(faults_elf());
     // It serves as usual until then.
     let image = test_set().image(0);
@@ -59,7 +59,7 @@ fn crash(how: FaultKind) -> (shared::protocol::Fault<String>, host::device::qemu
     (fault, run)
 }
 
-fn error_lines(run: &host::device::qemu::Run) -> Vec<&str> {
+fn error_lines(run: &device::qemu::Run) -> Vec<&str> {
     run.log
         .iter()
         .filter(|l| l.level.as_deref() == Some("error"))

@@ -3,9 +3,9 @@
 //! embedded digits (each prediction checked against the host's), and
 //! announces that it serves.
 
-use host::device::firmware;
-use host::device::qemu::LogLine;
-use host::train::data::Split;
+use device::firmware;
+use device::qemu::LogLine;
+use files::mnist::Split;
 use shared::arch;
 use shared::NetId;
 use std::path::Path;
@@ -17,7 +17,7 @@ fn messages(log: &[LogLine]) -> Vec<&str> {
 
 /// The self-test digits' test-set indices, as the firmware source lists them.
 fn selftest_indices(test: &Split) -> [usize; arch::CLASSES] {
-    host::device::selftest::indices(test).expect("every class occurs in the test set")
+    device::selftest::indices(test).expect("every class occurs in the test set")
 }
 
 #[test]
@@ -128,13 +128,13 @@ fn firmware_boots_under_qemu_runs_its_self_test_and_serves() {
 
 #[test]
 fn the_self_test_digits_are_the_first_test_image_of_each_class() {
-    let committed = std::fs::read_to_string(host::device::selftest::DIGITS_FILE)
-        .expect("read selftest_digits.rs");
-    let fresh = host::device::selftest::render(test_set()).expect("render the digits");
+    let committed =
+        std::fs::read_to_string(device::selftest::DIGITS_FILE).expect("read selftest_digits.rs");
+    let fresh = device::selftest::render(test_set()).expect("render the digits");
     assert!(
         committed == fresh,
         "{} is stale: regenerate it with `cargo run -p host -- selftest-digits`",
-        Path::new(host::device::selftest::DIGITS_FILE).display()
+        Path::new(device::selftest::DIGITS_FILE).display()
     );
 }
 

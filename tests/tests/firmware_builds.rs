@@ -3,7 +3,7 @@
 //! QEMU build) run together, with a cargo slowed after each build so that
 //! the builds overlap the way that once let one take the other's ELF.
 
-use host::device::firmware::{self, Build};
+use device::firmware::{self, Build};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use tests::host_exe;

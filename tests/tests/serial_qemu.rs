@@ -3,9 +3,9 @@
 //! must equal the host's `shared` reference exactly, and no bad frame may
 //! stop it from serving.
 
-use host::device::qemu::Session;
-use host::device::serial::Reply;
-use host::Error;
+use device::qemu::Session;
+use device::serial::Reply;
+use device::Error;
 use shared::arch::IMAGE_PIXELS;
 use shared::protocol::{encode, ErrorCode, ModelStatus, Request, MAX_ENCODED, MAX_FRAME};
 use shared::NetId;

@@ -2,9 +2,9 @@
 //! static RAM, and the stack's high-water mark measured on the running
 //! firmware.
 
-use host::device::firmware::{self, Build};
-use host::device::qemu;
-use host::device::size::{self, SizeReport};
+use device::firmware::{self, Build};
+use device::qemu;
+use device::size::{self, SizeReport};
 use shared::nets::{arena_bytes, plan};
 use shared::NetId;
 use tests::{host_cli, qemu_elf, reference};

@@ -4,8 +4,8 @@
 //! must be answered correctly, the firmware must never restart, and its
 //! stack high-water mark must not move.
 
-use host::device::serial::{Client, Reply};
-use host::Error;
+use device::serial::{Client, Reply};
+use device::Error;
 use shared::arch::IMAGE_PIXELS;
 use shared::protocol::{ErrorCode, Request, MAX_ENCODED};
 use shared::NetId;

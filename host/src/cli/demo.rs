@@ -3,7 +3,7 @@
 use super::{DeviceArgs, NetChoice};
 use anyhow::{Context, Result};
 use clap::Args;
-use host::quant::reference::Reference;
+use device::reference::Reference;
 use shared::NetId;
 use std::path::PathBuf;
 
@@ -22,7 +22,7 @@ pub(crate) struct PredictArgs {
     #[command(flatten)]
     device: DeviceArgs,
     /// Directory of the model files (the ones the firmware embeds).
-    #[arg(long, default_value = host::quant::reference::MODEL_DIR)]
+    #[arg(long, default_value = device::reference::MODEL_DIR)]
     models: PathBuf,
 }
 
@@ -35,7 +35,7 @@ pub(crate) struct DemoArgs {
     #[command(flatten)]
     device: DeviceArgs,
     /// Directory of the model files (the ones the firmware embeds).
-    #[arg(long, default_value = host::quant::reference::MODEL_DIR)]
+    #[arg(long, default_value = device::reference::MODEL_DIR)]
     models: PathBuf,
 }
 

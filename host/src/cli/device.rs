@@ -4,14 +4,14 @@
 use super::{at_least_one, DataArgs, NetChoice};
 use anyhow::{Context, Result};
 use clap::Args;
-use host::device::classify::Report;
-use host::device::firmware;
-use host::device::qemu;
-use host::device::serial::Client;
-use host::device::size::SizeReport;
+use device::classify::Report;
+use device::firmware;
+use device::qemu;
+use device::reference::Reference;
+use device::serial::Client;
+use device::size::SizeReport;
+use files::mnist::Split;
 use host::quant::inspect::BufferPlan;
-use host::quant::reference::Reference;
-use host::train::data::Split;
 use shared::protocol::ModelStatus;
 use shared::NetId;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ pub(crate) struct ClassifyArgs {
     #[arg(long, value_parser = at_least_one::<usize>)]
     limit: Option<usize>,
     /// Directory of the model files the firmware embeds (the host's reference runs them).
-    #[arg(long, default_value = host::quant::reference::MODEL_DIR)]
+    #[arg(long, default_value = device::reference::MODEL_DIR)]
     models: PathBuf,
     /// Seconds to wait for the firmware to answer (and, with --qemu, to boot).
     #[arg(long, default_value_t = 60, value_parser = at_least_one::<u64>)]
@@ -81,14 +81,14 @@ pub(crate) struct SelftestArgs {
     #[command(flatten)]
     data: DataArgs,
     /// The file to write.
-    #[arg(long, default_value = host::device::selftest::DIGITS_FILE)]
+    #[arg(long, default_value = device::selftest::DIGITS_FILE)]
     out: PathBuf,
 }
 
 pub(crate) fn selftest_digits_command(args: SelftestArgs) -> Result<()> {
     let ds = args.data.load()?;
-    let source = host::device::selftest::render(&ds.test)?;
-    host::atomic::write_atomic(&args.out, source.as_bytes())?;
+    let source = device::selftest::render(&ds.test)?;
+    files::atomic::write_atomic(&args.out, source.as_bytes())?;
     println!("wrote {}", args.out.display());
     Ok(())
 }
@@ -150,7 +150,7 @@ pub(crate) fn classify_on<L: std::io::Read + std::io::Write>(
             "{msg:10} {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
         )?);
         let outcomes =
-            host::device::classify::stream(client, net, test, n, |i| bar.set_position(i as u64))?;
+            device::classify::stream(client, net, test, n, |i| bar.set_position(i as u64))?;
         bar.finish_and_clear();
         let report = Report::new(net, &outcomes, test, reference.as_deref(), info.cost_unit);
         println!("{report}");
@@ -179,7 +179,7 @@ pub(crate) fn size_command(args: SizeArgs) -> Result<()> {
         print!("\n{} {}", net.name(), BufferPlan::of(net));
     }
     if !args.no_stack {
-        let stack = host::device::size::measure_stack(
+        let stack = device::size::measure_stack(
             &firmware::build(firmware::Build::Qemu)?,
             &qemu::Options::default(),
         )?;
@@ -189,7 +189,7 @@ pub(crate) fn size_command(args: SizeArgs) -> Result<()> {
             stack.used,
             stack.size,
             report.static_ram() + u64::from(stack.used),
-            host::device::size::RAM.1
+            device::size::RAM.1
         );
     }
     Ok(())
@@ -217,7 +217,7 @@ pub(crate) fn profile_command(args: ProfileArgs) -> Result<()> {
             ..qemu::Options::default()
         },
     )?;
-    let profiles = host::device::profile::profile(session.client(), &nets, test.image(args.image))
+    let profiles = device::profile::profile(session.client(), &nets, test.image(args.image))
         .with_context(|| {
             format!(
                 "profiling test image {} on the firmware under QEMU",
@@ -226,7 +226,7 @@ pub(crate) fn profile_command(args: ProfileArgs) -> Result<()> {
         })?;
     drop(session);
     if args.json {
-        println!("{}", host::device::profile::to_json(&profiles));
+        println!("{}", device::profile::to_json(&profiles));
         return Ok(());
     }
     println!(

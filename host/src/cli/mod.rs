@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use host::train::data::{self, Dataset, Verify};
+use files::mnist::{self, Dataset, Verify};
 use shared::NetId;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,10 +45,9 @@ struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    fn open(&self) -> Result<Option<host::device::Device>> {
+    fn open(&self) -> Result<Option<::device::Device>> {
         let timeout = Duration::from_secs(self.timeout);
-        let device =
-            host::device::Device::open(self.port.as_deref(), self.baud, self.qemu, timeout);
+        let device = ::device::Device::open(self.port.as_deref(), self.baud, self.qemu, timeout);
         device.context("connecting to the firmware")
     }
 }
@@ -56,7 +55,7 @@ impl DeviceArgs {
 #[derive(Args, Clone, serde::Serialize)]
 struct DataArgs {
     /// Directory holding the four IDX files (gzip or raw).
-    #[arg(long, default_value = data::DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = mnist::DEFAULT_DATA_DIR)]
     #[serde(serialize_with = "display_path")]
     data_dir: PathBuf,
     /// `mnist` checks the canonical SHA-256 digests; `idx` accepts any IDX

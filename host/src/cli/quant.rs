@@ -3,9 +3,9 @@
 use super::{at_least_one, read_model, set_threads, thread_count, DataArgs, NetChoice};
 use anyhow::Result;
 use clap::Args;
+use files::mnist::Dataset;
 use host::quant::export;
 use host::train::checkpoint::Checkpoint;
-use host::train::data::Dataset;
 use host::train::report::{self};
 use shared::nets::Model;
 use shared::NetId;
@@ -60,7 +60,7 @@ pub(crate) struct InspectArgs {
 
 pub(crate) fn export_command(args: ExportArgs) -> Result<()> {
     let ds = args.data.load()?;
-    host::atomic::check_writable_dir(&args.out)?;
+    files::atomic::check_writable_dir(&args.out)?;
     for net in NetId::ALL.into_iter().filter(|n| args.net.includes(*n)) {
         let ckpt_path = args.out.join(format!("{}.safetensors", net.name()));
         let ckpt = Checkpoint::load(&ckpt_path)?;
@@ -79,8 +79,8 @@ pub(crate) fn export_one(
     calibration: usize,
 ) -> Result<report::Int8Record> {
     let bytes = export::export(ckpt, &ds.train, calibration)?;
-    let path = host::quant::reference::model_path(out, ckpt.net);
-    host::atomic::write_atomic(&path, &bytes)?;
+    let path = device::reference::model_path(out, ckpt.net);
+    files::atomic::write_atomic(&path, &bytes)?;
     let model = Model::decode(&bytes).map_err(|source| host::Error::Model {
         path: path.clone(),
         source,

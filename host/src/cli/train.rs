@@ -7,8 +7,8 @@ use super::{
 };
 use anyhow::Result;
 use clap::Args;
+use files::mnist::Dataset;
 use host::quant::export;
-use host::train::data::Dataset;
 use host::train::modules::Net;
 use host::train::report::{self, TrainLog};
 use host::train::schedule::Schedule;
@@ -164,7 +164,7 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
     if let Some(n) = args.limit_train {
         ds.train = ds.train.truncated(n);
     }
-    host::atomic::check_writable_dir(&args.out)?;
+    files::atomic::check_writable_dir(&args.out)?;
     let nets = args.net.nets();
     // Hashed once: every network's start and training state use it.
     let data = DataId::of(&ds.train);

@@ -281,7 +281,7 @@ fn place(ink: &[f32], w: usize, h: usize) -> [u8; IMAGE_PIXELS] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
+    use files::mnist::{Dataset, Verify, DEFAULT_DATA_DIR};
 
     fn picture(width: usize, height: usize, f: impl Fn(usize, usize) -> u8) -> Picture {
         let pixels = (0..height)
@@ -409,8 +409,8 @@ mod tests {
         let test = Dataset::load(DEFAULT_DATA_DIR.as_ref(), Verify::ShapeOnly)
             .unwrap()
             .test;
-        let model = crate::quant::reference::Reference::load(
-            crate::quant::reference::MODEL_DIR.as_ref(),
+        let model = device::reference::Reference::load(
+            device::reference::MODEL_DIR.as_ref(),
             shared::NetId::ResNetIdentity,
         )
         .unwrap();

@@ -20,9 +20,9 @@
 pub mod digit;
 pub mod predict;
 
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::quant::reference::Reference;
+use device::reference::Reference;
+use device::Device;
 use digit::Picture;
 use predict::{DeviceAnswer, HostAnswer};
 use serde::Serialize;

@@ -3,9 +3,9 @@
 //! device attached, the firmware's own answer beside it. `host predict`
 //! does it for image files, `host demo` for the drawing pad.
 
-use crate::device::Device;
 use crate::error::Result;
-use crate::quant::reference::Reference;
+use device::reference::Reference;
+use device::Device;
 use serde::Serialize;
 use shared::arch::{CLASSES, IMAGE_PIXELS};
 use shared::protocol::CostUnit;

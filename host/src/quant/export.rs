@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::train::checkpoint::Checkpoint;
-use crate::train::data::Split;
+use files::mnist::Split;
 use rayon::prelude::*;
 use shared::graph::{NodeId, Source};
 use shared::kernels::{AddS8, OutputQuant};
@@ -251,10 +251,10 @@ pub fn export(ckpt: &Checkpoint, train: &Split, count: usize) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
     use crate::train::modules::{to_checkpoint, Net};
     use dfdx::nn::BuildModule;
     use dfdx::prelude::*;
+    use files::mnist::{Dataset, Verify, DEFAULT_DATA_DIR};
     use shared::arch::CLASSES;
     use shared::nets::{Arena, Model, ARENA_BYTES};
     use shared::NetId;

@@ -1,7 +1,7 @@
 //! Quantisation: a trained checkpoint made into an int8 model file
-//! ([`export`]), a model file described layer by layer ([`inspect`]), and
-//! the host's int8 reference of every network ([`reference`](mod@reference)).
+//! ([`export`]) and a model file described layer by layer ([`inspect`]).
+//! The int8 reference that runs model files on the workstation is
+//! `device::reference`, beside the firmware it checks.
 
 pub mod export;
 pub mod inspect;
-pub mod reference;

@@ -1,12 +1,12 @@
 //! Training-speed benchmark: milliseconds per training batch (forward,
 //! backward, Adam) on real MNIST images, and the process's peak memory.
 
-use crate::train::data::Split;
 use crate::train::eval;
 use crate::train::modules::Net;
 use crate::train::Stepper;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
+use files::mnist::Split;
 use shared::arch::{CLASSES, IMAGE_PIXELS};
 use std::time::Instant;
 

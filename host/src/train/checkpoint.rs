@@ -8,8 +8,8 @@
 //! network the tensors belong to, so `--resume` with the wrong file fails
 //! with a clear message instead of a shape error deep in training.
 
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use files::atomic::write_atomic;
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 use shared::NetId;
 use std::collections::{BTreeMap, HashSet};
@@ -131,7 +131,7 @@ impl Checkpoint {
     /// Saves to `path` atomically: an interrupted save leaves the previous
     /// file, if any, intact.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_bytes(path)?)
+        Ok(write_atomic(path, &self.to_bytes(path)?)?)
     }
 
     /// Loads a checkpoint saved by [`Checkpoint::save`] (or any safetensors

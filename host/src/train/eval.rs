@@ -4,15 +4,14 @@
 
 use crate::error::Result;
 use crate::train::checkpoint::Checkpoint;
-use crate::train::data::Split;
 use crate::train::modules::{load_checkpoint, Net};
 use crate::train::ops::tensor_from_slice;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
-use rayon::prelude::*;
+use files::mnist::Split;
 use serde::Serialize;
 use shared::arch::{normalize_pixel, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
-use shared::nets::{Arena, Model, Prediction, ARENA_BYTES};
+use shared::nets::Model;
 use std::time::Instant;
 
 /// Images per forward pass when evaluating.
@@ -63,19 +62,6 @@ pub fn accuracy(predictions: &[u8], labels: &[u8]) -> f64 {
         .filter(|(p, l)| p == l)
         .count();
     correct as f64 / labels.len().max(1) as f64
-}
-
-/// The int8 prediction (class and logits) for each of the first `count`
-/// images of `split`, in order, spread over the rayon pool.
-pub fn int8_predictions(model: &Model<'_>, split: &Split, count: usize) -> Vec<Prediction> {
-    (0..count.min(split.len()))
-        .into_par_iter()
-        // One arena per worker, on the heap (the firmware keeps it in a static).
-        .map_init(
-            || Box::new(Arena::<ARENA_BYTES>::new()),
-            |arena, i| shared::nets::classify(model, split.image(i), arena, &mut ()),
-        )
-        .collect()
 }
 
 /// The trained f32 network's logits for each of the first `count` images of
@@ -132,7 +118,7 @@ pub fn evaluate(
     count: usize,
 ) -> Result<ModelEval> {
     let started = Instant::now();
-    let int8: Vec<u8> = int8_predictions(model, split, count)
+    let int8: Vec<u8> = device::reference::int8_predictions(model, split, count)
         .iter()
         .map(|p| p.class)
         .collect();

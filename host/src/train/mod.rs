@@ -1,5 +1,5 @@
-//! Training: MNIST data ([`data`]), the dfdx networks ([`modules`]) and their
-//! conv, pool and concat ops ([`ops`]), the learning-rate schedule
+//! Training: the dfdx networks ([`modules`]) and their conv, pool and concat
+//! ops ([`ops`]) on MNIST (read by `files::mnist`), the learning-rate schedule
 //! ([`schedule`]), checkpoints ([`checkpoint`]), evaluation ([`eval`]), the
 //! log and its pictures ([`report`]), peak memory ([`memory`]) and the
 //! training benchmark ([`bench`](mod@bench)).
@@ -12,7 +12,6 @@
 mod adam;
 pub mod bench;
 pub mod checkpoint;
-pub mod data;
 pub mod eval;
 pub mod memory;
 pub mod modules;
@@ -26,9 +25,9 @@ pub use state::{checkpoint_path, state_path};
 
 use crate::error::{Error, Result};
 use checkpoint::{Checkpoint, NamedTensor};
-use data::{Dataset, Split};
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
+use files::mnist::{Dataset, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use modules::Net;
 use rand::{seq::SliceRandom, SeedableRng};

@@ -4,8 +4,8 @@
 
 pub mod plot;
 
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use files::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 use shared::arch::CLASSES;
 use shared::NetId;
@@ -158,7 +158,7 @@ impl TrainLog {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self).expect("a log always serialises");
         json.push(b'\n');
-        write_atomic(path, &json)
+        Ok(write_atomic(path, &json)?)
     }
 
     /// Reads a log written by [`TrainLog::save`].

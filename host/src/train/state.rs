@@ -6,13 +6,12 @@
 //! checkpoint as one atomic group, and tied to it by its SHA-256.
 
 use super::Settings;
-use crate::atomic::{recover_group, write_group_atomic};
 use crate::error::{Error, Result};
 use crate::train::checkpoint::{Checkpoint, NamedTensor};
-use crate::train::data::hex;
 use crate::train::schedule::Schedule;
 use clap::ValueEnum;
-use sha2::{Digest, Sha256};
+use files::atomic::{recover_group, write_group_atomic};
+use files::mnist::sha256_hex;
 use shared::NetId;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,11 +62,6 @@ const TRAIN_IMAGES: &str = "train_images";
 const TRAIN_SHA256: &str = "train_sha256";
 const CHECKPOINT_SHA256: &str = "checkpoint_sha256";
 
-/// SHA-256 (hex) of a checkpoint's bytes.
-fn digest(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
 /// Writes `ckpt` and `state` to `out` as one: a crash at any moment leaves
 /// both files of the previous epoch or both of this one (once
 /// [`recover`] has run).
@@ -95,7 +89,7 @@ pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
         (SEED, s.seed.to_string()),
         (TRAIN_IMAGES, state.train_images.to_string()),
         (TRAIN_SHA256, state.train_sha256.clone()),
-        (CHECKPOINT_SHA256, digest(&ckpt_bytes)),
+        (CHECKPOINT_SHA256, sha256_hex(&ckpt_bytes)),
     ];
     let file = Checkpoint {
         net: ckpt.net,
@@ -103,12 +97,18 @@ pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
         meta: meta.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     };
     let state_bytes = file.encode(FORMAT, &path)?;
-    write_group_atomic(&[(&ckpt_path, &ckpt_bytes), (&path, &state_bytes)])
+    Ok(write_group_atomic(&[
+        (&ckpt_path, &ckpt_bytes),
+        (&path, &state_bytes),
+    ])?)
 }
 
 /// Finishes or undoes a [`save`] of `net` in `out` that a crash cut short.
 pub fn recover(out: &Path, net: NetId) -> Result<()> {
-    recover_group(&[&checkpoint_path(out, net), &state_path(out, net)])
+    Ok(recover_group(&[
+        &checkpoint_path(out, net),
+        &state_path(out, net),
+    ])?)
 }
 
 /// What is found beside a checkpoint.
@@ -143,7 +143,7 @@ pub fn load(out: &Path, net: NetId, ckpt_bytes: &[u8]) -> Result<Found> {
         )));
     }
     let meta = &file.meta;
-    if meta.get(CHECKPOINT_SHA256).map(String::as_str) != Some(digest(ckpt_bytes).as_str()) {
+    if meta.get(CHECKPOINT_SHA256).map(String::as_str) != Some(sha256_hex(ckpt_bytes).as_str()) {
         return Ok(Found::OfAnotherCheckpoint);
     }
     let schedule = field::<String>(meta, SCHEDULE).map_err(&bad)?;

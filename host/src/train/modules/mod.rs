@@ -174,8 +174,8 @@ impl TensorVisitor<f32, Cpu> for Import<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
     use dfdx::nn::BuildModule;
+    use files::mnist::{Dataset, Verify, DEFAULT_DATA_DIR};
 
     /// The dfdx module computes its graph: on freshly initialised weights,
     /// its logits equal those of `shared`'s interpreter of the graph, fed

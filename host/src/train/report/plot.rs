@@ -8,8 +8,8 @@
 //! atomically.
 
 use super::{correct_and_total, ConfusionMatrix, NetLog, TrainLog};
-use crate::atomic::write_atomic;
 use crate::error::Result;
+use files::atomic::write_atomic;
 use shared::arch::CLASSES;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

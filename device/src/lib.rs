@@ -1,22 +1,31 @@
-//! The firmware the host talks to, and the tools that use it: building it
+//! The host's side of the firmware, and the tools that use it: building it
 //! ([`firmware`]), running it under QEMU ([`qemu`]), the serial client
 //! ([`serial`]), streaming test images to it ([`classify`]), its per-layer
 //! profile ([`profile`]), its size ([`size`]) and the boot self-test's
 //! digits ([`selftest`]).
 //!
-//! This module is the device itself: a board on a serial port, or the QEMU
+//! The firmware's answers are checked against [`reference`]: `shared`'s
+//! int8 forward passes on the same model files, run on the workstation.
+//!
+//! [`Device`] is the device itself: a board on a serial port, or the QEMU
 //! build running under QEMU. One type for the commands that take either
 //! (`--port DEV` or `--qemu`).
+//!
+//! Nothing here trains, so this crate (and the integration tests that
+//! drive QEMU through it) builds without dfdx.
+#![deny(missing_docs)]
 
 pub mod classify;
+pub mod error;
 pub mod firmware;
 pub mod profile;
 pub mod qemu;
+pub mod reference;
 pub mod selftest;
 pub mod serial;
 pub mod size;
 
-use crate::error::Result;
+pub use error::{Error, Result};
 use qemu::Session;
 use serial::Client;
 use shared::arch::IMAGE_PIXELS;

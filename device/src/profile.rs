@@ -6,8 +6,8 @@
 //! MACs come from the model's layer table, for the layers the plan's step of
 //! that name computes (several when layers are fused).
 
-use crate::device::serial::Client;
 use crate::error::Result;
+use crate::serial::Client;
 use serde::Serialize;
 use shared::arch::IMAGE_PIXELS;
 use shared::model::layers;

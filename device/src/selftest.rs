@@ -4,7 +4,7 @@
 //! checks the committed file against a fresh rendering.
 
 use crate::error::{Error, Result};
-use crate::train::data::Split;
+use files::mnist::Split;
 use shared::arch::{CLASSES, IMAGE_SIDE};
 
 /// Where the firmware expects the generated file.
@@ -21,8 +21,7 @@ pub fn indices(test: &Split) -> Result<[usize; CLASSES]> {
     }
     let mut out = [0; CLASSES];
     for (class, slot) in found.iter().enumerate() {
-        out[class] = slot
-            .ok_or_else(|| Error::Config(format!("the test set has no image of class {class}")))?;
+        out[class] = slot.ok_or(Error::NoImageOfClass { class: class as u8 })?;
     }
     Ok(out)
 }

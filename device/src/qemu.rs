@@ -8,8 +8,8 @@
 //! number is ever guessed. Every wait has a time limit: a firmware that
 //! hangs must fail a test, not stall it.
 
-use crate::device::serial::{Client, Handshake};
 use crate::error::{Error, Result};
+use crate::serial::{Client, Handshake};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
 //! Streaming test images to the firmware (a board or QEMU) and reporting
 //! accuracy, agreement with the host's int8 reference, latency and cost.
 
-use crate::device::serial::Client;
 use crate::error::Result;
-use crate::train::data::Split;
+use crate::serial::Client;
+use files::mnist::Split;
 use shared::nets::Prediction;
 use shared::protocol::{Classification, CostUnit};
 use shared::NetId;

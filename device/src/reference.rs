@@ -4,7 +4,8 @@
 //! bit for bit.
 
 use crate::error::{Error, Result};
-use crate::train::data::Split;
+use files::mnist::Split;
+use rayon::prelude::*;
 use shared::arch::{CLASSES, IMAGE_PIXELS};
 use shared::model::ModelSpec;
 use shared::nets::{Arena, Model, Prediction, ARENA_BYTES};
@@ -91,6 +92,19 @@ impl Reference {
 
     /// Classify the first `n` images of `split` (in parallel).
     pub fn predict_first(&self, split: &Split, n: usize) -> Vec<Prediction> {
-        crate::train::eval::int8_predictions(&self.model(), split, n)
+        int8_predictions(&self.model(), split, n)
     }
+}
+
+/// The int8 prediction (class and logits) for each of the first `count`
+/// images of `split`, in order, spread over the rayon pool.
+pub fn int8_predictions(model: &Model<'_>, split: &Split, count: usize) -> Vec<Prediction> {
+    (0..count.min(split.len()))
+        .into_par_iter()
+        // One arena per worker, on the heap (the firmware keeps it in a static).
+        .map_init(
+            || Box::new(Arena::<ARENA_BYTES>::new()),
+            |arena, i| shared::nets::classify(model, split.image(i), arena, &mut ()),
+        )
+        .collect()
 }

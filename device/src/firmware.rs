@@ -96,7 +96,7 @@ pub fn build(build: Build) -> Result<PathBuf> {
     // Atomically: a QEMU started meanwhile (another test, `host profile`)
     // must find the old ELF or the new one, never a half-copied file.
     let built = out.join("firmware");
-    crate::atomic::write_atomic_with(&elf, |w| {
+    files::atomic::write_atomic_with(&elf, |w| {
         std::io::copy(&mut std::fs::File::open(&built)?, w).map(drop)
     })?;
     Ok(elf)

@@ -249,7 +249,7 @@ fn read_idx(dir: &Path, file: IdxFile, hash: bool) -> Result<IdxRead> {
         });
     };
     let bytes = read_maybe_gzip(&path)?;
-    let sha256 = hash.then(|| hex(&Sha256::digest(&bytes)));
+    let sha256 = hash.then(|| sha256_hex(&bytes));
     let idx = parse_idx(bytes).map_err(|problem| Error::Idx {
         path: path.clone(),
         problem,
@@ -345,6 +345,12 @@ fn parse_idx(mut bytes: Vec<u8>) -> std::result::Result<Idx, String> {
     Ok(Idx { dims, data: bytes })
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes`, in lowercase hex: how data files and
+/// checkpoints are identified.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

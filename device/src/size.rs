@@ -7,8 +7,8 @@
 //! `.uninit`. The stack gets all the rest of RAM, below them (flip-link), so what it
 //! needs is measured on the running firmware instead ([`Info::stack_used`](shared::protocol::Info)).
 
-use crate::device::qemu;
 use crate::error::{Error, Result};
+use crate::qemu;
 use object::{Object, ObjectSection, SectionFlags, SectionKind};
 use shared::arch::IMAGE_PIXELS;
 use shared::NetId;

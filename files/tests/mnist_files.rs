@@ -3,9 +3,9 @@
 //! Expected values come from the MNIST README (counts, first labels) and from
 //! IDX files written here by a writer independent of the loader.
 
+use files::mnist::{Dataset, Verify, DEFAULT_DATA_DIR};
+use files::Error;
 use flate2::{write::GzEncoder, Compression};
-use host::train::data::{Dataset, Verify, DEFAULT_DATA_DIR};
-use host::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
