@@ -9,7 +9,7 @@ use shared::nets::{arena_bytes, plan};
 use shared::NetId;
 use tests::{host_cli, qemu_elf, reference};
 
-/// Issue 12's budget: the board build's flash, every network and the code
+/// The board build's flash budget: every network and the code
 /// (448 KB, read as 448,000 bytes: the stricter reading).
 const FLASH_BUDGET: u64 = 448_000;
 

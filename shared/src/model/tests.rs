@@ -657,7 +657,7 @@ fn errors_display() {
     assert!(texts.iter().all(|t| !t.is_empty()));
 }
 
-/// Issue 4's budget: an InceptionNet file of at most 110 KB. Every field
+/// The model file budget: an InceptionNet file of at most 110 KB. Every field
 /// but the header's varints has a fixed size, so a synthetic model has the
 /// size of a trained one.
 #[test]

@@ -231,7 +231,7 @@ const _: () = assert!(
     PLAN.verify().is_ok(),
     "InceptionNet buffer plan clobbers a live buffer"
 );
-// Issue 6's bound: activations and scratch of one inference in 24 KB.
+// The arena budget: activations and scratch of one inference in 24 KB.
 const _: () = assert!(
     PLAN.arena_bytes() <= 24 * 1024,
     "InceptionNet arena over 24 KB"

@@ -139,7 +139,7 @@ const _: () = assert!(
     PLAN.verify().is_ok(),
     "identity ResNet buffer plan clobbers a live buffer"
 );
-// Issue 12's bound: activations and scratch of one inference in 24 KB.
+// The arena budget: activations and scratch of one inference in 24 KB.
 const _: () = assert!(
     PLAN.arena_bytes() <= 24 * 1024,
     "identity ResNet arena over 24 KB"
