@@ -62,6 +62,14 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
+    /// The firmware's linker script or runner does not fit the chip.
+    #[error("{path}: {problem}")]
+    FirmwareConfig {
+        /// The file.
+        path: PathBuf,
+        /// What differs from the chip's description.
+        problem: String,
+    },
     /// A firmware ELF cannot be read.
     #[error("{path}: not a firmware ELF: {problem}")]
     Elf {

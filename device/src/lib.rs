@@ -1,7 +1,8 @@
 //! The host's side of the firmware, and the tools that use it: building it
 //! ([`firmware`]), running it under QEMU ([`qemu`]), the serial client
 //! ([`serial`]), streaming test images to it ([`classify`]), its per-layer
-//! profile ([`profile`]), its size ([`size`]) and the boot self-test's
+//! profile ([`profile`]), its size ([`size`]) against the chip's flash and
+//! RAM from probe-rs's target database ([`chip`]) and the boot self-test's
 //! digits ([`selftest`]).
 //!
 //! The firmware's answers are checked against [`reference`]: `shared`'s
@@ -15,6 +16,7 @@
 //! drive QEMU through it) builds without dfdx.
 #![deny(missing_docs)]
 
+pub mod chip;
 pub mod classify;
 pub mod error;
 pub mod firmware;

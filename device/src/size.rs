@@ -1,12 +1,14 @@
 //! The firmware's size on the chip: flash and RAM per ELF section, against
-//! the STM32F405RG's 1 MiB of flash and 128 KiB of RAM (`firmware/memory.x`;
-//! the 64 KiB CCM is left out, QEMU does not map it).
+//! the STM32F405RGTx's boot flash and RAM as probe-rs's target database
+//! gives them ([`crate::chip`]; the 64 KiB CCM is left out, QEMU does not
+//! map it).
 //!
 //! Flash holds every allocated section with contents (code, constants, the
 //! model files, and `.data`'s initial values); RAM holds `.data`, `.bss` and
 //! `.uninit`. The stack gets all the rest of RAM, below them (flip-link), so what it
 //! needs is measured on the running firmware instead ([`Info::stack_used`](shared::protocol::Info)).
 
+use crate::chip;
 use crate::error::{Error, Result};
 use crate::qemu;
 use object::{Object, ObjectSection, SectionFlags, SectionKind};
@@ -14,11 +16,6 @@ use shared::arch::IMAGE_PIXELS;
 use shared::NetId;
 use std::fmt;
 use std::path::Path;
-
-/// Flash: start and length (bytes).
-pub const FLASH: (u64, u64) = (0x0800_0000, 1024 * 1024);
-/// RAM (SRAM1 + SRAM2): start and length (bytes).
-pub const RAM: (u64, u64) = (0x2000_0000, 128 * 1024);
 
 /// `SHF_ALLOC`: the section occupies memory on the target.
 const SHF_ALLOC: u64 = 0x2;
@@ -41,10 +38,6 @@ pub struct Section {
 pub struct SizeReport {
     /// Every allocated section, in address order.
     pub sections: Vec<Section>,
-}
-
-fn within((start, len): (u64, u64), address: u64) -> bool {
-    (start..start + len).contains(&address)
 }
 
 impl SizeReport {
@@ -74,10 +67,12 @@ impl SizeReport {
             let name = s.name().map_err(|e| e.to_string())?.to_string();
             let (address, size) = (s.address(), s.size());
             let has_contents = s.kind() != SectionKind::UninitializedData;
-            let in_ram = within(RAM, address);
-            if !in_ram && !within(FLASH, address) {
+            let chip = chip::stm32f405();
+            let in_ram = chip.ram.contains(address);
+            if !in_ram && !chip.flash.contains(address) {
                 return Err(format!(
-                    "section {name} at {address:#010x} is neither in flash nor in RAM"
+                    "section {name} at {address:#010x} is neither in the {}'s flash ({}) nor in its RAM ({})",
+                    chip.name, chip.flash, chip.ram
                 ));
             }
             sections.push(Section {
@@ -104,7 +99,10 @@ impl SizeReport {
 
     /// Bytes of RAM left for the stack.
     pub fn stack_room(&self) -> u64 {
-        RAM.1.saturating_sub(self.static_ram())
+        chip::stm32f405()
+            .ram
+            .len()
+            .saturating_sub(self.static_ram())
     }
 }
 
@@ -155,14 +153,17 @@ impl fmt::Display for SizeReport {
                 s.name, s.address, s.flash, s.ram
             )?;
         }
+        let chip = chip::stm32f405();
         writeln!(
             f,
-            "{:<25} {:>10} {:>10}   ({:.1}% of 1 MiB flash, {:.1}% of 128 KiB RAM)",
+            "{:<25} {:>10} {:>10}   ({:.1}% of {} KiB flash, {:.1}% of {} KiB RAM)",
             "total",
             self.flash(),
             self.static_ram(),
-            percent(self.flash(), FLASH.1),
-            percent(self.static_ram(), RAM.1)
+            percent(self.flash(), chip.flash.len()),
+            chip.flash.len() / 1024,
+            percent(self.static_ram(), chip.ram.len()),
+            chip.ram.len() / 1024,
         )?;
         write!(
             f,
@@ -175,27 +176,6 @@ impl fmt::Display for SizeReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_limits_are_those_of_memory_x() {
-        let memory_x =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/memory.x"))
-                .unwrap();
-        let flash = format!(
-            "FLASH : ORIGIN = {:#010X}, LENGTH = {}K",
-            FLASH.0,
-            FLASH.1 / 1024
-        )
-        .replace("0X", "0x");
-        let ram = format!(
-            "RAM   : ORIGIN = {:#010X}, LENGTH = {}K",
-            RAM.0,
-            RAM.1 / 1024
-        )
-        .replace("0X", "0x");
-        assert!(memory_x.contains(&flash), "memory.x lacks `{flash}`");
-        assert!(memory_x.contains(&ram), "memory.x lacks `{ram}`");
-    }
 
     #[test]
     fn a_file_that_is_not_an_elf_is_refused() {

@@ -4,6 +4,7 @@
 use super::{at_least_one, DataArgs, NetChoice};
 use anyhow::{Context, Result};
 use clap::Args;
+use device::chip;
 use device::classify::Report;
 use device::firmware;
 use device::qemu;
@@ -14,7 +15,7 @@ use files::mnist::Split;
 use host::quant::inspect::BufferPlan;
 use shared::protocol::ModelStatus;
 use shared::NetId;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args)]
@@ -171,9 +172,15 @@ pub(crate) fn size_command(args: SizeArgs) -> Result<()> {
         None => firmware::build(firmware::Build::Board)?,
     };
     let report = SizeReport::of_file(&elf)?;
+    let chip = chip::stm32f405();
+    chip::check_firmware(Path::new(firmware::FIRMWARE_DIR), chip)?;
     println!(
-        "{} (STM32F405RG: 1 MiB flash, 128 KiB RAM)\n{report}",
-        elf.display()
+        "{} ({}, from probe-rs's target database: flash {}, RAM {}; \
+         firmware/memory.x and the runner agree)\n{report}",
+        elf.display(),
+        chip.name,
+        chip.flash,
+        chip.ram
     );
     for net in NetId::ALL {
         print!("\n{} {}", net.name(), BufferPlan::of(net));
@@ -189,7 +196,7 @@ pub(crate) fn size_command(args: SizeArgs) -> Result<()> {
             stack.used,
             stack.size,
             report.static_ram() + u64::from(stack.used),
-            device::size::RAM.1
+            chip.ram.len()
         );
     }
     Ok(())
