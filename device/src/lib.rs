@@ -58,16 +58,7 @@ impl Device {
             (Some(port), _) => Some(Device::Port(Box::new(Client::open_serial(
                 port, baud, timeout,
             )?))),
-            (None, true) => {
-                let elf = firmware::build(firmware::Build::Qemu)?;
-                Some(Device::Qemu(Box::new(qemu::start(
-                    &elf,
-                    &qemu::Options {
-                        timeout,
-                        ..qemu::Options::default()
-                    },
-                )?)))
-            }
+            (None, true) => Some(Device::Qemu(Box::new(qemu::boot(timeout)?))),
             (None, false) => None,
         })
     }

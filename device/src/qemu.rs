@@ -99,6 +99,20 @@ fn command(elf: &Path, port: u16, opts: &Options) -> Command {
     cmd
 }
 
+/// Build the QEMU firmware ([`Build::Qemu`](crate::firmware::Build::Qemu)) and
+/// [`start`] it, each request allowed `timeout`: the device of the
+/// commands' `--qemu`.
+pub fn boot(timeout: Duration) -> Result<Session> {
+    let elf = crate::firmware::build(crate::firmware::Build::Qemu)?;
+    start(
+        &elf,
+        &Options {
+            timeout,
+            ..Options::default()
+        },
+    )
+}
+
 /// Start `elf` under QEMU and connect to it: returns once the firmware has
 /// announced that it serves (after its boot self-test).
 pub fn start(elf: &Path, opts: &Options) -> Result<Session> {

@@ -102,14 +102,7 @@ pub(crate) fn classify_command(args: ClassifyArgs) -> Result<()> {
             .with_context(|| format!("connecting to the firmware on {}", port.display()))?;
         classify_on(&mut client, &args, &test)
     } else {
-        let elf = firmware::build(firmware::Build::Qemu)?;
-        let mut session = qemu::start(
-            &elf,
-            &qemu::Options {
-                timeout,
-                ..qemu::Options::default()
-            },
-        )?;
+        let mut session = qemu::boot(timeout)?;
         classify_on(session.client(), &args, &test)
     }
 }
@@ -215,15 +208,7 @@ pub(crate) fn profile_command(args: ProfileArgs) -> Result<()> {
         .into_iter()
         .filter(|&n| args.net.includes(n))
         .collect();
-    let elf = firmware::build(firmware::Build::Qemu)?;
-    let timeout = Duration::from_secs(args.timeout);
-    let mut session = qemu::start(
-        &elf,
-        &qemu::Options {
-            timeout,
-            ..qemu::Options::default()
-        },
-    )?;
+    let mut session = qemu::boot(Duration::from_secs(args.timeout))?;
     let profiles = device::profile::profile(session.client(), &nets, test.image(args.image))
         .with_context(|| {
             format!(
