@@ -158,6 +158,9 @@ pub(crate) fn bench_command(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// One network's training, its start already built and checked.
+type TrainRun = Box<dyn FnOnce(&Dataset, &TrainArgs, &mut TrainLog) -> Result<()>>;
+
 pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
     // Everything that can fail on bad input fails here, before training.
     let mut ds = args.data.load()?;
@@ -173,9 +176,15 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
             train::state::recover(&args.out, net)?;
         }
     }
-    for &net in &nets {
-        with_net!(net, M => start::<M>(&args, &data, true).map(drop))?;
-    }
+    // Each network's start, built once: checked now, trained below.
+    let runs = nets
+        .iter()
+        .map(|&net| {
+            with_net!(net, M => start::<M>(&args, &data).map(|start| -> TrainRun {
+                Box::new(move |ds, args, log| run(start, ds, args, log))
+            }))
+        })
+        .collect::<Result<Vec<TrainRun>>>()?;
     let log_path = args.out.join(report::LOG_FILE);
     // The other networks' history stays in the log.
     let mut log = if log_path.exists() {
@@ -197,8 +206,8 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
         serde_json::Value::Object(map) => map,
         _ => unreachable!("TrainArgs serialises to an object"),
     };
-    for net in nets {
-        with_net!(net, M => run(start::<M>(&args, &data, false)?, &ds, &args, &mut log))?;
+    for train in runs {
+        train(&ds, &args, &mut log)?;
     }
     let pictures = report::plot::write_plots(&args.out, &log)?;
     println!("\n{}", report::summary_table(&log));
@@ -220,9 +229,9 @@ pub(crate) fn train_command(args: TrainArgs) -> Result<()> {
 /// The starting point for `M`: fresh, or its run in `--out`. With
 /// `--resume`, a network with no checkpoint yet starts fresh if another
 /// chosen network has one (a `--net all` run stopped before reaching it);
-/// if none has, `--out` is likely wrong and resuming fails. `announce`
-/// prints what will happen.
-pub(crate) fn start<M: Net>(args: &TrainArgs, data: &DataId, announce: bool) -> Result<Start<M>> {
+/// if none has, `--out` is likely wrong and resuming fails. Says what will
+/// happen.
+pub(crate) fn start<M: Net>(args: &TrainArgs, data: &DataId) -> Result<Start<M>> {
     let req = args.requested();
     let name = M::ID.name();
     if !args.resume {
@@ -230,28 +239,24 @@ pub(crate) fn start<M: Net>(args: &TrainArgs, data: &DataId, announce: bool) -> 
     }
     let has_checkpoint = |net: NetId| train::checkpoint_path(&args.out, net).exists();
     if !has_checkpoint(M::ID) && args.net.nets().into_iter().any(has_checkpoint) {
-        if announce {
-            println!(
-                "{name}: no checkpoint in {} yet; it will train from the start",
-                args.out.display()
-            );
-        }
+        println!(
+            "{name}: no checkpoint in {} yet; it will train from the start",
+            args.out.display()
+        );
         return Ok(Start::fresh(&req, data));
     }
     let start = Start::<M>::resume(&args.out, &req, data)?;
-    if announce {
-        if start.is_complete() {
-            println!(
-                "{name}: the checkpoint already has all {} epochs; nothing to train",
-                start.epochs_done()
-            );
-        } else if !start.inexact.is_empty() {
-            eprintln!(
-                "warning: {name} resumes after epoch {} but will not match an uninterrupted run: {}",
-                start.epochs_done(),
-                start.inexact.join("; ")
-            );
-        }
+    if start.is_complete() {
+        println!(
+            "{name}: the checkpoint already has all {} epochs; nothing to train",
+            start.epochs_done()
+        );
+    } else if !start.inexact.is_empty() {
+        eprintln!(
+            "warning: {name} resumes after epoch {} but will not match an uninterrupted run: {}",
+            start.epochs_done(),
+            start.inexact.join("; ")
+        );
     }
     Ok(start)
 }
