@@ -75,14 +75,6 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
-    /// A model file is malformed, or not the one expected.
-    #[error("{path}: {source}")]
-    Model {
-        /// The file.
-        path: PathBuf,
-        /// The decoder's error, naming what did not match.
-        source: shared::Error,
-    },
     /// Training produced a non-finite loss.
     #[error("{net} diverged in epoch {epoch} (loss is not finite at learning rate {lr:.2e}); try a smaller --lr")]
     Diverged {

@@ -121,10 +121,7 @@ pub(crate) fn classify_on<L: std::io::Read + std::io::Write>(
     );
     let n = args.limit.unwrap_or(test.len()).min(test.len());
     let mut differ = 0;
-    for net in NetId::ALL {
-        if !args.net.includes(net) {
-            continue;
-        }
+    for net in args.net.nets() {
         if info.models[net as usize] == ModelStatus::Refused {
             println!(
                 "{}: the firmware refused its model at boot (see its log); skipped",
@@ -204,10 +201,7 @@ pub(crate) fn profile_command(args: ProfileArgs) -> Result<()> {
         args.image,
         test.len()
     );
-    let nets: Vec<NetId> = NetId::ALL
-        .into_iter()
-        .filter(|&n| args.net.includes(n))
-        .collect();
+    let nets = args.net.nets();
     let mut session = qemu::boot(Duration::from_secs(args.timeout))?;
     let profiles = device::profile::profile(session.client(), &nets, test.image(args.image))
         .with_context(|| {

@@ -112,7 +112,7 @@ impl NetChoice {
     }
 
     /// The networks chosen, in id order.
-    fn nets(self) -> Vec<NetId> {
+    pub(crate) fn nets(self) -> Vec<NetId> {
         NetId::ALL
             .into_iter()
             .filter(|&n| self.includes(n))

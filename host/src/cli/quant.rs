@@ -8,7 +8,6 @@ use host::quant::export;
 use host::train::checkpoint::Checkpoint;
 use host::train::report::{self};
 use shared::nets::Model;
-use shared::NetId;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -61,8 +60,8 @@ pub(crate) struct InspectArgs {
 pub(crate) fn export_command(args: ExportArgs) -> Result<()> {
     let ds = args.data.load()?;
     files::atomic::check_writable_dir(&args.out)?;
-    for net in NetId::ALL.into_iter().filter(|n| args.net.includes(*n)) {
-        let ckpt_path = args.out.join(format!("{}.safetensors", net.name()));
+    for net in args.net.nets() {
+        let ckpt_path = host::train::checkpoint_path(&args.out, net);
         let ckpt = Checkpoint::load(&ckpt_path)?;
         ckpt.expect_net(net)?;
         export_one(&ckpt, &ds, &args.out, args.calibration)?;
@@ -81,7 +80,7 @@ pub(crate) fn export_one(
     let bytes = export::export(ckpt, &ds.train, calibration)?;
     let path = device::reference::model_path(out, ckpt.net);
     files::atomic::write_atomic(&path, &bytes)?;
-    let model = Model::decode(&bytes).map_err(|source| host::Error::Model {
+    let model = Model::decode(&bytes).map_err(|source| device::Error::Model {
         path: path.clone(),
         source,
     })?;
@@ -104,7 +103,7 @@ pub(crate) fn export_one(
 
 pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
     let bytes = read_model(&args.model)?;
-    let model = Model::decode(&bytes).map_err(|source| host::Error::Model {
+    let model = Model::decode(&bytes).map_err(|source| device::Error::Model {
         path: args.model.clone(),
         source,
     })?;
@@ -155,7 +154,7 @@ pub(crate) fn eval_command(args: EvalArgs) -> Result<()> {
 
 pub(crate) fn inspect_command(args: InspectArgs) -> Result<()> {
     let bytes = read_model(&args.file)?;
-    let report = host::quant::inspect::inspect(&bytes).map_err(|source| host::Error::Model {
+    let report = host::quant::inspect::inspect(&bytes).map_err(|source| device::Error::Model {
         path: args.file.clone(),
         source,
     })?;
