@@ -126,11 +126,10 @@ impl Dataset {
     /// some but not all differing is corruption ([`Error::Digest`]).
     pub fn load(dir: &Path, verify: Verify) -> Result<Self> {
         let canonical = verify == Verify::CanonicalMnist;
-        let files = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
-            .map(|file| read_idx(dir, file, canonical));
-        let [train_images, train_labels, test_images, test_labels] = files;
-        let (train_images, train_labels) = (train_images?, train_labels?);
-        let (test_images, test_labels) = (test_images?, test_labels?);
+        // In order, stopping at the first bad file.
+        let read = |file| read_idx(dir, file, canonical);
+        let (train_images, train_labels) = (read(TRAIN_IMAGES)?, read(TRAIN_LABELS)?);
+        let (test_images, test_labels) = (read(TEST_IMAGES)?, read(TEST_LABELS)?);
         let digest_error = mnist_digest_error(
             dir,
             [&train_images, &train_labels, &test_images, &test_labels],
