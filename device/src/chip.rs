@@ -86,6 +86,14 @@ impl Region {
     pub fn contains(&self, address: u64) -> bool {
         self.range.contains(&address)
     }
+
+    /// Whether all `len` bytes from `address` lie in it.
+    pub fn contains_all(&self, address: u64, len: u64) -> bool {
+        self.contains(address)
+            && address
+                .checked_add(len)
+                .is_some_and(|end| end <= self.range.end)
+    }
 }
 
 impl fmt::Display for Region {
@@ -291,6 +299,16 @@ mod tests {
         assert_eq!(chip.flash.range, 0x0800_0000..0x0810_0000);
         assert_eq!(chip.ram.range, 0x2000_0000..0x2002_0000);
         assert_eq!(chip.ram.name, "SRAM+SRAM2");
+    }
+
+    #[test]
+    fn a_range_lies_in_a_region_only_whole() {
+        let flash = &stm32f405().flash;
+        assert!(flash.contains_all(0x0800_0000, 1024 * 1024));
+        assert!(flash.contains_all(0x080f_fff0, 16));
+        assert!(!flash.contains_all(0x080f_fff0, 17));
+        assert!(!flash.contains_all(0x07ff_ffff, 2));
+        assert!(!flash.contains_all(0x0800_0000, u64::MAX));
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl SizeReport {
     /// Read the sections of an ELF image.
     pub fn parse(elf: &[u8]) -> Result<SizeReport, String> {
         let file = object::File::parse(elf).map_err(|e| e.to_string())?;
+        let chip = chip::stm32f405();
         let mut sections = Vec::new();
         for s in file.sections() {
             let SectionFlags::Elf { sh_flags } = s.flags() else {
@@ -67,11 +68,10 @@ impl SizeReport {
             let name = s.name().map_err(|e| e.to_string())?.to_string();
             let (address, size) = (s.address(), s.size());
             let has_contents = s.kind() != SectionKind::UninitializedData;
-            let chip = chip::stm32f405();
-            let in_ram = chip.ram.contains(address);
-            if !in_ram && !chip.flash.contains(address) {
+            let in_ram = chip.ram.contains_all(address, size);
+            if !in_ram && !chip.flash.contains_all(address, size) {
                 return Err(format!(
-                    "section {name} at {address:#010x} is neither in the {}'s flash ({}) nor in its RAM ({})",
+                    "section {name} ({size} bytes at {address:#010x}) lies neither in the {}'s flash ({}) nor in its RAM ({})",
                     chip.name, chip.flash, chip.ram
                 ));
             }
