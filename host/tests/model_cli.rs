@@ -152,7 +152,7 @@ fn inspect_lists_every_layer_flash_and_ram() {
             .collect();
         let expected: Vec<&str> = layers(net).iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, expected);
-        // Issue 4's limits: InceptionNet's file at most 110 KB, one
+        // The budgets: InceptionNet's file at most 110 KB, one
         // inference's activations at most 32 KB (aim: 24 KB).
         let arena = v["arena_bytes"].as_u64().unwrap();
         assert!(
