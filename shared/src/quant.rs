@@ -73,6 +73,16 @@ impl Requant {
         self.shift
     }
 
+    /// An upper bound on `|requantize(x, self)|` over `|x| <= x_max`: each
+    /// of the two roundings adds at most 1. For a left shift, `i32::MAX`
+    /// (nothing better is needed).
+    pub const fn bound(self, x_max: i64) -> i64 {
+        if self.shift > 0 {
+            return i32::MAX as i64;
+        }
+        ((x_max * self.multiplier as i64) >> (31 - self.shift)) + 2
+    }
+
     /// The real value this multiplier stands for (host side, for reports).
     #[cfg(any(feature = "std", test))]
     pub fn to_f64(self) -> f64 {

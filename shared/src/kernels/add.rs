@@ -93,6 +93,13 @@ pub(super) fn fill_add_lut(add: &AddS8, lut: &mut AddLut) {
     }
 }
 
+/// A bound on `|table(lut_a, a) + table(lut_b, b)|` for the tables of
+/// `add`: what its output requantisation sees.
+pub(super) fn add_sum_bound(add: &AddS8) -> i64 {
+    let x_max = 255 << ADD_LEFT_SHIFT;
+    add.a.bound(x_max) + add.b.bound(x_max)
+}
+
 /// The entry of int8 value `v` in a table: index `v + 128`, as the byte
 /// `v ^ 0x80`.
 #[inline(always)]
@@ -118,7 +125,7 @@ pub fn add_requant_s8<const H: usize, const W: usize, const C: usize>(
 ) {
     fill_add_lut(p, lut);
     let [lut_a, lut_b] = &*lut;
-    let sum = Epilogue::<C>::uniform(Rescale::new(p.out), p.output, ActRange::FULL);
+    let sum = Epilogue::<C>::uniform(p.out, add_sum_bound(p), p.output, ActRange::FULL);
     let mut values = [0i32; C];
     let pixels = a.as_flattened().iter().zip(b.as_flattened());
     for (o, (a, b)) in out.as_flattened_mut().iter_mut().zip(pixels) {

@@ -2,29 +2,62 @@
 //! requantisation, output zero point and clamp, per output channel.
 //!
 //! The per-channel parameters are worked out once per layer
-//! ([`Epilogue::new`]). On the Cortex-M4 the store (one pixel, a run of
-//! channels) is an assembly loop of about 16 instructions per output: one
-//! `LDM` of the channel's eight parameter words, the accumulator, the bias,
-//! three instructions for the sign nudge of [`Rescale`], one `SMLAL`, the
-//! high word's shift, the saturating zero point add, `SSAT` for the upper
-//! clamp (127), three for the lower one, and the store. Compiled from Rust
-//! the same work spills registers and costs about 28. Elsewhere (the host,
-//! the tests, a left-shift multiplier, a clamp below 127) the portable loop
-//! computes the same bytes.
+//! ([`Epilogue::new`]), in one of two forms:
+//!
+//! - **Short form**, for a right-shift multiplier (`e = -shift` in
+//!   `1..=MAX_SHORT_SHIFT`), a clamp ending at 127 and an input `x = acc +
+//!   bias` known to stay below 2^30 in magnitude (every layer of our
+//!   networks). With `A = x*m + 2^30`, the requantisation of
+//!   [`Rescale`] is `floor((floor(A / 2^31) + 2^(e-1) - [x < 0]) / 2^e)`,
+//!   and the output zero point joins the rounding term (a floor division
+//!   by 2^e moves `zp * 2^e` out whole):
+//!
+//!   `out = max(sat8((R + floor((2x*m + 2^31) / 2^32) - [x < 0]) >> e), min)`
+//!   with `R = 2^(e-1) + zp * 2^e`,
+//!
+//!   which is `SMMLAR` (most significant word, rounded, with accumulate) on
+//!   `2x`, an add of the sign, a shift, `SSAT` and a byte maximum: with the
+//!   parameter load, the accumulator load, the bias add and the store, 10
+//!   instructions per output on the Cortex-M4. The bounds keep every step
+//!   inside i32, so no step saturates or wraps.
+//! - **Long form**, anything else (a left shift, a clamp below 127, a huge
+//!   bias): [`Rescale`] and [`OutputQuant::apply`], portable code only.
+//!
+//! Off the Cortex-M4 (the host, the tests) both forms run as Rust, the
+//! short one exactly as the assembly computes it, so the host's tests
+//! against the reference kernels check its arithmetic.
 
 use super::dsp::TILE;
 use super::{ActRange, Conv2dS8, OutputQuant};
 use crate::quant::{Requant, Rescale};
 
-/// One output channel's epilogue: bias, requantisation, output zero point
-/// and clamp (as i32, ready to use).
+/// The largest right shift of the short form: it keeps `R` below 2^29.
+const MAX_SHORT_SHIFT: i32 = 21;
+
+/// The short form's bound on `|acc + bias|`: `2x` must fit an i32, with room
+/// for `R`.
+const SHORT_INPUT_LIMIT: i64 = 1 << 30;
+
+/// The largest `|sum w * (x - zp)|` of a reduction of `len` products.
+const fn acc_bound(len: usize) -> i64 {
+    len as i64 * 128 * 255
+}
+
+/// One output channel's epilogue (see the module docs for the two forms).
 #[derive(Clone, Copy)]
 #[repr(C)] // eight words in the order the assembly loads them (one LDM)
 pub(super) struct ChannelOut {
-    rescale: Rescale,
+    /// Short form: `2 * bias`.
+    bias2: i32,
+    multiplier: i32,
+    /// Short form: `2^(e-1) + zp * 2^e`, never 0 (an odd multiple of
+    /// 2^(e-1)). Long form: 0.
+    round: i32,
+    /// The right shift `e = -shift` (negative for a left shift).
+    e: i32,
+    min: i32,
     bias: i32,
     zero_point: i32,
-    min: i32,
     max: i32,
 }
 
@@ -35,18 +68,61 @@ const _: () = assert!(
 );
 
 impl ChannelOut {
+    /// `x = acc + bias` through `requant`, then `out` clamped by `range`;
+    /// `x_bound` bounds `|x|` (it decides the form).
     #[inline(always)]
-    fn new<const CI: usize, const CO: usize, const K: usize, const PAD: usize>(
+    fn with(requant: Requant, bias: i32, x_bound: i64, out: OutputQuant) -> ChannelOut {
+        let e = -requant.shift();
+        let zp = out.zero_point as i32;
+        let short = (1..=MAX_SHORT_SHIFT).contains(&e)
+            && out.range.max() == i8::MAX
+            && x_bound < SHORT_INPUT_LIMIT;
+        ChannelOut {
+            bias2: if short { 2 * bias } else { 0 },
+            multiplier: requant.multiplier(),
+            round: if short {
+                (1 << (e - 1)) + zp * (1 << e)
+            } else {
+                0
+            },
+            e,
+            min: out.range.min() as i32,
+            bias,
+            zero_point: zp,
+            max: out.range.max() as i32,
+        }
+    }
+
+    /// Output channel `co` of a conv layer; `pooled` leaves the bias out
+    /// (the accumulators already hold it) and clamps by `range` after the
+    /// layer's own clamp.
+    #[inline(always)]
+    fn of_layer<const CI: usize, const CO: usize, const K: usize, const PAD: usize>(
         layer: &Conv2dS8<'_, CI, CO, K, PAD>,
         co: usize,
+        pooled: Option<ActRange>,
     ) -> ChannelOut {
-        ChannelOut {
-            bias: layer.bias.get(co).copied().unwrap_or(0),
-            rescale: Rescale::new(layer.requant.get(co).copied().unwrap_or(Requant::ZERO)),
-            zero_point: layer.output.zero_point as i32,
-            min: layer.output.range.min() as i32,
-            max: layer.output.range.max() as i32,
+        let bias = layer.bias.get(co).copied().unwrap_or(0);
+        let requant = layer.requant.get(co).copied().unwrap_or(Requant::ZERO);
+        let x_bound = acc_bound(K * K * CI) + (bias as i64).abs();
+        match pooled {
+            None => Self::with(requant, bias, x_bound, layer.output),
+            Some(range) => Self::with(
+                requant,
+                0,
+                x_bound,
+                OutputQuant {
+                    zero_point: layer.output.zero_point,
+                    range: layer.output.range.then(range),
+                },
+            ),
         }
+    }
+
+    /// Whether this channel takes the short form.
+    #[inline(always)]
+    fn is_short(&self) -> bool {
+        self.round != 0
     }
 
     /// `acc + bias` (wrapping, as the reference).
@@ -55,33 +131,34 @@ impl ChannelOut {
         acc.wrapping_add(self.bias)
     }
 
-    /// A biased accumulator through requantisation and the output stage
-    /// ([`OutputQuant::apply`](super::OutputQuant::apply)).
-    #[inline(always)]
-    pub(super) fn requant(&self, v: i32) -> i8 {
-        // `max` then `min`, not `clamp`: `min <= max` holds (ActRange), and
-        // `clamp` would check it again for every output.
-        self.rescale
-            .apply(v)
-            .saturating_add(self.zero_point)
-            .max(self.min)
-            .min(self.max) as i8
-    }
-
     /// The output of an accumulator.
     #[inline(always)]
     pub(super) fn out(&self, acc: i32) -> i8 {
-        self.requant(self.biased(acc))
+        if self.is_short() {
+            // As the assembly: SMMLAR, the sign, the shift, SSAT, the max.
+            let x2 = acc.wrapping_mul(2).wrapping_add(self.bias2);
+            let high =
+                (((self.round as i64) << 32) + x2 as i64 * self.multiplier as i64 + (1 << 31))
+                    >> 32;
+            let v = (high as i32 + (x2 >> 31)) >> self.e;
+            return v.clamp(i8::MIN as i32, i8::MAX as i32).max(self.min) as i8;
+        }
+        let requant = Requant::new(self.multiplier, -self.e).unwrap_or(Requant::ZERO);
+        // `max` then `min`, not `clamp`: `min <= max` holds (ActRange), and
+        // `clamp` would check it again for every output.
+        Rescale::new(requant)
+            .apply(self.biased(acc))
+            .saturating_add(self.zero_point)
+            .max(self.min)
+            .min(self.max) as i8
     }
 }
 
 /// Every output channel's epilogue of a layer, worked out once per call.
 pub(super) struct Epilogue<const CO: usize> {
     qs: [ChannelOut; CO],
-    /// The assembly computes these outputs: every multiplier is in
-    /// high-word form ([`Rescale::is_high_word`]) and every clamp ends at
-    /// 127 (a saturation to int8 then does the upper clamp). True for every
-    /// layer of our networks; the portable loop serves the others.
+    /// Every channel takes the short form: the assembly computes the
+    /// outputs (otherwise the portable loop).
     #[cfg_attr(not(arm_dsp), allow(dead_code))]
     assembly: bool,
 }
@@ -89,9 +166,7 @@ pub(super) struct Epilogue<const CO: usize> {
 impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     fn from_channels(qs: [ChannelOut; CO]) -> Self {
-        let assembly = qs
-            .iter()
-            .all(|q| q.rescale.is_high_word() && q.max == i8::MAX as i32);
+        let assembly = qs.iter().all(ChannelOut::is_short);
         Epilogue { qs, assembly }
     }
 
@@ -100,7 +175,9 @@ impl<const CO: usize> Epilogue<CO> {
     pub(super) fn new<const CI: usize, const K: usize, const PAD: usize>(
         layer: &Conv2dS8<'_, CI, CO, K, PAD>,
     ) -> Self {
-        Self::from_channels(core::array::from_fn(|co| ChannelOut::new(layer, co)))
+        Self::from_channels(core::array::from_fn(|co| {
+            ChannelOut::of_layer(layer, co, None)
+        }))
     }
 
     /// A conv layer's outputs from accumulators that already hold the bias
@@ -111,29 +188,25 @@ impl<const CO: usize> Epilogue<CO> {
         layer: &Conv2dS8<'_, CI, CO, K, PAD>,
         range: ActRange,
     ) -> Self {
-        let clamp = layer.output.range.then(range);
-        Self::from_channels(core::array::from_fn(|co| ChannelOut {
-            bias: 0,
-            min: clamp.min() as i32,
-            max: clamp.max() as i32,
-            ..ChannelOut::new(layer, co)
+        Self::from_channels(core::array::from_fn(|co| {
+            ChannelOut::of_layer(layer, co, Some(range))
         }))
     }
 
     /// One requantisation and output stage for every channel (an add's),
-    /// then `range`.
+    /// then `range`; `x_bound` bounds the magnitude of the values.
     #[inline(always)]
-    pub(super) fn uniform(rescale: Rescale, out: OutputQuant, range: ActRange) -> Self {
-        let clamp = out.range.then(range);
-        Self::from_channels(
-            [ChannelOut {
-                rescale,
-                bias: 0,
-                zero_point: out.zero_point as i32,
-                min: clamp.min() as i32,
-                max: clamp.max() as i32,
-            }; CO],
-        )
+    pub(super) fn uniform(
+        requant: Requant,
+        x_bound: i64,
+        out: OutputQuant,
+        range: ActRange,
+    ) -> Self {
+        let out = OutputQuant {
+            zero_point: out.zero_point,
+            range: out.range.then(range),
+        };
+        Self::from_channels([ChannelOut::with(requant, 0, x_bound, out); CO])
     }
 
     /// The channel epilogues, for the loops that do more than store.
@@ -184,7 +257,8 @@ impl<const CO: usize> Epilogue<CO> {
     /// # Safety
     ///
     /// `src` must be readable at `STRIDE * c` and `dst` writable at `c` for
-    /// every `c < CO`; `self.assembly` must hold.
+    /// every `c < CO`; `self.assembly` must hold (every channel in the
+    /// short form).
     #[cfg(arm_dsp)]
     #[inline(always)]
     unsafe fn run<const STRIDE: usize>(&self, dst: *mut i8, src: *const i32) {
@@ -200,23 +274,19 @@ impl<const CO: usize> Epilogue<CO> {
                 "2:",
                 // Two channels per pass when CO is even.
                 ".rept {unroll}",
-                // r0:r1 base, r2 multiplier, r3 high shift, r4 bias,
-                // r5 zero point, r6 min, r7 max (127, not needed).
+                // r0 2 * bias, r1 multiplier, r2 rounding term R, r3 shift,
+                // r4 min (the rest: the long form's, not needed).
                 "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
                 "ldr r8, [r10], #{stride}",
-                "add r8, r8, r4",
-                // base - [x < 0] * 2^31, then + x * multiplier.
-                "and r9, r8, #0x80000000",
-                "adds r0, r0, r9",
-                "adc r1, r1, r8, asr #31",
-                "smlal r0, r1, r8, r2",
-                "asr r1, r1, r3",
-                "qadd r1, r1, r5",
-                "ssat r1, #8, r1",
-                "cmp r1, r6",
-                "it lt",
-                "movlt r1, r6",
-                "strb r1, [r11], #1",
+                "add r8, r0, r8, lsl #1",
+                "smmlar r9, r8, r1, r2",
+                "add r9, r9, r8, asr #31",
+                "asr r9, r9, r3",
+                "ssat r9, #8, r9",
+                // max(v, min) in the low byte: SSUB8 sets GE[0] if v >= min.
+                "ssub8 r8, r9, r4",
+                "sel r9, r9, r4",
+                "strb r9, [r11], #1",
                 ".endr",
                 "cmp r12, lr",
                 "bne 2b",
@@ -235,6 +305,113 @@ impl<const CO: usize> Epilogue<CO> {
                 out("r5") _,
                 out("r8") _,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Rng;
+
+    /// The reference output of `x = acc + bias`: [`Rescale`] and
+    /// [`OutputQuant::apply`].
+    fn reference(requant: Requant, x: i32, out: OutputQuant) -> i8 {
+        out.apply(Rescale::new(requant).apply(x))
+    }
+
+    // The short form against the reference at the edges of its domain:
+    // every shift it takes, the largest inputs, every zero point's extremes
+    // and both clamps.
+    #[test]
+    fn short_form_is_the_reference_at_its_edges() {
+        let limit = (SHORT_INPUT_LIMIT - 1) as i32;
+        let xs = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            1000,
+            -1000,
+            limit,
+            -limit,
+            limit - 1,
+            1 - limit,
+        ];
+        let mut rng = Rng::new(11);
+        for e in 1..=MAX_SHORT_SHIFT {
+            for multiplier in [
+                0,
+                1,
+                1 << 30,
+                i32::MAX,
+                (1 << 30) | (rng.next_u32() as i32 & 0x3fff_ffff),
+            ] {
+                let requant = Requant::new(multiplier, -e).unwrap();
+                for zp in [-128i8, -1, 0, 1, 127] {
+                    for out in [OutputQuant::linear(zp), OutputQuant::relu(zp)] {
+                        for &x in &xs {
+                            for bias in [0, x / 2] {
+                                let q = ChannelOut::with(requant, bias, SHORT_INPUT_LIMIT - 1, out);
+                                assert!(q.is_short());
+                                assert_eq!(
+                                    q.out(x.wrapping_sub(bias)),
+                                    reference(requant, x, out),
+                                    "x {x} bias {bias} e {e} m {multiplier} {out:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Random inputs within the bound, random multipliers and output stages:
+    // short and long form agree with the reference.
+    #[test]
+    fn both_forms_are_the_reference() {
+        let mut rng = Rng::new(12);
+        let (mut short, mut long) = (0, 0);
+        for _ in 0..200_000 {
+            let requant = rng.requant();
+            let out = crate::testutil::random_output(&mut rng);
+            let bound = (rng.next_u32() >> rng.below(32) as u32) as i64;
+            let x = (rng.next_u32() as i64 % (bound + 1)) as i32
+                * if rng.below(2) == 0 { 1 } else { -1 };
+            let bias = rng.next_u32() as i32 >> rng.below(32) as u32;
+            let q = ChannelOut::with(requant, bias, bound + (bias as i64).abs(), out);
+            if q.is_short() {
+                short += 1
+            } else {
+                long += 1
+            }
+            let acc = x.wrapping_sub(bias);
+            assert_eq!(
+                q.out(acc),
+                reference(requant, acc.wrapping_add(bias), out),
+                "{x} {bias} {requant:?} {out:?}"
+            );
+        }
+        assert!(
+            short > 50_000 && long > 50_000,
+            "{short} short, {long} long"
+        );
+    }
+
+    // The bound of a requantisation holds at its largest input.
+    #[test]
+    fn requant_bound_holds() {
+        let mut rng = Rng::new(13);
+        for _ in 0..100_000 {
+            let requant = rng.requant();
+            let x_max = (rng.next_u32() & i32::MAX as u32) as i64;
+            let worst = Rescale::new(requant)
+                .apply(x_max as i32)
+                .abs()
+                .max(Rescale::new(requant).apply(-(x_max as i32)).abs());
+            assert!(worst as i64 <= requant.bound(x_max), "{requant:?} {x_max}");
         }
     }
 }

@@ -21,11 +21,10 @@
 //!
 //! [`conv2d_s8_ref`]: super::conv2d_s8_ref
 
-use super::add::{fill_add_lut, table, AddLut};
+use super::add::{add_sum_bound, fill_add_lut, table, AddLut};
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Quad, TILE};
 use super::epilogue::Epilogue;
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
-use crate::quant::Rescale;
 
 /// Largest reduction (`K*K*CI`) im2col'd whole per tile; longer ones go one
 /// kernel row at a time (conv2's 2,200 would need 26 KB of scratch).
@@ -662,7 +661,7 @@ pub fn conv2d_add_pool_s8<
     let shortcut = shortcut.as_flattened();
     let out = out.as_flattened_mut();
     let e = Epilogue::new(conv);
-    let pooled = Epilogue::<CO>::uniform(Rescale::new(add.out), add.output, range);
+    let pooled = Epilogue::<CO>::uniform(add.out, add_sum_bound(add), add.output, range);
     let mut conv_out = [0i8; CO];
     let mut best = [0i32; CO];
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
