@@ -237,6 +237,37 @@ impl<const CO: usize> Epilogue<CO> {
         }
     }
 
+    /// `px[p][c_off + c] = out(acc[c][p])` for every channel `c` and pixel
+    /// `p < px.len()` (at most [`TILE`]): a tile of consecutive pixels into
+    /// a channel slice of a channels-last output. Channel by channel, so
+    /// the assembly loads a channel's parameters once per tile.
+    #[inline(always)]
+    pub(super) fn store_tile<const CT: usize>(
+        &self,
+        px: &mut [[i8; CT]],
+        c_off: usize,
+        acc: &[[i32; TILE]],
+    ) {
+        #[cfg(arm_dsp)]
+        if self.assembly && px.len() == TILE && acc.len() >= CO && c_off + CO <= CT {
+            // SAFETY: TILE accumulators of each of CO channels, and bytes
+            // `c_off..c_off + CO` of TILE pixels, in bounds by the checks.
+            unsafe {
+                self.run_tile::<CT>(
+                    px.as_mut_ptr().cast::<i8>().wrapping_add(c_off),
+                    acc.as_ptr().cast::<i32>(),
+                )
+            };
+            return;
+        }
+        for (p, px) in px.iter_mut().enumerate() {
+            let dst = px.get_mut(c_off..).unwrap_or(&mut []);
+            for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {
+                *d = q.out(a[p]);
+            }
+        }
+    }
+
     /// `dst[c] = out(values[c])` for every channel `c`.
     #[inline(always)]
     pub(super) fn store_values(&self, dst: &mut [i8], values: &[i32; CO]) {
@@ -248,6 +279,63 @@ impl<const CO: usize> Epilogue<CO> {
         }
         for ((d, q), &v) in dst.iter_mut().zip(&self.qs).zip(values) {
             *d = q.out(v);
+        }
+    }
+
+    /// The assembly of [`Self::store_tile`]: for each channel `c`, the
+    /// TILE accumulators from `acc + TILE * c` into bytes `dst + c + CT * p`.
+    ///
+    /// # Safety
+    ///
+    /// `acc` must be readable for `TILE * CO` words and `dst` writable at
+    /// `c + CT * p` for `c < CO`, `p < TILE`; `self.assembly` must hold.
+    #[cfg(arm_dsp)]
+    #[inline(always)]
+    unsafe fn run_tile<const CT: usize>(&self, dst: *mut i8, acc: *const i32) {
+        const { assert!(CT <= 255, "a post-indexed STRB steps at most 255 bytes") };
+        if CO == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
+        // r6, r7 and r9 are saved around (see `run`).
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7, r9}}",
+                "2:",
+                // As in `run`: r0 2 * bias, r1 multiplier, r2 R, r3 shift,
+                // r4 min.
+                "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
+                ".rept {tile}",
+                "ldr r8, [r10], #4",
+                "add r8, r0, r8, lsl #1",
+                "smmlar r9, r8, r1, r2",
+                "add r9, r9, r8, asr #31",
+                "asr r9, r9, r3",
+                "ssat r9, #8, r9",
+                "ssub8 r8, r9, r4",
+                "sel r9, r9, r4",
+                "strb r9, [r11], #{ct}",
+                ".endr",
+                // Back to pixel 0, next channel.
+                "sub r11, r11, #{back}",
+                "cmp r12, lr",
+                "bne 2b",
+                "pop {{r6, r7, r9}}",
+                tile = const TILE,
+                ct = const CT,
+                back = const (TILE * CT).saturating_sub(1),
+                inout("r12") self.qs.as_ptr() => _,
+                in("lr") self.qs.as_ptr().wrapping_add(CO),
+                inout("r10") acc => _,
+                inout("r11") dst => _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                out("r8") _,
+            );
         }
     }
 

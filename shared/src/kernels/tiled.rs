@@ -159,6 +159,14 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
                 }
             }
         } else {
+            // One input channel, the window inside the image: word loads.
+            if CI == 1 && K >= 3 && ky0 == 0 && rows == K {
+                let flat = input.as_flattened().as_flattened();
+                if let Some(win) = interior_window::<H, W, K, PAD>(flat, oy, ox) {
+                    one_channel_into::<W, K>(scratch, p, win, neg_zp);
+                    continue;
+                }
+            }
             // Gathered: the window's bytes (padding as zp, which the
             // expansion turns into 0; the bytes past the window keep the zp
             // they were filled with), then word by word.
@@ -190,6 +198,60 @@ fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const
             if let (Some(steps), Some(bytes)) = (scratch.get_mut(..n), window.get(..4 * n)) {
                 expand_into(steps, p, bytes, neg_zp);
             }
+        }
+    }
+}
+
+/// The input bytes from the top left of output pixel `(oy, ox)`'s window
+/// through three bytes past its last tap, in a one-channel image, if the
+/// window lies inside the image (no padding) and the bytes inside the
+/// slice: what [`one_channel_into`] reads. `None` sends the pixel to the
+/// gathered path.
+#[inline(always)]
+fn interior_window<const H: usize, const W: usize, const K: usize, const PAD: usize>(
+    flat: &[i8],
+    oy: usize,
+    ox: usize,
+) -> Option<&[i8]> {
+    let (iy, ix) = (oy.checked_sub(PAD)?, ox.checked_sub(PAD)?);
+    if iy + K > H || ix + K > W {
+        return None;
+    }
+    let start = iy * W + ix;
+    flat.get(start..start + (K - 1) * W + K + 3)
+}
+
+/// Pixel `p`'s quads of a one-channel window; `K >= 3` (checked by the
+/// caller), so a quad's four taps, row-major like the weights, span at most
+/// two kernel rows. Each
+/// quad is an unaligned word of its first row, completed from the next
+/// row's first bytes when the row ends inside it. Bytes past the window
+/// meet the zero weights of the last quad (see `dot_tile!`). About four
+/// instructions per quad, where the gathered path copies byte by byte.
+#[inline(always)]
+fn one_channel_into<const W: usize, const K: usize>(
+    scratch: &mut [Quad],
+    p: usize,
+    win: &[i8],
+    neg_zp: u32,
+) {
+    let word = |at: usize| {
+        win.get(at..at + 4).map_or(0, |b| {
+            u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+        })
+    };
+    for (q, step) in scratch.iter_mut().take((K * K).div_ceil(4)).enumerate() {
+        let (ky, kx) = (4 * q / K, 4 * q % K);
+        let mut v = word(ky * W + kx);
+        // Taps of row ky in this quad; the rest from row ky + 1.
+        let n = K - kx;
+        if n < 4 && ky + 1 < K {
+            v = v & ((1u32 << (8 * n)) - 1) | word((ky + 1) * W) << (8 * n);
+        }
+        let (lo, hi) = expand_word(v, neg_zp);
+        if let Some(px) = step.get_mut(2 * p..2 * p + 2) {
+            px[0] = lo;
+            px[1] = hi;
         }
     }
 }
@@ -334,7 +396,8 @@ fn conv_tiles<
 }
 
 /// Writes channels `c_off..c_off + CO` of the tile's pixels: channel
-/// `c`'s accumulators `acc[c]` through its epilogue.
+/// `c`'s accumulators `acc[c]` through its epilogue. The tile must be in
+/// raster order: its pixels are `first..first + n`.
 #[inline(always)]
 fn store_pixels<const CT: usize, const CO: usize>(
     out: &mut [[i8; CT]],
@@ -343,10 +406,8 @@ fn store_pixels<const CT: usize, const CO: usize>(
     e: &Epilogue<CO>,
     acc: &[[i32; TILE]],
 ) {
-    for (p, &at) in tile.at.iter().enumerate().take(tile.n) {
-        if let Some(dst) = out.get_mut(at).and_then(|px| px.get_mut(c_off..c_off + CO)) {
-            e.store(dst, acc, p);
-        }
+    if let Some(px) = out.get_mut(tile.first..tile.first + tile.n) {
+        e.store_tile(px, c_off, acc);
     }
 }
 
