@@ -27,6 +27,7 @@
 //! short one exactly as the assembly computes it, so the host's tests
 //! against the reference kernels check its arithmetic.
 
+use super::add::table;
 use super::dsp::TILE;
 use super::{ActRange, Conv2dS8, OutputQuant};
 use crate::quant::{Requant, Rescale};
@@ -93,30 +94,24 @@ impl ChannelOut {
         }
     }
 
-    /// Output channel `co` of a conv layer; `pooled` leaves the bias out
-    /// (the accumulators already hold it) and clamps by `range` after the
-    /// layer's own clamp.
+    /// Output channel `co` of a conv layer, with or without its bias (a
+    /// pooled maximum of biased accumulators holds it already), clamped by
+    /// the layer's range, then by `range`.
     #[inline(always)]
     fn of_layer<const CI: usize, const CO: usize, const K: usize, const PAD: usize>(
         layer: &Conv2dS8<'_, CI, CO, K, PAD>,
         co: usize,
-        pooled: Option<ActRange>,
+        with_bias: bool,
+        range: ActRange,
     ) -> ChannelOut {
         let bias = layer.bias.get(co).copied().unwrap_or(0);
         let requant = layer.requant.get(co).copied().unwrap_or(Requant::ZERO);
         let x_bound = acc_bound(K * K * CI) + (bias as i64).abs();
-        match pooled {
-            None => Self::with(requant, bias, x_bound, layer.output),
-            Some(range) => Self::with(
-                requant,
-                0,
-                x_bound,
-                OutputQuant {
-                    zero_point: layer.output.zero_point,
-                    range: layer.output.range.then(range),
-                },
-            ),
-        }
+        let out = OutputQuant {
+            zero_point: layer.output.zero_point,
+            range: layer.output.range.then(range),
+        };
+        Self::with(requant, if with_bias { bias } else { 0 }, x_bound, out)
     }
 
     /// Whether this channel takes the short form.
@@ -176,7 +171,19 @@ impl<const CO: usize> Epilogue<CO> {
         layer: &Conv2dS8<'_, CI, CO, K, PAD>,
     ) -> Self {
         Self::from_channels(core::array::from_fn(|co| {
-            ChannelOut::of_layer(layer, co, None)
+            ChannelOut::of_layer(layer, co, true, ActRange::FULL)
+        }))
+    }
+
+    /// A conv layer's outputs clamped again by `range` (a pooled maximum of
+    /// accumulators, in the short form).
+    #[inline(always)]
+    pub(super) fn clamped<const CI: usize, const K: usize, const PAD: usize>(
+        layer: &Conv2dS8<'_, CI, CO, K, PAD>,
+        range: ActRange,
+    ) -> Self {
+        Self::from_channels(core::array::from_fn(|co| {
+            ChannelOut::of_layer(layer, co, true, range)
         }))
     }
 
@@ -189,7 +196,7 @@ impl<const CO: usize> Epilogue<CO> {
         range: ActRange,
     ) -> Self {
         Self::from_channels(core::array::from_fn(|co| {
-            ChannelOut::of_layer(layer, co, Some(range))
+            ChannelOut::of_layer(layer, co, false, range)
         }))
     }
 
@@ -215,25 +222,71 @@ impl<const CO: usize> Epilogue<CO> {
         &self.qs
     }
 
-    /// `dst[c] = out(acc[c][p])` for every channel `c`: pixel `p` of a tile
-    /// into its slice of a channels-last output. `dst` and `acc` must hold
-    /// `CO` entries (otherwise only the common prefix is written).
+    /// Whether every channel takes the short form (the assembly's).
     #[inline(always)]
-    pub(super) fn store(&self, dst: &mut [i8], acc: &[[i32; TILE]], p: usize) {
+    pub(super) fn is_short(&self) -> bool {
+        self.assembly
+    }
+
+    /// `dst[w][c] = out(max of acc[c][4w..4w + 4])` for each of the
+    /// `dst.len()` pool windows of a group of pixels in pool order.
+    #[inline(always)]
+    pub(super) fn store_pooled<const PIX: usize>(&self, dst: &mut [[i8; CO]], acc: &[[i32; PIX]]) {
         #[cfg(arm_dsp)]
-        if self.assembly && dst.len() >= CO && acc.len() >= CO && p < TILE {
-            // SAFETY: CO accumulators `acc[c][p]`, one row of TILE apart,
-            // and CO bytes of `dst`, in bounds by the checks above.
+        if self.assembly && PIX == 2 * TILE && dst.len() == PIX / 4 && acc.len() >= CO {
+            // SAFETY: PIX values of each of CO channels, and the CO bytes of
+            // each of the PIX / 4 pooled pixels, in bounds by the checks.
+            unsafe { self.run_pool3(dst.as_mut_ptr().cast::<i8>(), acc.as_ptr().cast::<i32>()) };
+            return;
+        }
+        for (w, dst) in dst.iter_mut().enumerate() {
+            for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {
+                let window = a.get(4 * w..4 * w + 4).unwrap_or(&[]);
+                *d = q.out(window.iter().copied().max().unwrap_or(0));
+            }
+        }
+    }
+
+    /// A residual add on this conv's outputs, in place, for pixels `p < n`:
+    /// `acc[c][p] = lut_a[out(acc[c][p])] + lut_b[shortcut[offs[p] + c]]`
+    /// (saturating; the tables of [`super::add`]). `offs[p]` is pixel `p`'s
+    /// byte offset in the flattened shortcut.
+    #[inline(always)]
+    pub(super) fn add_tables<const PIX: usize>(
+        &self,
+        acc: &mut [[i32; PIX]],
+        n: usize,
+        (shortcut, offs): (&[i8], &[usize; PIX]),
+        (lut_a, lut_b): (&[i32; 256], &[i32; 256]),
+    ) {
+        #[cfg(arm_dsp)]
+        if self.assembly
+            && PIX == 2 * TILE
+            && n == PIX
+            && acc.len() >= CO
+            && offs.iter().all(|&o| o + CO <= shortcut.len())
+        {
+            let offs = offs.map(|o| o as u32);
+            // SAFETY: PIX values of each of CO channels; the shortcut bytes
+            // `offs[p] + c`, `c < CO`, in bounds by the checks; the tables'
+            // middles indexed by int8 values.
             unsafe {
-                self.run::<{ 4 * TILE }>(
-                    dst.as_mut_ptr(),
-                    acc.as_ptr().cast::<i32>().wrapping_add(p),
+                self.run_add(
+                    acc.as_mut_ptr().cast::<i32>(),
+                    (shortcut.as_ptr(), offs.as_ptr()),
+                    (
+                        lut_a.as_ptr().wrapping_add(128),
+                        lut_b.as_ptr().wrapping_add(128),
+                    ),
                 )
             };
             return;
         }
-        for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {
-            *d = q.out(a[p]);
+        for (c, (a, q)) in acc.iter_mut().zip(&self.qs).enumerate() {
+            for (v, &o) in a.iter_mut().zip(offs).take(n) {
+                let s = shortcut.get(o + c).copied().unwrap_or(0);
+                *v = table(lut_a, q.out(*v)).saturating_add(table(lut_b, s));
+            }
         }
     }
 
@@ -279,6 +332,141 @@ impl<const CO: usize> Epilogue<CO> {
         }
         for ((d, q), &v) in dst.iter_mut().zip(&self.qs).zip(values) {
             *d = q.out(v);
+        }
+    }
+
+    /// The assembly of [`Self::store_pooled`] for three windows: for each
+    /// channel `c`, the twelve values from `acc + 12 * c`, window by window
+    /// their maximum through the epilogue into byte `dst + c + CO * w`.
+    ///
+    /// # Safety
+    ///
+    /// `acc` must be readable for `12 * CO` words and `dst` writable for
+    /// `3 * CO` bytes; `self.assembly` must hold.
+    #[cfg(arm_dsp)]
+    #[inline(always)]
+    unsafe fn run_pool3(&self, dst: *mut i8, acc: *const i32) {
+        const { assert!(CO <= 255, "a post-indexed STRB steps at most 255 bytes") };
+        if CO == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "2:",
+                // r0 2 * bias, r1 multiplier, r2 R, r3 shift, r4 min (the
+                // other three words into r6-r8, overwritten).
+                "ldm r12!, {{r0, r1, r2, r3, r4, r6, r7, r8}}",
+                ".rept 3",
+                // The window's maximum.
+                "ldr r6, [r10], #4",
+                ".rept 3",
+                "ldr r7, [r10], #4",
+                "cmp r6, r7",
+                "it lt",
+                "movlt r6, r7",
+                ".endr",
+                "add r8, r0, r6, lsl #1",
+                "smmlar r6, r8, r1, r2",
+                "add r6, r6, r8, asr #31",
+                "asr r6, r6, r3",
+                "ssat r6, #8, r6",
+                "ssub8 r8, r6, r4",
+                "sel r6, r6, r4",
+                "strb r6, [r11], #{co}",
+                ".endr",
+                // Back to window 0, next channel.
+                "sub r11, r11, #{back}",
+                "cmp r12, lr",
+                "bne 2b",
+                "pop {{r6, r7}}",
+                co = const CO,
+                back = const (3 * CO).saturating_sub(1),
+                inout("r12") self.qs.as_ptr() => _,
+                in("lr") self.qs.as_ptr().wrapping_add(CO),
+                inout("r10") acc => _,
+                inout("r11") dst => _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r8") _,
+            );
+        }
+    }
+
+    /// The assembly of [`Self::add_tables`] for twelve pixels: `lut_a` and
+    /// `lut_b` point at the tables' entries for 0, `shortcut` at channel 0
+    /// of the shortcut, `offs` at the twelve pixel offsets.
+    ///
+    /// # Safety
+    ///
+    /// `acc` must be readable and writable for `12 * CO` words, the
+    /// shortcut readable at `offs[p] + c` for `c < CO`, the tables at
+    /// every int8 index; `self.assembly` must hold.
+    #[cfg(arm_dsp)]
+    #[inline(always)]
+    unsafe fn run_add(
+        &self,
+        acc: *mut i32,
+        (shortcut, offs): (*const i8, *const u32),
+        (lut_a, lut_b): (*const i32, *const i32),
+    ) {
+        const { assert!(2 * TILE == 12, "the assembly adds twelve pixels") };
+        if CO == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
+        // r6, r7 and r9 are saved around (see `run`); the loop's end is
+        // kept on the stack, every register being in use.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7, r9}}",
+                "push {{r0}}",
+                "mov r6, r10",
+                "mov r7, r11",
+                "2:",
+                "ldm r12!, {{r0, r1, r2, r3, r4, r9, r10, r11}}",
+                ".rept 12",
+                // The conv's output o, as in `run`.
+                "ldr r9, [r8]",
+                "add r9, r0, r9, lsl #1",
+                "smmlar r10, r9, r1, r2",
+                "add r10, r10, r9, asr #31",
+                "asr r10, r10, r3",
+                "ssat r10, #8, r10",
+                "ssub8 r9, r10, r4",
+                "sel r10, r10, r4",
+                // lut_a[o] + lut_b[s], saturating.
+                "ldr r10, [r6, r10, lsl #2]",
+                "ldr r9, [r5], #4",
+                "ldrsb r9, [lr, r9]",
+                "ldr r9, [r7, r9, lsl #2]",
+                "qadd r10, r10, r9",
+                "str r10, [r8], #4",
+                ".endr",
+                // Same pixels, next channel.
+                "sub r5, r5, #48",
+                "add lr, lr, #1",
+                "ldr r9, [sp]",
+                "cmp r12, r9",
+                "bne 2b",
+                "add sp, sp, #4",
+                "pop {{r6, r7, r9}}",
+                inout("r12") self.qs.as_ptr() => _,
+                inout("r0") self.qs.as_ptr().wrapping_add(CO) => _,
+                inout("r8") acc => _,
+                inout("r5") offs => _,
+                inout("lr") shortcut => _,
+                inout("r10") lut_a => _,
+                inout("r11") lut_b => _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+            );
         }
     }
 

@@ -21,7 +21,7 @@
 //!
 //! [`conv2d_s8_ref`]: super::conv2d_s8_ref
 
-use super::add::{add_sum_bound, fill_add_lut, table, AddLut};
+use super::add::{add_sum_bound, fill_add_lut, AddLut};
 use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Quad, TILE};
 use super::epilogue::Epilogue;
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
@@ -89,22 +89,24 @@ impl<const WO: usize, const POOL: bool> VisitOrder<WO, POOL> {
     }
 }
 
-/// The output pixels of one tile.
-struct Tile {
+/// The output pixels of one tile, or of a group of `PIX / TILE` tiles (the
+/// pooled kernels take two at a time: twelve pixels are three whole pool
+/// windows).
+struct Tile<const PIX: usize> {
     /// Visiting index of the first pixel (see [`VisitOrder`]).
     first: usize,
-    /// Pixels in this tile (`TILE`, fewer in the last).
+    /// Pixels in this tile (`PIX`, fewer in the last).
     n: usize,
     /// Each pixel's `(oy, ox)`.
-    pixels: [(usize, usize); TILE],
+    pixels: [(usize, usize); PIX],
     /// Each pixel's row-major index `oy * WO + ox`.
-    at: [usize; TILE],
+    at: [usize; PIX],
 }
 
 /// Bytes of a gathered window: the longest whole window plus a word.
 const GATHER_MAX: usize = WHOLE_WINDOW_MAX + 4;
 
-/// Copies the windows of the tile's pixels, kernel rows `ky0..ky0 + rows`,
+/// Copies the windows of `pixels` (at most [`TILE`]), kernel rows `ky0..ky0 + rows`,
 /// into `scratch` as `x - zp` (zero for padding and past the segment's
 /// end) in the layout of [`super::dsp`]. When `CI % 4 == 0` each input word
 /// is one quad of one pixel; otherwise (one input channel, CI = 10) each
@@ -113,12 +115,12 @@ const GATHER_MAX: usize = WHOLE_WINDOW_MAX + 4;
 fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const PAD: usize>(
     input: &[[[i8; CI]; W]; H],
     zp: i8,
-    tile: &Tile,
+    pixels: &[(usize, usize)],
     (ky0, rows): (usize, usize),
     (scratch, window): (&mut [Quad], &mut [i8; GATHER_MAX]),
 ) {
     let neg_zp = neg_zero_point_pair(zp);
-    for (p, &(oy, ox)) in tile.pixels.iter().enumerate().take(tile.n) {
+    for (p, &(oy, ox)) in pixels.iter().enumerate().take(TILE) {
         // Kernel row `ky` of this pixel's window: its input row, if inside
         // the image, and the whole run of K taps when it lies inside too
         // (the common case: one contiguous copy).
@@ -304,11 +306,11 @@ fn zero_into(steps: &mut [Quad], p: usize) {
 }
 
 /// The tiled conv driver: visits the `HO * WO` output pixels (in pool order
-/// if `POOL`) `TILE` at a time and hands the tile's accumulators to
-/// `finish(tile, acc)`, `acc[co][p]` for channel `co < co_n` and pixel `p`.
-/// `weights(co)` is output channel `co`'s OHWI row (`co_n <= CO_MAX`); an
-/// accumulator is `sum w * (x - zp)`, bias not included; entries past
-/// `tile.n` are meaningless.
+/// if `POOL`) `PIX` at a time (a multiple of [`TILE`]) and hands their
+/// accumulators to `finish(tile, acc)`, `acc[co][p]` for channel `co < co_n`
+/// and pixel `p`. `weights(co)` is output channel `co`'s OHWI row (`co_n <=
+/// CO_MAX`); an accumulator is `sum w * (x - zp)`, bias not included;
+/// entries past `tile.n` are meaningless.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn conv_tiles<
@@ -322,13 +324,14 @@ fn conv_tiles<
     const WO: usize,
     const CO_MAX: usize,
     const POOL: bool,
+    const PIX: usize,
 >(
     input: &[[[i8; CI]; W]; H],
     zp: i8,
     co_n: usize,
     weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
     scratch: &mut [Quad],
-    mut finish: impl FnMut(&Tile, &[[i32; TILE]]),
+    mut finish: impl FnMut(&Tile<PIX>, &mut [[i32; PIX]]),
 ) {
     const {
         assert!(PAD < K, "padding must be smaller than the kernel");
@@ -348,45 +351,53 @@ fn conv_tiles<
             CI % 4 == 0 || segment_len(CI, K) <= WHOLE_WINDOW_MAX,
             "gathered window too long"
         );
+        assert!(PIX > 0 && PIX % TILE == 0, "whole tiles per group");
     };
     let co_n = co_n.min(CO_MAX);
     let n_pixels = HO * WO;
     // The gather buffer of small-CI windows, filled with zp once: the bytes
     // past a window must expand to 0.
     let mut window = [zp; GATHER_MAX];
-    let mut acc = [[0i32; TILE]; CO_MAX];
+    let mut acc = [[0i32; PIX]; CO_MAX];
     let acc = acc.get_mut(..co_n).unwrap_or(&mut []);
     let mut tile = Tile {
         first: 0,
         n: 0,
-        pixels: [(0, 0); TILE],
-        at: [0; TILE],
+        pixels: [(0, 0); PIX],
+        at: [0; PIX],
     };
     let mut order = VisitOrder::<WO, POOL>::new();
     while tile.first < n_pixels {
-        tile.n = TILE.min(n_pixels - tile.first);
+        tile.n = PIX.min(n_pixels - tile.first);
         for p in 0..tile.n {
             let (oy, ox) = order.next_pixel();
             tile.pixels[p] = (oy, ox);
             tile.at[p] = oy * WO + ox;
         }
         for a in acc.iter_mut() {
-            *a = [0; TILE];
+            *a = [0; PIX];
         }
-        if K * K * CI <= WHOLE_WINDOW_MAX {
-            // One im2col of the whole window.
-            im2col::<H, W, CI, K, PAD>(input, zp, &tile, (0, K), (scratch, &mut window));
-            for (co, a) in acc.iter_mut().enumerate() {
-                let w = weights(co).as_flattened().as_flattened();
-                dot_tile!(a, scratch, w, K * K * CI);
-            }
-        } else {
-            // Kernel row by kernel row.
-            for ky in 0..K {
-                im2col::<H, W, CI, K, PAD>(input, zp, &tile, (ky, 1), (scratch, &mut window));
+        for g in (0..tile.n).step_by(TILE) {
+            let pixels = &tile.pixels[g..tile.n.min(g + TILE)];
+            if K * K * CI <= WHOLE_WINDOW_MAX {
+                // One im2col of the whole window.
+                im2col::<H, W, CI, K, PAD>(input, zp, pixels, (0, K), (scratch, &mut window));
                 for (co, a) in acc.iter_mut().enumerate() {
-                    let w = weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
-                    dot_tile!(a, scratch, w, K * CI);
+                    if let Some(a) = a.get_mut(g..).and_then(|a| a.first_chunk_mut::<TILE>()) {
+                        let w = weights(co).as_flattened().as_flattened();
+                        dot_tile!(a, scratch, w, K * K * CI);
+                    }
+                }
+            } else {
+                // Kernel row by kernel row.
+                for ky in 0..K {
+                    im2col::<H, W, CI, K, PAD>(input, zp, pixels, (ky, 1), (scratch, &mut window));
+                    for (co, a) in acc.iter_mut().enumerate() {
+                        if let Some(a) = a.get_mut(g..).and_then(|a| a.first_chunk_mut::<TILE>()) {
+                            let w = weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
+                            dot_tile!(a, scratch, w, K * CI);
+                        }
+                    }
                 }
             }
         }
@@ -401,7 +412,7 @@ fn conv_tiles<
 #[inline(always)]
 fn store_pixels<const CT: usize, const CO: usize>(
     out: &mut [[i8; CT]],
-    tile: &Tile,
+    tile: &Tile<TILE>,
     c_off: usize,
     e: &Epilogue<CO>,
     acc: &[[i32; TILE]],
@@ -435,7 +446,7 @@ pub fn conv2d_s8<
     const { assert!(C_OFF + CO <= CT, "channel slice outside the output") };
     let out = out.as_flattened_mut();
     let e = Epilogue::new(layer);
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false>(
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, false, TILE>(
         input,
         layer.input_zero_point,
         CO,
@@ -551,7 +562,7 @@ pub fn conv2d_x3_s8<
     let (qa, qb, qc) = (Epilogue::new(a), Epilogue::new(b), Epilogue::new(c));
     let zps = [a.input_zero_point, b.input_zero_point, c.input_zero_point];
     for (lo, hi, zp) in passes([CA, CB, CC], zps) {
-        conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false>(
+        conv_tiles::<H, W, CI, K, PAD, HO, WO, WIDE_MAX, false, TILE>(
             input,
             zp,
             hi - lo,
@@ -658,27 +669,31 @@ pub fn conv2d_pool_s8<
         )
     };
     let out = out.as_flattened_mut();
-    let e = Epilogue::new(layer);
-    let pooled = Epilogue::pooled(layer, range);
-    let mut best = [0i32; CO];
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
+    // Short form: the maximum of the raw accumulators through the layer's
+    // epilogue, bias included (it cannot wrap there). Otherwise the maximum
+    // of the biased accumulators (wrapping, as the reference) through an
+    // epilogue without bias.
+    let clamped = Epilogue::clamped(layer, range);
+    let (e, pooled) = (Epilogue::new(layer), Epilogue::pooled(layer, range));
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true, POOL_PIX>(
         input,
         layer.input_zero_point,
         CO,
         |co| &layer.weights[co],
         scratch,
         |tile, acc| {
-            for p in 0..tile.n {
-                let i = tile.first + p;
-                for ((b, q), a) in best.iter_mut().zip(e.channels()).zip(acc) {
-                    let v = q.biased(a[p]);
-                    *b = if i % 4 == 0 { v } else { v.max(*b) };
-                }
-                if i % 4 == 3 {
-                    if let Some(dst) = out.get_mut(i / 4) {
-                        pooled.store_values(dst, &best);
+            let Some(dst) = out.get_mut(tile.first / 4..(tile.first + tile.n) / 4) else {
+                return;
+            };
+            if clamped.is_short() {
+                clamped.store_pooled(dst, acc);
+            } else {
+                for (a, q) in acc.iter_mut().zip(e.channels()) {
+                    for v in a.iter_mut() {
+                        *v = q.biased(*v);
                     }
                 }
+                pooled.store_pooled(dst, acc);
             }
         },
     );
@@ -719,36 +734,31 @@ pub fn conv2d_add_pool_s8<
     };
     fill_add_lut(add, lut);
     let [lut_a, lut_b] = &*lut;
-    let shortcut = shortcut.as_flattened();
+    let shortcut = shortcut.as_flattened().as_flattened();
     let out = out.as_flattened_mut();
     let e = Epilogue::new(conv);
     let pooled = Epilogue::<CO>::uniform(add.out, add_sum_bound(add), add.output, range);
-    let mut conv_out = [0i8; CO];
-    let mut best = [0i32; CO];
-    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true>(
+    conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true, POOL_PIX>(
         input,
         conv.input_zero_point,
         CO,
         |co| &conv.weights[co],
         scratch,
         |tile, acc| {
-            for (p, &px) in tile.at.iter().enumerate().take(tile.n) {
-                let i = tile.first + p;
-                let Some(s) = shortcut.get(px) else { continue };
-                e.store(&mut conv_out, acc, p);
-                for ((b, &o), &s) in best.iter_mut().zip(&conv_out).zip(s) {
-                    let v = table(lut_a, o).saturating_add(table(lut_b, s));
-                    *b = if i % 4 == 0 { v } else { v.max(*b) };
-                }
-                if i % 4 == 3 {
-                    if let Some(dst) = out.get_mut(i / 4) {
-                        pooled.store_values(dst, &best);
-                    }
-                }
-            }
+            let Some(dst) = out.get_mut(tile.first / 4..(tile.first + tile.n) / 4) else {
+                return;
+            };
+            // Each pixel's byte offset in the shortcut.
+            let offs = tile.at.map(|at| at * CO);
+            e.add_tables(acc, tile.n, (shortcut, &offs), (lut_a, lut_b));
+            pooled.store_pooled(dst, acc);
         },
     );
 }
+
+/// Pixels per call of a pooled kernel's finish: two tiles, three whole
+/// pool windows (the pool order visits a window's four pixels in turn).
+const POOL_PIX: usize = 2 * TILE;
 
 #[cfg(test)]
 #[path = "tiled_tests.rs"]
