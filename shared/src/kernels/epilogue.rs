@@ -27,7 +27,6 @@
 //! short one exactly as the assembly computes it, so the host's tests
 //! against the reference kernels check its arithmetic.
 
-use super::add::table;
 use super::dsp::TILE;
 use super::{ActRange, Conv2dS8, OutputQuant};
 use crate::quant::{Requant, Rescale};
@@ -216,16 +215,16 @@ impl<const CO: usize> Epilogue<CO> {
         Self::from_channels([ChannelOut::with(requant, 0, x_bound, out); CO])
     }
 
-    /// The channel epilogues, for the loops that do more than store.
-    #[inline(always)]
-    pub(super) fn channels(&self) -> &[ChannelOut; CO] {
-        &self.qs
-    }
-
     /// Whether every channel takes the short form (the assembly's).
     #[inline(always)]
     pub(super) fn is_short(&self) -> bool {
         self.assembly
+    }
+
+    /// `acc[c][p] + bias[c]` in place (wrapping, as the reference).
+    #[inline(always)]
+    pub(super) fn add_bias<const PIX: usize>(&self, acc: &mut [[i32; PIX]]) {
+        portable::add_bias(&self.qs, acc.as_flattened_mut(), PIX);
     }
 
     /// `dst[w][c] = out(max of acc[c][4w..4w + 4])` for each of the
@@ -239,12 +238,7 @@ impl<const CO: usize> Epilogue<CO> {
             unsafe { self.run_pool3(dst.as_mut_ptr().cast::<i8>(), acc.as_ptr().cast::<i32>()) };
             return;
         }
-        for (w, dst) in dst.iter_mut().enumerate() {
-            for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {
-                let window = a.get(4 * w..4 * w + 4).unwrap_or(&[]);
-                *d = q.out(window.iter().copied().max().unwrap_or(0));
-            }
-        }
+        portable::store_pooled(&self.qs, dst.as_flattened_mut(), acc.as_flattened(), PIX);
     }
 
     /// A residual add on this conv's outputs, in place, for pixels `p < n`:
@@ -282,12 +276,12 @@ impl<const CO: usize> Epilogue<CO> {
             };
             return;
         }
-        for (c, (a, q)) in acc.iter_mut().zip(&self.qs).enumerate() {
-            for (v, &o) in a.iter_mut().zip(offs).take(n) {
-                let s = shortcut.get(o + c).copied().unwrap_or(0);
-                *v = table(lut_a, q.out(*v)).saturating_add(table(lut_b, s));
-            }
-        }
+        portable::add_tables(
+            &self.qs,
+            (acc.as_flattened_mut(), PIX, n),
+            (shortcut, offs),
+            (lut_a, lut_b),
+        );
     }
 
     /// `px[p][c_off + c] = out(acc[c][p])` for every channel `c` and pixel
@@ -313,12 +307,11 @@ impl<const CO: usize> Epilogue<CO> {
             };
             return;
         }
-        for (p, px) in px.iter_mut().enumerate() {
-            let dst = px.get_mut(c_off..).unwrap_or(&mut []);
-            for ((d, q), a) in dst.iter_mut().zip(&self.qs).zip(acc) {
-                *d = q.out(a[p]);
-            }
-        }
+        portable::store_tile(
+            &self.qs,
+            (px.as_flattened_mut(), CT, c_off),
+            acc.as_flattened(),
+        );
     }
 
     /// `dst[c] = out(values[c])` for every channel `c`.
@@ -330,9 +323,7 @@ impl<const CO: usize> Epilogue<CO> {
             unsafe { self.run::<4>(dst.as_mut_ptr(), values.as_ptr()) };
             return;
         }
-        for ((d, q), &v) in dst.iter_mut().zip(&self.qs).zip(values) {
-            *d = q.out(v);
-        }
+        portable::store_tile(&self.qs, (dst, CO, 0), values);
     }
 
     /// The assembly of [`Self::store_pooled`] for three windows: for each
@@ -581,6 +572,72 @@ impl<const CO: usize> Epilogue<CO> {
                 out("r5") _,
                 out("r8") _,
             );
+        }
+    }
+}
+
+/// The portable loops of [`Epilogue`], on slices: one copy serves every
+/// kernel (on the Cortex-M4 they run only for layers outside the short form
+/// and for a layer's last, partial tile; monomorphised and unrolled per
+/// kernel they cost more flash than the kernels themselves). `acc` holds
+/// one row of `pix` values per channel.
+mod portable {
+    use super::super::add::table;
+    use super::ChannelOut;
+
+    /// `dst[p * ct + c_off + c] = out(acc[c * pix + p])`, `pix` pixels
+    /// being `acc.len() / qs.len()` (a tile's rows: `TILE`; values: 1).
+    #[inline(never)]
+    pub(super) fn store_tile(
+        qs: &[ChannelOut],
+        (dst, ct, c_off): (&mut [i8], usize, usize),
+        acc: &[i32],
+    ) {
+        let pix = acc.len().checked_div(qs.len()).unwrap_or(0);
+        for (p, px) in dst.chunks_exact_mut(ct.max(1)).enumerate().take(pix) {
+            let px = px.get_mut(c_off..).unwrap_or(&mut []);
+            for (c, (d, q)) in px.iter_mut().zip(qs).enumerate() {
+                *d = q.out(acc.get(c * pix + p).copied().unwrap_or(0));
+            }
+        }
+    }
+
+    /// `dst[w * co + c] = out(max of acc[c * pix + 4w..][..4])`.
+    #[inline(never)]
+    pub(super) fn store_pooled(qs: &[ChannelOut], dst: &mut [i8], acc: &[i32], pix: usize) {
+        for (w, px) in dst.chunks_exact_mut(qs.len().max(1)).enumerate() {
+            for (c, (d, q)) in px.iter_mut().zip(qs).enumerate() {
+                let window = acc.get(c * pix + 4 * w..).unwrap_or(&[]);
+                let max = window.iter().take(4).copied().max().unwrap_or(0);
+                *d = q.out(max);
+            }
+        }
+    }
+
+    /// `acc[c * pix + p] = lut_a[out(acc[..])] + lut_b[shortcut[offs[p] + c]]`
+    /// (saturating) for `p < n`.
+    #[inline(never)]
+    pub(super) fn add_tables(
+        qs: &[ChannelOut],
+        (acc, pix, n): (&mut [i32], usize, usize),
+        (shortcut, offs): (&[i8], &[usize]),
+        (lut_a, lut_b): (&[i32; 256], &[i32; 256]),
+    ) {
+        for (c, (a, q)) in acc.chunks_exact_mut(pix.max(1)).zip(qs).enumerate() {
+            for (v, &o) in a.iter_mut().zip(offs).take(n) {
+                let s = shortcut.get(o + c).copied().unwrap_or(0);
+                *v = table(lut_a, q.out(*v)).saturating_add(table(lut_b, s));
+            }
+        }
+    }
+
+    /// `acc[c * pix + p] += bias[c]`, wrapping.
+    #[inline(never)]
+    pub(super) fn add_bias(qs: &[ChannelOut], acc: &mut [i32], pix: usize) {
+        for (a, q) in acc.chunks_exact_mut(pix.max(1)).zip(qs) {
+            for v in a {
+                *v = q.biased(*v);
+            }
         }
     }
 }

@@ -688,11 +688,7 @@ pub fn conv2d_pool_s8<
             if clamped.is_short() {
                 clamped.store_pooled(dst, acc);
             } else {
-                for (a, q) in acc.iter_mut().zip(e.channels()) {
-                    for v in a.iter_mut() {
-                        *v = q.biased(*v);
-                    }
-                }
+                e.add_bias(acc);
                 pooled.store_pooled(dst, acc);
             }
         },
