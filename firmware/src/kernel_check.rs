@@ -250,6 +250,15 @@ fn run() -> (u32, u32) {
         count(conv::<6, 6, 24, 4, 5, 0, 2, 2, { scratch_quads(24, 5) }>(
             &mut rng,
         ));
+        // One input channel: windows read as words inside the image,
+        // gathered at the padding; the first with widened weights (72
+        // pixels), the second without (20).
+        count(conv::<8, 9, 1, 5, 3, 1, 8, 9, { scratch_quads(1, 3) }>(
+            &mut rng,
+        ));
+        count(conv::<9, 8, 1, 4, 5, 0, 5, 4, { scratch_quads(1, 5) }>(
+            &mut rng,
+        ));
         for ok in fused::<5, { scratch_quads(5, 3) }>(&mut rng) {
             count(ok);
         }

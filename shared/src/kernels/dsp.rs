@@ -26,6 +26,8 @@
 //! loop is fully unrolled with `.rept` and needs no counter. On other
 //! targets (the host, tests) a portable loop computes the same sums.
 
+use core::mem::MaybeUninit;
+
 /// Output pixels per tile.
 pub const TILE: usize = 6;
 
@@ -95,6 +97,60 @@ pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Quad], w: &[i8], len: usize
             *a = a
                 .wrapping_add(h(lo) * w0 + h(lo >> 16) * w2)
                 .wrapping_add(h(hi) * w1 + h(hi >> 16) * w3);
+        }
+    }
+}
+
+/// One quad of a weight row widened to 16 bits, in the pairs `SXTB16`
+/// makes: `(w0, w2)` and `(w1, w3)`. A kernel that widens a layer's weights
+/// once ([`widen_weights`]) loads a quad's weights with one `LDM` instead
+/// of a load and two sign extensions per tile.
+pub type WideQuad = [u32; 2];
+
+/// Output channels times quads a widened weight buffer holds (19,200
+/// bytes, on the stack of the kernels that widen): every layer whose whole
+/// window is im2col'd except the largest (the identity ResNet's conv2).
+pub const WIDE_WEIGHT_QUADS: usize = 2400;
+
+/// `w`'s quads widened into `dst`, the last one padded with zero weights;
+/// every quad of `dst` is written (past `w`'s end, zero weights).
+#[inline(always)]
+pub fn widen_weights(dst: &mut [MaybeUninit<WideQuad>], w: &[i8]) {
+    let whole = w.chunks_exact(4);
+    let rest = whole.remainder();
+    let mut dst = dst.iter_mut();
+    // `whole` first: zip asks its first iterator first, and `dst` must not
+    // lose a quad when `whole` runs out.
+    for (q, d) in whole.zip(&mut dst) {
+        let (lo, hi) = expand_word(
+            u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]),
+            0,
+        );
+        d.write([lo, hi]);
+    }
+    let mut tail = [0u8; 4];
+    for (t, &v) in tail.iter_mut().zip(rest) {
+        *t = v as u8;
+    }
+    for d in dst {
+        let (lo, hi) = expand_word(u32::from_le_bytes(tail), 0);
+        d.write([lo, hi]);
+        tail = [0; 4];
+    }
+}
+
+/// `acc[p] = sum over quads s of x[s][p] . w[s]`, the portable form of
+/// [`dot_channels!`] for one channel.
+#[inline(always)]
+pub fn dot_tile_wide_portable(acc: &mut [i32; TILE], x: &[Quad], w: &[WideQuad]) {
+    let h = |v: u32| v as u16 as i16 as i32;
+    *acc = [0; TILE];
+    for (step, w) in x.iter().zip(w) {
+        let (w0, w2, w1, w3) = (h(w[0]), h(w[0] >> 16), h(w[1]), h(w[1] >> 16));
+        for (a, px) in acc.iter_mut().zip(step.chunks_exact(2)) {
+            *a = a
+                .wrapping_add(h(px[0]) * w0 + h(px[0] >> 16) * w2)
+                .wrapping_add(h(px[1]) * w1 + h(px[1] >> 16) * w3);
         }
     }
 }
@@ -196,6 +252,96 @@ macro_rules! dot_tile {
     }};
 }
 pub(crate) use dot_tile;
+
+/// Every channel's dot product over one tile, from widened weights:
+/// `acc(c)[p] = sum over quads s < QUADS of x[s][p] . w[c * QUADS + s]`
+/// for `c < w.len() / QUADS`, where `acc(c)` is the `TILE` words at
+/// `$acc + c * $stride` bytes (`$acc: *mut i32`, a tile's part of the first
+/// channel's accumulators; `$stride` a constant). The accumulators are
+/// overwritten. On the Cortex-M4 one assembly loop over the channels: per
+/// quad an `LDM` of the weights, three `LDM`s of pixels and twelve `SMLAD`s
+/// (the first quad's `SMUAD`s start the sums), and about eight
+/// instructions per channel. `$x: &[Quad]` must hold `QUADS` quads (checked;
+/// otherwise nothing is computed).
+///
+/// # Safety
+///
+/// `$acc + c * $stride` must be valid for `TILE` words for every channel.
+macro_rules! dot_channels {
+    ($acc:expr, $stride:expr, $x:expr, $w:expr, $quads:expr) => {{
+        let acc: *mut i32 = $acc;
+        let x: &[$crate::kernels::dsp::Quad] = $x;
+        let w: &[$crate::kernels::dsp::WideQuad] = $w;
+        let channels = w.len() / $quads;
+        if $quads >= 1 && x.len() >= $quads && channels > 0 {
+            #[cfg(arm_dsp)]
+            // SAFETY: reads QUADS quads of `x` and `channels * QUADS` of
+            // `w`; writes TILE words at each channel's accumulators (the
+            // caller's contract). r6, r7 and r9 are saved around (see
+            // `dot_tile!`); the accumulators' address, the weights' end and
+            // the pixels' start wait on the stack.
+            unsafe {
+                core::arch::asm!(
+                    "push {{r6, r7, r9}}",
+                    "push {{r0, r1, r12}}",
+                    "2:",
+                    "ldm lr!, {{r6, r7}}",
+                    "ldm r12!, {{r8, r9, r10, r11}}",
+                    "smuad r0, r8, r6",
+                    "smlad r0, r9, r7, r0",
+                    "smuad r1, r10, r6",
+                    "smlad r1, r11, r7, r1",
+                    "ldm r12!, {{r8, r9, r10, r11}}",
+                    "smuad r2, r8, r6",
+                    "smlad r2, r9, r7, r2",
+                    "smuad r3, r10, r6",
+                    "smlad r3, r11, r7, r3",
+                    "ldm r12!, {{r8, r9, r10, r11}}",
+                    "smuad r4, r8, r6",
+                    "smlad r4, r9, r7, r4",
+                    "smuad r5, r10, r6",
+                    "smlad r5, r11, r7, r5",
+                    ".rept {rest}",
+                    "ldm lr!, {{r6, r7}}",
+                    $crate::kernels::dsp::tile_macs!(),
+                    ".endr",
+                    // Store, next channel's accumulators and the pixels
+                    // again.
+                    "ldr r8, [sp]",
+                    "stm r8, {{r0, r1, r2, r3, r4, r5}}",
+                    "add r8, r8, #{stride}",
+                    "str r8, [sp]",
+                    "ldr r12, [sp, #8]",
+                    "ldr r8, [sp, #4]",
+                    "cmp lr, r8",
+                    "bne 2b",
+                    "add sp, sp, #12",
+                    "pop {{r6, r7, r9}}",
+                    rest = const $quads - 1,
+                    stride = const $stride,
+                    inout("r0") acc => _,
+                    inout("r1") w.as_ptr().wrapping_add(channels * $quads) => _,
+                    out("r2") _,
+                    out("r3") _,
+                    out("r4") _,
+                    out("r5") _,
+                    inout("r12") x.as_ptr() => _,
+                    inout("lr") w.as_ptr() => _,
+                    out("r8") _,
+                    out("r10") _,
+                    out("r11") _,
+                );
+            }
+            #[cfg(not(arm_dsp))]
+            for (c, w) in w.chunks_exact($quads).enumerate() {
+                // SAFETY: the caller's contract.
+                let acc = unsafe { &mut *acc.byte_add(c * $stride).cast::<[i32; $crate::kernels::dsp::TILE]>() };
+                $crate::kernels::dsp::dot_tile_wide_portable(acc, x, w);
+            }
+        }
+    }};
+}
+pub(crate) use dot_channels;
 
 #[cfg(test)]
 mod tests {

@@ -155,13 +155,22 @@ pub(super) struct Epilogue<const CO: usize> {
     /// outputs (otherwise the portable loop).
     #[cfg_attr(not(arm_dsp), allow(dead_code))]
     assembly: bool,
+    /// Every channel clamps at -128 only (no activation): `SSAT` is the
+    /// whole clamp, and the assembly leaves out the lower one.
+    #[cfg_attr(not(arm_dsp), allow(dead_code))]
+    unclamped: bool,
 }
 
 impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     fn from_channels(qs: [ChannelOut; CO]) -> Self {
         let assembly = qs.iter().all(ChannelOut::is_short);
-        Epilogue { qs, assembly }
+        let unclamped = qs.iter().all(|q| q.min == i8::MIN as i32);
+        Epilogue {
+            qs,
+            assembly,
+            unclamped,
+        }
     }
 
     /// A conv layer's outputs.
@@ -235,7 +244,13 @@ impl<const CO: usize> Epilogue<CO> {
         if self.assembly && PIX == 2 * TILE && dst.len() == PIX / 4 && acc.len() >= CO {
             // SAFETY: PIX values of each of CO channels, and the CO bytes of
             // each of the PIX / 4 pooled pixels, in bounds by the checks.
-            unsafe { self.run_pool3(dst.as_mut_ptr().cast::<i8>(), acc.as_ptr().cast::<i32>()) };
+            unsafe {
+                asm::pool3::<CO>(
+                    &self.qs,
+                    dst.as_mut_ptr().cast::<i8>(),
+                    acc.as_ptr().cast::<i32>(),
+                )
+            };
             return;
         }
         portable::store_pooled(&self.qs, dst.as_flattened_mut(), acc.as_flattened(), PIX);
@@ -264,15 +279,21 @@ impl<const CO: usize> Epilogue<CO> {
             // SAFETY: PIX values of each of CO channels; the shortcut bytes
             // `offs[p] + c`, `c < CO`, in bounds by the checks; the tables'
             // middles indexed by int8 values.
+            let args = (
+                acc.as_mut_ptr().cast::<i32>(),
+                (shortcut.as_ptr(), offs.as_ptr()),
+                (
+                    lut_a.as_ptr().wrapping_add(128),
+                    lut_b.as_ptr().wrapping_add(128),
+                ),
+            );
+            // SAFETY: as above.
             unsafe {
-                self.run_add(
-                    acc.as_mut_ptr().cast::<i32>(),
-                    (shortcut.as_ptr(), offs.as_ptr()),
-                    (
-                        lut_a.as_ptr().wrapping_add(128),
-                        lut_b.as_ptr().wrapping_add(128),
-                    ),
-                )
+                if self.unclamped {
+                    asm::add::<false>(&self.qs, args.0, args.1, args.2)
+                } else {
+                    asm::add::<true>(&self.qs, args.0, args.1, args.2)
+                }
             };
             return;
         }
@@ -299,11 +320,17 @@ impl<const CO: usize> Epilogue<CO> {
         if self.assembly && px.len() == TILE && acc.len() >= CO && c_off + CO <= CT {
             // SAFETY: TILE accumulators of each of CO channels, and bytes
             // `c_off..c_off + CO` of TILE pixels, in bounds by the checks.
+            let (dst, acc) = (
+                px.as_mut_ptr().cast::<i8>().wrapping_add(c_off),
+                acc.as_ptr().cast::<i32>(),
+            );
+            // SAFETY: as above.
             unsafe {
-                self.run_tile::<CT>(
-                    px.as_mut_ptr().cast::<i8>().wrapping_add(c_off),
-                    acc.as_ptr().cast::<i32>(),
-                )
+                if self.unclamped {
+                    asm::tile::<CT, false>(&self.qs, dst, acc)
+                } else {
+                    asm::tile::<CT, true>(&self.qs, dst, acc)
+                }
             };
             return;
         }
@@ -320,25 +347,32 @@ impl<const CO: usize> Epilogue<CO> {
         #[cfg(arm_dsp)]
         if self.assembly && dst.len() >= CO {
             // SAFETY: CO consecutive values and CO bytes of `dst`.
-            unsafe { self.run::<4>(dst.as_mut_ptr(), values.as_ptr()) };
+            unsafe { asm::values::<CO>(&self.qs, dst.as_mut_ptr(), values.as_ptr()) };
             return;
         }
         portable::store_tile(&self.qs, (dst, CO, 0), values);
     }
+}
 
-    /// The assembly of [`Self::store_pooled`] for three windows: for each
+/// The assembly loops of [`Epilogue`], out of line: one copy per output
+/// stride serves every layer (inlined, each call site had its own).
+#[cfg(arm_dsp)]
+mod asm {
+    use super::super::dsp::TILE;
+    use super::ChannelOut;
+
+    /// The assembly of [`Epilogue::store_pooled`] for three windows: for each
     /// channel `c`, the twelve values from `acc + 12 * c`, window by window
     /// their maximum through the epilogue into byte `dst + c + CO * w`.
     ///
     /// # Safety
     ///
     /// `acc` must be readable for `12 * CO` words and `dst` writable for
-    /// `3 * CO` bytes; `self.assembly` must hold.
-    #[cfg(arm_dsp)]
-    #[inline(always)]
-    unsafe fn run_pool3(&self, dst: *mut i8, acc: *const i32) {
+    /// `3 * CO` bytes; every channel of `qs` must be in the short form.
+    #[inline(never)]
+    pub(super) unsafe fn pool3<const CO: usize>(qs: &[ChannelOut], dst: *mut i8, acc: *const i32) {
         const { assert!(CO <= 255, "a post-indexed STRB steps at most 255 bytes") };
-        if CO == 0 {
+        if qs.is_empty() {
             return;
         }
         // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
@@ -374,8 +408,8 @@ impl<const CO: usize> Epilogue<CO> {
                 "pop {{r6, r7}}",
                 co = const CO,
                 back = const (3 * CO).saturating_sub(1),
-                inout("r12") self.qs.as_ptr() => _,
-                in("lr") self.qs.as_ptr().wrapping_add(CO),
+                inout("r12") qs.as_ptr() => _,
+                in("lr") qs.as_ptr().wrapping_add(qs.len()),
                 inout("r10") acc => _,
                 inout("r11") dst => _,
                 out("r0") _,
@@ -388,7 +422,7 @@ impl<const CO: usize> Epilogue<CO> {
         }
     }
 
-    /// The assembly of [`Self::add_tables`] for twelve pixels: `lut_a` and
+    /// The assembly of [`Epilogue::add_tables`] for twelve pixels: `lut_a` and
     /// `lut_b` point at the tables' entries for 0, `shortcut` at channel 0
     /// of the shortcut, `offs` at the twelve pixel offsets.
     ///
@@ -396,17 +430,16 @@ impl<const CO: usize> Epilogue<CO> {
     ///
     /// `acc` must be readable and writable for `12 * CO` words, the
     /// shortcut readable at `offs[p] + c` for `c < CO`, the tables at
-    /// every int8 index; `self.assembly` must hold.
-    #[cfg(arm_dsp)]
-    #[inline(always)]
-    unsafe fn run_add(
-        &self,
+    /// every int8 index; every channel of `qs` must be in the short form.
+    #[inline(never)]
+    pub(super) unsafe fn add<const CLAMP: bool>(
+        qs: &[ChannelOut],
         acc: *mut i32,
         (shortcut, offs): (*const i8, *const u32),
         (lut_a, lut_b): (*const i32, *const i32),
     ) {
         const { assert!(2 * TILE == 12, "the assembly adds twelve pixels") };
-        if CO == 0 {
+        if qs.is_empty() {
             return;
         }
         // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
@@ -428,8 +461,10 @@ impl<const CO: usize> Epilogue<CO> {
                 "add r10, r10, r9, asr #31",
                 "asr r10, r10, r3",
                 "ssat r10, #8, r10",
+                ".if {clamp}",
                 "ssub8 r9, r10, r4",
                 "sel r10, r10, r4",
+                ".endif",
                 // lut_a[o] + lut_b[s], saturating.
                 "ldr r10, [r6, r10, lsl #2]",
                 "ldr r9, [r5], #4",
@@ -446,8 +481,9 @@ impl<const CO: usize> Epilogue<CO> {
                 "bne 2b",
                 "add sp, sp, #4",
                 "pop {{r6, r7, r9}}",
-                inout("r12") self.qs.as_ptr() => _,
-                inout("r0") self.qs.as_ptr().wrapping_add(CO) => _,
+                clamp = const CLAMP as u8,
+                inout("r12") qs.as_ptr() => _,
+                inout("r0") qs.as_ptr().wrapping_add(qs.len()) => _,
                 inout("r8") acc => _,
                 inout("r5") offs => _,
                 inout("lr") shortcut => _,
@@ -461,18 +497,21 @@ impl<const CO: usize> Epilogue<CO> {
         }
     }
 
-    /// The assembly of [`Self::store_tile`]: for each channel `c`, the
+    /// The assembly of [`Epilogue::store_tile`]: for each channel `c`, the
     /// TILE accumulators from `acc + TILE * c` into bytes `dst + c + CT * p`.
     ///
     /// # Safety
     ///
     /// `acc` must be readable for `TILE * CO` words and `dst` writable at
-    /// `c + CT * p` for `c < CO`, `p < TILE`; `self.assembly` must hold.
-    #[cfg(arm_dsp)]
-    #[inline(always)]
-    unsafe fn run_tile<const CT: usize>(&self, dst: *mut i8, acc: *const i32) {
+    /// `c + CT * p` for `c < CO`, `p < TILE`; every channel of `qs` must be in the short form.
+    #[inline(never)]
+    pub(super) unsafe fn tile<const CT: usize, const CLAMP: bool>(
+        qs: &[ChannelOut],
+        dst: *mut i8,
+        acc: *const i32,
+    ) {
         const { assert!(CT <= 255, "a post-indexed STRB steps at most 255 bytes") };
-        if CO == 0 {
+        if qs.is_empty() {
             return;
         }
         // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
@@ -491,8 +530,10 @@ impl<const CO: usize> Epilogue<CO> {
                 "add r9, r9, r8, asr #31",
                 "asr r9, r9, r3",
                 "ssat r9, #8, r9",
+                ".if {clamp}",
                 "ssub8 r8, r9, r4",
                 "sel r9, r9, r4",
+                ".endif",
                 "strb r9, [r11], #{ct}",
                 ".endr",
                 // Back to pixel 0, next channel.
@@ -502,9 +543,10 @@ impl<const CO: usize> Epilogue<CO> {
                 "pop {{r6, r7, r9}}",
                 tile = const TILE,
                 ct = const CT,
+                clamp = const CLAMP as u8,
                 back = const (TILE * CT).saturating_sub(1),
-                inout("r12") self.qs.as_ptr() => _,
-                in("lr") self.qs.as_ptr().wrapping_add(CO),
+                inout("r12") qs.as_ptr() => _,
+                in("lr") qs.as_ptr().wrapping_add(qs.len()),
                 inout("r10") acc => _,
                 inout("r11") dst => _,
                 out("r0") _,
@@ -524,12 +566,11 @@ impl<const CO: usize> Epilogue<CO> {
     /// # Safety
     ///
     /// `src` must be readable at `STRIDE * c` and `dst` writable at `c` for
-    /// every `c < CO`; `self.assembly` must hold (every channel in the
+    /// every `c < CO`; every channel of `qs` must be in the short form (every channel in the
     /// short form).
-    #[cfg(arm_dsp)]
-    #[inline(always)]
-    unsafe fn run<const STRIDE: usize>(&self, dst: *mut i8, src: *const i32) {
-        if CO == 0 {
+    #[inline(never)]
+    pub(super) unsafe fn values<const CO: usize>(qs: &[ChannelOut], dst: *mut i8, src: *const i32) {
+        if qs.is_empty() {
             return;
         }
         // SAFETY: the caller's contract; reads CO parameter blocks of `qs`
@@ -558,10 +599,10 @@ impl<const CO: usize> Epilogue<CO> {
                 "cmp r12, lr",
                 "bne 2b",
                 "pop {{r6, r7, r9}}",
-                stride = const STRIDE,
+                stride = const 4,
                 unroll = const 2 - CO % 2,
-                inout("r12") self.qs.as_ptr() => _,
-                in("lr") self.qs.as_ptr().wrapping_add(CO),
+                inout("r12") qs.as_ptr() => _,
+                in("lr") qs.as_ptr().wrapping_add(qs.len()),
                 inout("r10") src => _,
                 inout("r11") dst => _,
                 out("r0") _,

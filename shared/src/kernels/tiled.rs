@@ -22,9 +22,13 @@
 //! [`conv2d_s8_ref`]: super::conv2d_s8_ref
 
 use super::add::{add_sum_bound, fill_add_lut, AddLut};
-use super::dsp::{dot_tile, expand_word, neg_zero_point_pair, Quad, TILE};
+use super::dsp::{
+    dot_channels, dot_tile, expand_word, neg_zero_point_pair, widen_weights, Quad, WideQuad, TILE,
+    WIDE_WEIGHT_QUADS,
+};
 use super::epilogue::Epilogue;
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
+use core::mem::MaybeUninit;
 
 /// Largest reduction (`K*K*CI`) im2col'd whole per tile; longer ones go one
 /// kernel row at a time (conv2's 2,200 would need 26 KB of scratch).
@@ -360,6 +364,31 @@ fn conv_tiles<
     let mut window = [zp; GATHER_MAX];
     let mut acc = [[0i32; PIX]; CO_MAX];
     let acc = acc.get_mut(..co_n).unwrap_or(&mut []);
+    // A whole window's weights, widened once for the layer when they fit
+    // and the layer has enough tiles to repay it (about six instructions a
+    // quad, against two saved per quad and tile, and eight per channel and
+    // tile): the dot products then load them with one LDM per quad.
+    let quads = (K * K * CI).div_ceil(4);
+    // Left uninitialised: clearing 19 KB per call would cost more than the
+    // smaller layers save.
+    let mut wide_buf = [MaybeUninit::<WideQuad>::uninit(); WIDE_WEIGHT_QUADS];
+    // A constant, so that each kernel keeps one of the two dot products
+    // (the flash holds one).
+    let widen = K * K * CI <= WHOLE_WINDOW_MAX
+        && HO * WO >= 4 * TILE
+        && CO_MAX * (K * K * CI).div_ceil(4) <= WIDE_WEIGHT_QUADS;
+    let wide = if widen {
+        let wide = wide_buf.get_mut(..co_n * quads).unwrap_or(&mut []);
+        for (co, dst) in wide.chunks_exact_mut(quads.max(1)).enumerate() {
+            widen_weights(dst, weights(co).as_flattened().as_flattened());
+        }
+        // SAFETY: `widen_weights` wrote every quad of `wide` (`quads` per
+        // channel, the last one padded), and `MaybeUninit<WideQuad>` has
+        // `WideQuad`'s layout.
+        Some(unsafe { &*(wide as *const [MaybeUninit<WideQuad>] as *const [WideQuad]) })
+    } else {
+        None
+    };
     let mut tile = Tile {
         first: 0,
         n: 0,
@@ -382,6 +411,19 @@ fn conv_tiles<
             if K * K * CI <= WHOLE_WINDOW_MAX {
                 // One im2col of the whole window.
                 im2col::<H, W, CI, K, PAD>(input, zp, pixels, (0, K), (scratch, &mut window));
+                if let Some(wide) = wide {
+                    if let Some(row) = acc.first_mut().and_then(|a| a.get_mut(g..g + TILE)) {
+                        // Rows of PIX words: channel c's part is PIX * c words on.
+                        dot_channels!(
+                            row.as_mut_ptr(),
+                            4 * PIX,
+                            scratch,
+                            wide,
+                            (K * K * CI).div_ceil(4)
+                        );
+                    }
+                    continue;
+                }
                 for (co, a) in acc.iter_mut().enumerate() {
                     if let Some(a) = a.get_mut(g..).and_then(|a| a.first_chunk_mut::<TILE>()) {
                         let w = weights(co).as_flattened().as_flattened();
