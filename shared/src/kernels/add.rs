@@ -126,14 +126,14 @@ pub fn add_requant_s8<const H: usize, const W: usize, const C: usize>(
     fill_add_lut(p, lut);
     let [lut_a, lut_b] = &*lut;
     let sum = Epilogue::<C>::uniform(p.out, add_sum_bound(p), p.output, ActRange::FULL);
-    let mut values = [0i32; C];
-    let pixels = a.as_flattened().iter().zip(b.as_flattened());
-    for (o, (a, b)) in out.as_flattened_mut().iter_mut().zip(pixels) {
-        for ((v, &x), &y) in values.iter_mut().zip(a).zip(b) {
-            *v = table(lut_a, x).saturating_add(table(lut_b, y));
-        }
-        sum.store_values(o, &values);
-    }
+    sum.store_add(
+        out.as_flattened_mut().as_flattened_mut(),
+        (
+            a.as_flattened().as_flattened(),
+            b.as_flattened().as_flattened(),
+        ),
+        (lut_a, lut_b),
+    );
 }
 
 /// [`add_requant_s8`] writing over its first input (`a_out = a_out + b`), so a

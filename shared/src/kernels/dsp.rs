@@ -107,10 +107,11 @@ pub fn dot_tile_portable(acc: &mut [i32; TILE], x: &[Quad], w: &[i8], len: usize
 /// of a load and two sign extensions per tile.
 pub type WideQuad = [u32; 2];
 
-/// Output channels times quads a widened weight buffer holds (19,200
-/// bytes, on the stack of the kernels that widen): every layer whose whole
-/// window is im2col'd except the largest (the identity ResNet's conv2).
-pub const WIDE_WEIGHT_QUADS: usize = 2400;
+/// Output channels times quads a widened weight buffer holds (25,600
+/// bytes, on the stack of the kernels that widen): every layer of our
+/// networks whose whole window is im2col'd (the largest, the identity
+/// ResNet's conv2, fills it).
+pub const WIDE_WEIGHT_QUADS: usize = 3200;
 
 /// `w`'s quads widened into `dst`, the last one padded with zero weights;
 /// every quad of `dst` is written (past `w`'s end, zero weights).

@@ -16,12 +16,18 @@
 //!   with `R = 2^(e-1) + zp * 2^e`,
 //!
 //!   which is `SMMLAR` (most significant word, rounded, with accumulate) on
-//!   `2x`, an add of the sign, a shift, `SSAT` and a byte maximum: with the
-//!   parameter load, the accumulator load, the bias add and the store, 10
-//!   instructions per output on the Cortex-M4. The bounds keep every step
-//!   inside i32, so no step saturates or wraps.
+//!   `2x`, an add of the sign, a shift, `SSAT` and a byte maximum (`SSUB8`
+//!   and `SEL`; left out when no channel clamps above -128). The bounds
+//!   keep every step inside i32, so no step saturates or wraps.
 //! - **Long form**, anything else (a left shift, a clamp below 127, a huge
 //!   bias): [`Rescale`] and [`OutputQuant::apply`], portable code only.
+//!
+//! On the Cortex-M4 the short form runs in assembly loops that go channel
+//! by channel, a channel's parameters loaded with one `LDM`: a tile's six
+//! outputs (about 9 instructions each with the accumulator load and the
+//! store), three pool windows' maxima (the maximum of raw accumulators: in
+//! the short form the bias cannot wrap, so it moves past the maximum), a
+//! residual add's table lookups, a whole add of two tensors.
 //!
 //! Off the Cortex-M4 (the host, the tests) both forms run as Rust, the
 //! short one exactly as the assembly computes it, so the host's tests
@@ -341,16 +347,34 @@ impl<const CO: usize> Epilogue<CO> {
         );
     }
 
-    /// `dst[c] = out(values[c])` for every channel `c`.
+    /// A residual add of whole tensors through this epilogue, which must
+    /// be [`Self::uniform`] (the same for every channel): `out[i] =
+    /// out(lut_a[a[i]] + lut_b[b[i]])`, the sum saturating.
     #[inline(always)]
-    pub(super) fn store_values(&self, dst: &mut [i8], values: &[i32; CO]) {
+    pub(super) fn store_add(
+        &self,
+        out: &mut [i8],
+        (a, b): (&[i8], &[i8]),
+        (lut_a, lut_b): (&[i32; 256], &[i32; 256]),
+    ) {
+        let n = out.len().min(a.len()).min(b.len());
         #[cfg(arm_dsp)]
-        if self.assembly && dst.len() >= CO {
-            // SAFETY: CO consecutive values and CO bytes of `dst`.
-            unsafe { asm::values::<CO>(&self.qs, dst.as_mut_ptr(), values.as_ptr()) };
+        if let (true, Some(q), 0) = (self.assembly, self.qs.first(), n % 4) {
+            // SAFETY: n bytes of each tensor; the tables' middles indexed
+            // by int8 values.
+            unsafe {
+                asm::add_elements(
+                    q,
+                    (a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), n),
+                    (
+                        lut_a.as_ptr().wrapping_add(128),
+                        lut_b.as_ptr().wrapping_add(128),
+                    ),
+                )
+            };
             return;
         }
-        portable::store_tile(&self.qs, (dst, CO, 0), values);
+        portable::store_add(&self.qs, (out, a, b, n), (lut_a, lut_b));
     }
 }
 
@@ -443,7 +467,7 @@ mod asm {
             return;
         }
         // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
-        // r6, r7 and r9 are saved around (see `run`); the loop's end is
+        // r6, r7 and r9 are saved around (see `dot_tile!`); the loop's end is
         // kept on the stack, every register being in use.
         unsafe {
             core::arch::asm!(
@@ -454,7 +478,7 @@ mod asm {
                 "2:",
                 "ldm r12!, {{r0, r1, r2, r3, r4, r9, r10, r11}}",
                 ".rept 12",
-                // The conv's output o, as in `run`.
+                // The conv's output o, as in `pool3`.
                 "ldr r9, [r8]",
                 "add r9, r0, r9, lsl #1",
                 "smmlar r10, r9, r1, r2",
@@ -497,6 +521,64 @@ mod asm {
         }
     }
 
+    /// The assembly of [`Epilogue::store_add`]: `n` elements (a multiple
+    /// of 4), four per pass, through the one epilogue `q`.
+    ///
+    /// # Safety
+    ///
+    /// `a`, `b` readable and `out` writable for `n` bytes, the tables at
+    /// every int8 index; `q` in the short form.
+    #[inline(never)]
+    pub(super) unsafe fn add_elements(
+        q: &ChannelOut,
+        (a, b, out, n): (*const i8, *const i8, *mut i8, usize),
+        (lut_a, lut_b): (*const i32, *const i32),
+    ) {
+        if n == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract. r6 and r7 are saved around (see
+        // `tile`).
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "mov r6, r8",
+                // r0 2 * bias (0), r1 multiplier, r2 R, r3 shift, r4 min.
+                "ldm r0, {{r0, r1, r2, r3, r4}}",
+                "2:",
+                ".rept 4",
+                "ldrsb r7, [r10], #1",
+                "ldrsb r8, [r11], #1",
+                "ldr r7, [r5, r7, lsl #2]",
+                "ldr r8, [r6, r8, lsl #2]",
+                "qadd r7, r7, r8",
+                "add r8, r0, r7, lsl #1",
+                "smmlar r7, r8, r1, r2",
+                "add r7, r7, r8, asr #31",
+                "asr r7, r7, r3",
+                "ssat r7, #8, r7",
+                "ssub8 r8, r7, r4",
+                "sel r7, r7, r4",
+                "strb r7, [r12], #1",
+                ".endr",
+                "cmp r10, lr",
+                "bne 2b",
+                "pop {{r6, r7}}",
+                inout("r0") q as *const ChannelOut => _,
+                inout("r10") a => _,
+                inout("r11") b => _,
+                inout("r12") out => _,
+                in("lr") a.wrapping_add(n),
+                inout("r5") lut_a => _,
+                inout("r8") lut_b => _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+            );
+        }
+    }
+
     /// The assembly of [`Epilogue::store_tile`]: for each channel `c`, the
     /// TILE accumulators from `acc + TILE * c` into bytes `dst + c + CT * p`.
     ///
@@ -515,12 +597,12 @@ mod asm {
             return;
         }
         // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
-        // r6, r7 and r9 are saved around (see `run`).
+        // r6, r7 and r9 are saved around (see `dot_tile!`).
         unsafe {
             core::arch::asm!(
                 "push {{r6, r7, r9}}",
                 "2:",
-                // As in `run`: r0 2 * bias, r1 multiplier, r2 R, r3 shift,
+                // As in `pool3`: r0 2 * bias, r1 multiplier, r2 R, r3 shift,
                 // r4 min.
                 "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
                 ".rept {tile}",
@@ -548,62 +630,6 @@ mod asm {
                 inout("r12") qs.as_ptr() => _,
                 in("lr") qs.as_ptr().wrapping_add(qs.len()),
                 inout("r10") acc => _,
-                inout("r11") dst => _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                out("r4") _,
-                out("r5") _,
-                out("r8") _,
-            );
-        }
-    }
-
-    /// The assembly loop: `dst[c] = out(*src)` for each channel, `src`
-    /// advancing `STRIDE` bytes per channel.
-    ///
-    /// # Safety
-    ///
-    /// `src` must be readable at `STRIDE * c` and `dst` writable at `c` for
-    /// every `c < CO`; every channel of `qs` must be in the short form (every channel in the
-    /// short form).
-    #[inline(never)]
-    pub(super) unsafe fn values<const CO: usize>(qs: &[ChannelOut], dst: *mut i8, src: *const i32) {
-        if qs.is_empty() {
-            return;
-        }
-        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`
-        // (32 bytes each, size asserted above). r6, r7 and r9 are not
-        // available as operands (see `dot_tile`), so they are saved around.
-        unsafe {
-            core::arch::asm!(
-                "push {{r6, r7, r9}}",
-                "2:",
-                // Two channels per pass when CO is even.
-                ".rept {unroll}",
-                // r0 2 * bias, r1 multiplier, r2 rounding term R, r3 shift,
-                // r4 min (the rest: the long form's, not needed).
-                "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
-                "ldr r8, [r10], #{stride}",
-                "add r8, r0, r8, lsl #1",
-                "smmlar r9, r8, r1, r2",
-                "add r9, r9, r8, asr #31",
-                "asr r9, r9, r3",
-                "ssat r9, #8, r9",
-                // max(v, min) in the low byte: SSUB8 sets GE[0] if v >= min.
-                "ssub8 r8, r9, r4",
-                "sel r9, r9, r4",
-                "strb r9, [r11], #1",
-                ".endr",
-                "cmp r12, lr",
-                "bne 2b",
-                "pop {{r6, r7, r9}}",
-                stride = const 4,
-                unroll = const 2 - CO % 2,
-                inout("r12") qs.as_ptr() => _,
-                in("lr") qs.as_ptr().wrapping_add(qs.len()),
-                inout("r10") src => _,
                 inout("r11") dst => _,
                 out("r0") _,
                 out("r1") _,
@@ -668,6 +694,25 @@ mod portable {
             for (v, &o) in a.iter_mut().zip(offs).take(n) {
                 let s = shortcut.get(o + c).copied().unwrap_or(0);
                 *v = table(lut_a, q.out(*v)).saturating_add(table(lut_b, s));
+            }
+        }
+    }
+
+    /// `out[i] = out(lut_a[a[i]] + lut_b[b[i]])` for `i < n`, channel `i %
+    /// qs.len()`'s epilogue.
+    #[inline(never)]
+    pub(super) fn store_add(
+        qs: &[ChannelOut],
+        (out, a, b, n): (&mut [i8], &[i8], &[i8], usize),
+        (lut_a, lut_b): (&[i32; 256], &[i32; 256]),
+    ) {
+        for (px, (a, b)) in out
+            .chunks_mut(qs.len().max(1))
+            .zip(a.chunks(qs.len().max(1)).zip(b.chunks(qs.len().max(1))))
+            .take(n.div_ceil(qs.len().max(1)))
+        {
+            for (((o, q), &x), &y) in px.iter_mut().zip(qs).zip(a).zip(b) {
+                *o = q.out(table(lut_a, x).saturating_add(table(lut_b, y)));
             }
         }
     }
