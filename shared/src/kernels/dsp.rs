@@ -140,12 +140,14 @@ pub fn widen_weights(dst: &mut [MaybeUninit<WideQuad>], w: &[i8]) {
     }
 }
 
-/// `acc[p] = sum over quads s of x[s][p] . w[s]`, the portable form of
-/// [`dot_channels!`] for one channel.
+/// `acc[p] = sum over quads s of x[s][p] . w[s]`, plus `acc[p]` if `add`:
+/// the portable form of [`dot_channels!`] for one channel.
 #[inline(always)]
-pub fn dot_tile_wide_portable(acc: &mut [i32; TILE], x: &[Quad], w: &[WideQuad]) {
+pub fn dot_tile_wide_portable(acc: &mut [i32; TILE], x: &[Quad], w: &[WideQuad], add: bool) {
     let h = |v: u32| v as u16 as i16 as i32;
-    *acc = [0; TILE];
+    if !add {
+        *acc = [0; TILE];
+    }
     for (step, w) in x.iter().zip(w) {
         let (w0, w2, w1, w3) = (h(w[0]), h(w[0] >> 16), h(w[1]), h(w[1] >> 16));
         for (a, px) in acc.iter_mut().zip(step.chunks_exact(2)) {
@@ -259,7 +261,8 @@ pub(crate) use dot_tile;
 /// for `c < w.len() / QUADS`, where `acc(c)` is the `TILE` words at
 /// `$acc + c * $stride` bytes (`$acc: *mut i32`, a tile's part of the first
 /// channel's accumulators; `$stride` a constant). The accumulators are
-/// overwritten. On the Cortex-M4 one assembly loop over the channels: per
+/// overwritten, or with `$add` (a constant) added to. On the Cortex-M4
+/// one assembly loop over the channels: per
 /// quad an `LDM` of the weights, three `LDM`s of pixels and twelve `SMLAD`s
 /// (the first quad's `SMUAD`s start the sums), and about eight
 /// instructions per channel. `$x: &[Quad]` must hold `QUADS` quads (checked;
@@ -269,7 +272,7 @@ pub(crate) use dot_tile;
 ///
 /// `$acc + c * $stride` must be valid for `TILE` words for every channel.
 macro_rules! dot_channels {
-    ($acc:expr, $stride:expr, $x:expr, $w:expr, $quads:expr) => {{
+    ($acc:expr, $stride:expr, $x:expr, $w:expr, $quads:expr, $add:expr) => {{
         let acc: *mut i32 = $acc;
         let x: &[$crate::kernels::dsp::Quad] = $x;
         let w: &[$crate::kernels::dsp::WideQuad] = $w;
@@ -286,6 +289,14 @@ macro_rules! dot_channels {
                     "push {{r6, r7, r9}}",
                     "push {{r0, r1, r12}}",
                     "2:",
+                    ".if {add}",
+                    "ldr r8, [sp]",
+                    "ldm r8, {{r0, r1, r2, r3, r4, r5}}",
+                    ".rept {quads}",
+                    "ldm lr!, {{r6, r7}}",
+                    $crate::kernels::dsp::tile_macs!(),
+                    ".endr",
+                    ".else",
                     "ldm lr!, {{r6, r7}}",
                     "ldm r12!, {{r8, r9, r10, r11}}",
                     "smuad r0, r8, r6",
@@ -306,6 +317,7 @@ macro_rules! dot_channels {
                     "ldm lr!, {{r6, r7}}",
                     $crate::kernels::dsp::tile_macs!(),
                     ".endr",
+                    ".endif",
                     // Store, next channel's accumulators and the pixels
                     // again.
                     "ldr r8, [sp]",
@@ -318,6 +330,8 @@ macro_rules! dot_channels {
                     "bne 2b",
                     "add sp, sp, #12",
                     "pop {{r6, r7, r9}}",
+                    add = const $add as u8,
+                    quads = const $quads,
                     rest = const $quads - 1,
                     stride = const $stride,
                     inout("r0") acc => _,
@@ -337,7 +351,7 @@ macro_rules! dot_channels {
             for (c, w) in w.chunks_exact($quads).enumerate() {
                 // SAFETY: the caller's contract.
                 let acc = unsafe { &mut *acc.byte_add(c * $stride).cast::<[i32; $crate::kernels::dsp::TILE]>() };
-                $crate::kernels::dsp::dot_tile_wide_portable(acc, x, w);
+                $crate::kernels::dsp::dot_tile_wide_portable(acc, x, w, $add);
             }
         }
     }};

@@ -357,6 +357,14 @@ fn conv_tiles<
         );
         assert!(PIX > 0 && PIX % TILE == 0, "whole tiles per group");
     };
+    if K * K * CI > WHOLE_WINDOW_MAX
+        && CO_MAX * (K * CI).div_ceil(4) <= WIDE_WEIGHT_QUADS
+        && HO * WO <= ROW_GROUPS * PIX
+    {
+        return conv_by_rows::<H, W, CI, K, PAD, HO, WO, CO_MAX, POOL, PIX>(
+            input, zp, co_n, weights, scratch, finish,
+        );
+    }
     let co_n = co_n.min(CO_MAX);
     let n_pixels = HO * WO;
     // The gather buffer of small-CI windows, filled with zp once: the bytes
@@ -412,14 +420,17 @@ fn conv_tiles<
                 // One im2col of the whole window.
                 im2col::<H, W, CI, K, PAD>(input, zp, pixels, (0, K), (scratch, &mut window));
                 if let Some(wide) = wide {
-                    if let Some(row) = acc.first_mut().and_then(|a| a.get_mut(g..g + TILE)) {
-                        // Rows of PIX words: channel c's part is PIX * c words on.
+                    if g + TILE <= PIX && acc.len() * quads >= wide.len() {
+                        // Rows of PIX words: channel c's part of this tile
+                        // is PIX * c + g words on (a pointer to all rows).
+                        let part = acc.as_mut_ptr().cast::<i32>().wrapping_add(g);
                         dot_channels!(
-                            row.as_mut_ptr(),
+                            part,
                             4 * PIX,
                             scratch,
                             wide,
-                            (K * K * CI).div_ceil(4)
+                            (K * K * CI).div_ceil(4),
+                            false
                         );
                     }
                     continue;
@@ -445,6 +456,84 @@ fn conv_tiles<
         }
         finish(&tile, acc);
         tile.first += tile.n;
+    }
+}
+
+/// Groups of pixels whose accumulators [`conv_by_rows`] keeps at once.
+const ROW_GROUPS: usize = 6;
+
+/// [`conv_tiles`] for a window too long to im2col whole, on a small map:
+/// kernel rows outermost. Each row's weights are widened once for every
+/// channel, and every tile of the map (at most `ROW_GROUPS * PIX` pixels,
+/// their accumulators all kept) adds that row's products; then each group
+/// is finished. The conv2 of InceptionNet: 2,200-value windows, 64 pixels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn conv_by_rows<
+    'w,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const K: usize,
+    const PAD: usize,
+    const HO: usize,
+    const WO: usize,
+    const CO_MAX: usize,
+    const POOL: bool,
+    const PIX: usize,
+>(
+    input: &[[[i8; CI]; W]; H],
+    zp: i8,
+    co_n: usize,
+    weights: impl Fn(usize) -> &'w [[[i8; CI]; K]; K],
+    scratch: &mut [Quad],
+    mut finish: impl FnMut(&Tile<PIX>, &mut [[i32; PIX]]),
+) {
+    let co_n = co_n.min(CO_MAX);
+    let n_pixels = HO * WO;
+    let quads = (K * CI).div_ceil(4);
+    let mut window = [zp; GATHER_MAX];
+    let mut acc = [[[0i32; PIX]; CO_MAX]; ROW_GROUPS];
+    // Left uninitialised, as in `conv_tiles`.
+    let mut wide_buf = [MaybeUninit::<WideQuad>::uninit(); WIDE_WEIGHT_QUADS];
+    let mut order = VisitOrder::<WO, POOL>::new();
+    let tiles: [Tile<PIX>; ROW_GROUPS] = core::array::from_fn(|g| {
+        let first = g * PIX;
+        let mut tile = Tile {
+            first,
+            n: PIX.min(n_pixels.saturating_sub(first)),
+            pixels: [(0, 0); PIX],
+            at: [0; PIX],
+        };
+        for p in 0..tile.n {
+            let (oy, ox) = order.next_pixel();
+            tile.pixels[p] = (oy, ox);
+            tile.at[p] = oy * WO + ox;
+        }
+        tile
+    });
+    let groups = n_pixels.div_ceil(PIX);
+    for ky in 0..K {
+        let wide = wide_buf.get_mut(..co_n * quads).unwrap_or(&mut []);
+        for (co, dst) in wide.chunks_exact_mut(quads.max(1)).enumerate() {
+            let row = weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
+            widen_weights(dst, row);
+        }
+        // SAFETY: as in `conv_tiles`: every quad of `wide` was written.
+        let wide = unsafe { &*(wide as *const [MaybeUninit<WideQuad>] as *const [WideQuad]) };
+        for (tile, acc) in tiles.iter().zip(acc.iter_mut()).take(groups) {
+            for g in (0..tile.n).step_by(TILE) {
+                let pixels = &tile.pixels[g..tile.n.min(g + TILE)];
+                im2col::<H, W, CI, K, PAD>(input, zp, pixels, (ky, 1), (scratch, &mut window));
+                if g + TILE <= PIX && acc.len() * quads >= wide.len() {
+                    let part = acc.as_mut_ptr().cast::<i32>().wrapping_add(g);
+                    dot_channels!(part, 4 * PIX, scratch, wide, (K * CI).div_ceil(4), true);
+                }
+            }
+        }
+    }
+    for (tile, acc) in tiles.iter().zip(acc.iter_mut()).take(groups) {
+        finish(tile, acc.get_mut(..co_n).unwrap_or(&mut []));
     }
 }
 
