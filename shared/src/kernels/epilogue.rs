@@ -385,6 +385,60 @@ mod asm {
     use super::super::dsp::TILE;
     use super::ChannelOut;
 
+    /// The short form on the value in register `$v`, the channel's
+    /// parameters in r0-r4 (`2 * bias`, multiplier, R, shift, min): `$x`
+    /// gets `2 * (v + bias)`, `$out` the requantised output, saturated to
+    /// int8 and, if `$clamp` (an assembler expression), clamped below by
+    /// `min`; `$x` is then overwritten.
+    macro_rules! short_form {
+        ($v:literal, $x:literal, $out:literal, $clamp:literal) => {
+            concat!(
+                "add ",
+                $x,
+                ", r0, ",
+                $v,
+                ", lsl #1\n",
+                "smmlar ",
+                $out,
+                ", ",
+                $x,
+                ", r1, r2\n",
+                "add ",
+                $out,
+                ", ",
+                $out,
+                ", ",
+                $x,
+                ", asr #31\n",
+                "asr ",
+                $out,
+                ", ",
+                $out,
+                ", r3\n",
+                "ssat ",
+                $out,
+                ", #8, ",
+                $out,
+                "\n",
+                // max(v, min) in the low byte: SSUB8 sets GE[0] if v >= min.
+                ".if ",
+                $clamp,
+                "\n",
+                "ssub8 ",
+                $x,
+                ", ",
+                $out,
+                ", r4\n",
+                "sel ",
+                $out,
+                ", ",
+                $out,
+                ", r4\n",
+                ".endif",
+            )
+        };
+    }
+
     /// The assembly of [`Epilogue::store_pooled`] for three windows: for each
     /// channel `c`, the twelve values from `acc + 12 * c`, window by window
     /// their maximum through the epilogue into byte `dst + c + CO * w`.
@@ -416,13 +470,7 @@ mod asm {
                 "it lt",
                 "movlt r6, r7",
                 ".endr",
-                "add r8, r0, r6, lsl #1",
-                "smmlar r6, r8, r1, r2",
-                "add r6, r6, r8, asr #31",
-                "asr r6, r6, r3",
-                "ssat r6, #8, r6",
-                "ssub8 r8, r6, r4",
-                "sel r6, r6, r4",
+                short_form!("r6", "r8", "r6", "1"),
                 "strb r6, [r11], #{co}",
                 ".endr",
                 // Back to window 0, next channel.
@@ -480,15 +528,7 @@ mod asm {
                 ".rept 12",
                 // The conv's output o, as in `pool3`.
                 "ldr r9, [r8]",
-                "add r9, r0, r9, lsl #1",
-                "smmlar r10, r9, r1, r2",
-                "add r10, r10, r9, asr #31",
-                "asr r10, r10, r3",
-                "ssat r10, #8, r10",
-                ".if {clamp}",
-                "ssub8 r9, r10, r4",
-                "sel r10, r10, r4",
-                ".endif",
+                short_form!("r9", "r9", "r10", "{clamp}"),
                 // lut_a[o] + lut_b[s], saturating.
                 "ldr r10, [r6, r10, lsl #2]",
                 "ldr r9, [r5], #4",
@@ -552,13 +592,7 @@ mod asm {
                 "ldr r7, [r5, r7, lsl #2]",
                 "ldr r8, [r6, r8, lsl #2]",
                 "qadd r7, r7, r8",
-                "add r8, r0, r7, lsl #1",
-                "smmlar r7, r8, r1, r2",
-                "add r7, r7, r8, asr #31",
-                "asr r7, r7, r3",
-                "ssat r7, #8, r7",
-                "ssub8 r8, r7, r4",
-                "sel r7, r7, r4",
+                short_form!("r7", "r8", "r7", "1"),
                 "strb r7, [r12], #1",
                 ".endr",
                 "cmp r10, lr",
@@ -607,15 +641,7 @@ mod asm {
                 "ldm r12!, {{r0, r1, r2, r3, r4, r5, r6, r7}}",
                 ".rept {tile}",
                 "ldr r8, [r10], #4",
-                "add r8, r0, r8, lsl #1",
-                "smmlar r9, r8, r1, r2",
-                "add r9, r9, r8, asr #31",
-                "asr r9, r9, r3",
-                "ssat r9, #8, r9",
-                ".if {clamp}",
-                "ssub8 r8, r9, r4",
-                "sel r9, r9, r4",
-                ".endif",
+                short_form!("r8", "r8", "r9", "{clamp}"),
                 "strb r9, [r11], #{ct}",
                 ".endr",
                 // Back to pixel 0, next channel.

@@ -110,11 +110,13 @@ struct Tile<const PIX: usize> {
 /// Bytes of a gathered window: the longest whole window plus a word.
 const GATHER_MAX: usize = WHOLE_WINDOW_MAX + 4;
 
-/// Copies the windows of `pixels` (at most [`TILE`]), kernel rows `ky0..ky0 + rows`,
-/// into `scratch` as `x - zp` (zero for padding and past the segment's
-/// end) in the layout of [`super::dsp`]. When `CI % 4 == 0` each input word
-/// is one quad of one pixel; otherwise (one input channel, CI = 10) each
-/// window is first gathered into a byte buffer, padded with `zp`.
+/// Copies the windows of `pixels` (at most [`TILE`]), kernel rows `ky0..ky0
+/// + rows`, into `scratch` as `x - zp` (zero for padding and past the
+/// segment's end) in the layout of [`super::dsp`]. When `CI % 4 == 0` each
+/// input word is one quad of one pixel; a one-channel window inside the
+/// image is read as words ([`one_channel_into`]); otherwise (CI = 10, or
+/// one channel at the padding) each window is first gathered into a byte
+/// buffer, padded with `zp`.
 #[inline(always)]
 fn im2col<const H: usize, const W: usize, const CI: usize, const K: usize, const PAD: usize>(
     input: &[[[i8; CI]; W]; H],
@@ -229,9 +231,8 @@ fn interior_window<const H: usize, const W: usize, const K: usize, const PAD: us
 
 /// Pixel `p`'s quads of a one-channel window; `K >= 3` (checked by the
 /// caller), so a quad's four taps, row-major like the weights, span at most
-/// two kernel rows. Each
-/// quad is an unaligned word of its first row, completed from the next
-/// row's first bytes when the row ends inside it. Bytes past the window
+/// two kernel rows. Each quad is an unaligned word of its first row,
+/// completed from the next row's first bytes when the row ends inside it. Bytes past the window
 /// meet the zero weights of the last quad (see `dot_tile!`). About four
 /// instructions per quad, where the gathered path copies byte by byte.
 #[inline(always)]
