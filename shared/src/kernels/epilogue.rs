@@ -453,7 +453,7 @@ mod asm {
         if qs.is_empty() {
             return;
         }
-        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
+        // SAFETY: the caller's contract; reads the parameter blocks of `qs`.
         unsafe {
             core::arch::asm!(
                 "push {{r6, r7}}",
@@ -514,7 +514,7 @@ mod asm {
         if qs.is_empty() {
             return;
         }
-        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
+        // SAFETY: the caller's contract; reads the parameter blocks of `qs`.
         // r6, r7 and r9 are saved around (see `dot_tile!`); the loop's end is
         // kept on the stack, every register being in use.
         unsafe {
@@ -630,7 +630,7 @@ mod asm {
         if qs.is_empty() {
             return;
         }
-        // SAFETY: the caller's contract; reads CO parameter blocks of `qs`.
+        // SAFETY: the caller's contract; reads the parameter blocks of `qs`.
         // r6, r7 and r9 are saved around (see `dot_tile!`).
         unsafe {
             core::arch::asm!(
