@@ -261,12 +261,12 @@ pub(crate) use dot_tile;
 /// for `c < w.len() / QUADS`, where `acc(c)` is the `TILE` words at
 /// `$acc + c * $stride` bytes (`$acc: *mut i32`, a tile's part of the first
 /// channel's accumulators; `$stride` a constant). The accumulators are
-/// overwritten, or with `$add` (a constant) added to. On the Cortex-M4
-/// one assembly loop over the channels: per
-/// quad an `LDM` of the weights, three `LDM`s of pixels and twelve `SMLAD`s
-/// (the first quad's `SMUAD`s start the sums), and about eight
-/// instructions per channel. `$x: &[Quad]` must hold `QUADS` quads (checked;
-/// otherwise nothing is computed).
+/// overwritten, or with `$add` (a constant) added to. On the Cortex-M4 one
+/// assembly loop over the channels: per quad an `LDM` of the weights, three
+/// `LDM`s of pixels and twelve `SMLAD`s (without `$add`, the first quad's
+/// `SMUAD`s start the sums), and about eight instructions per channel.
+/// `$x: &[Quad]` must hold `QUADS` quads (checked; otherwise nothing is
+/// computed).
 ///
 /// # Safety
 ///

@@ -282,9 +282,6 @@ impl<const CO: usize> Epilogue<CO> {
             && offs.iter().all(|&o| o + CO <= shortcut.len())
         {
             let offs = offs.map(|o| o as u32);
-            // SAFETY: PIX values of each of CO channels; the shortcut bytes
-            // `offs[p] + c`, `c < CO`, in bounds by the checks; the tables'
-            // middles indexed by int8 values.
             let args = (
                 acc.as_mut_ptr().cast::<i32>(),
                 (shortcut.as_ptr(), offs.as_ptr()),
@@ -293,7 +290,9 @@ impl<const CO: usize> Epilogue<CO> {
                     lut_b.as_ptr().wrapping_add(128),
                 ),
             );
-            // SAFETY: as above.
+            // SAFETY: PIX values of each of CO channels; the shortcut bytes
+            // `offs[p] + c`, `c < CO`, in bounds by the checks; the tables'
+            // middles indexed by int8 values.
             unsafe {
                 if self.unclamped {
                     asm::add::<false>(&self.qs, args.0, args.1, args.2)
@@ -324,13 +323,12 @@ impl<const CO: usize> Epilogue<CO> {
     ) {
         #[cfg(arm_dsp)]
         if self.assembly && px.len() == TILE && acc.len() >= CO && c_off + CO <= CT {
-            // SAFETY: TILE accumulators of each of CO channels, and bytes
-            // `c_off..c_off + CO` of TILE pixels, in bounds by the checks.
             let (dst, acc) = (
                 px.as_mut_ptr().cast::<i8>().wrapping_add(c_off),
                 acc.as_ptr().cast::<i32>(),
             );
-            // SAFETY: as above.
+            // SAFETY: TILE accumulators of each of CO channels, and bytes
+            // `c_off..c_off + CO` of TILE pixels, in bounds by the checks.
             unsafe {
                 if self.unclamped {
                     asm::tile::<CT, false>(&self.qs, dst, acc)
@@ -390,50 +388,19 @@ mod asm {
     /// gets `2 * (v + bias)`, `$out` the requantised output, saturated to
     /// int8 and, if `$clamp` (an assembler expression), clamped below by
     /// `min`; `$x` is then overwritten.
+    #[rustfmt::skip]
     macro_rules! short_form {
         ($v:literal, $x:literal, $out:literal, $clamp:literal) => {
             concat!(
-                "add ",
-                $x,
-                ", r0, ",
-                $v,
-                ", lsl #1\n",
-                "smmlar ",
-                $out,
-                ", ",
-                $x,
-                ", r1, r2\n",
-                "add ",
-                $out,
-                ", ",
-                $out,
-                ", ",
-                $x,
-                ", asr #31\n",
-                "asr ",
-                $out,
-                ", ",
-                $out,
-                ", r3\n",
-                "ssat ",
-                $out,
-                ", #8, ",
-                $out,
-                "\n",
+                "add ", $x, ", r0, ", $v, ", lsl #1\n",
+                "smmlar ", $out, ", ", $x, ", r1, r2\n",
+                "add ", $out, ", ", $out, ", ", $x, ", asr #31\n",
+                "asr ", $out, ", ", $out, ", r3\n",
+                "ssat ", $out, ", #8, ", $out, "\n",
                 // max(v, min) in the low byte: SSUB8 sets GE[0] if v >= min.
-                ".if ",
-                $clamp,
-                "\n",
-                "ssub8 ",
-                $x,
-                ", ",
-                $out,
-                ", r4\n",
-                "sel ",
-                $out,
-                ", ",
-                $out,
-                ", r4\n",
+                ".if ", $clamp, "\n",
+                "ssub8 ", $x, ", ", $out, ", r4\n",
+                "sel ", $out, ", ", $out, ", r4\n",
                 ".endif",
             )
         };
@@ -619,7 +586,8 @@ mod asm {
     /// # Safety
     ///
     /// `acc` must be readable for `TILE * CO` words and `dst` writable at
-    /// `c + CT * p` for `c < CO`, `p < TILE`; every channel of `qs` must be in the short form.
+    /// `c + CT * p` for `c < CO`, `p < TILE`; every channel of `qs` must be
+    /// in the short form.
     #[inline(never)]
     pub(super) unsafe fn tile<const CT: usize, const CLAMP: bool>(
         qs: &[ChannelOut],
@@ -679,7 +647,7 @@ mod portable {
     use super::ChannelOut;
 
     /// `dst[p * ct + c_off + c] = out(acc[c * pix + p])`, `pix` pixels
-    /// being `acc.len() / qs.len()` (a tile's rows: `TILE`; values: 1).
+    /// being `acc.len() / qs.len()` (a tile's rows: `TILE`).
     #[inline(never)]
     pub(super) fn store_tile(
         qs: &[ChannelOut],

@@ -107,6 +107,34 @@ struct Tile<const PIX: usize> {
     at: [usize; PIX],
 }
 
+impl<const PIX: usize> Tile<PIX> {
+    /// No pixels yet.
+    const EMPTY: Self = Tile {
+        first: 0,
+        n: 0,
+        pixels: [(0, 0); PIX],
+        at: [0; PIX],
+    };
+
+    /// Refills this tile, in place, with the (up to) `PIX` pixels from
+    /// visiting index `first` of `n_pixels`, taken from `order`.
+    #[inline(always)]
+    fn fill<const WO: usize, const POOL: bool>(
+        &mut self,
+        order: &mut VisitOrder<WO, POOL>,
+        first: usize,
+        n_pixels: usize,
+    ) {
+        self.first = first;
+        self.n = PIX.min(n_pixels.saturating_sub(first));
+        for p in 0..self.n {
+            let (oy, ox) = order.next_pixel();
+            self.pixels[p] = (oy, ox);
+            self.at[p] = oy * WO + ox;
+        }
+    }
+}
+
 /// Bytes of a gathered window: the longest whole window plus a word.
 const GATHER_MAX: usize = WHOLE_WINDOW_MAX + 4;
 
@@ -378,7 +406,7 @@ fn conv_tiles<
     // quad, against two saved per quad and tile, and eight per channel and
     // tile): the dot products then load them with one LDM per quad.
     let quads = (K * K * CI).div_ceil(4);
-    // Left uninitialised: clearing 19 KB per call would cost more than the
+    // Left uninitialised: clearing 25 KB per call would cost more than the
     // smaller layers save.
     let mut wide_buf = [MaybeUninit::<WideQuad>::uninit(); WIDE_WEIGHT_QUADS];
     // A constant, so that each kernel keeps one of the two dot products
@@ -387,31 +415,16 @@ fn conv_tiles<
         && HO * WO >= 4 * TILE
         && CO_MAX * (K * K * CI).div_ceil(4) <= WIDE_WEIGHT_QUADS;
     let wide = if widen {
-        let wide = wide_buf.get_mut(..co_n * quads).unwrap_or(&mut []);
-        for (co, dst) in wide.chunks_exact_mut(quads.max(1)).enumerate() {
-            widen_weights(dst, weights(co).as_flattened().as_flattened());
-        }
-        // SAFETY: `widen_weights` wrote every quad of `wide` (`quads` per
-        // channel, the last one padded), and `MaybeUninit<WideQuad>` has
-        // `WideQuad`'s layout.
-        Some(unsafe { &*(wide as *const [MaybeUninit<WideQuad>] as *const [WideQuad]) })
+        let row = |co| weights(co).as_flattened().as_flattened();
+        Some(widen_rows(&mut wide_buf, (co_n, quads), row))
     } else {
         None
     };
-    let mut tile = Tile {
-        first: 0,
-        n: 0,
-        pixels: [(0, 0); PIX],
-        at: [0; PIX],
-    };
+    let mut tile = Tile::<PIX>::EMPTY;
     let mut order = VisitOrder::<WO, POOL>::new();
-    while tile.first < n_pixels {
-        tile.n = PIX.min(n_pixels - tile.first);
-        for p in 0..tile.n {
-            let (oy, ox) = order.next_pixel();
-            tile.pixels[p] = (oy, ox);
-            tile.at[p] = oy * WO + ox;
-        }
+    let mut first = 0;
+    while first < n_pixels {
+        tile.fill(&mut order, first, n_pixels);
         for a in acc.iter_mut() {
             *a = [0; PIX];
         }
@@ -456,8 +469,27 @@ fn conv_tiles<
             }
         }
         finish(&tile, acc);
-        tile.first += tile.n;
+        first += tile.n;
     }
+}
+
+/// Channels `0..co_n`'s weight rows `row(co)` widened into `buf`, `quads`
+/// quads each, one channel after another: the widened weights of
+/// [`dot_channels!`] (`buf` may be uninitialised; empty if too short).
+#[inline(always)]
+fn widen_rows<'b, 'w>(
+    buf: &'b mut [MaybeUninit<WideQuad>],
+    (co_n, quads): (usize, usize),
+    row: impl Fn(usize) -> &'w [i8],
+) -> &'b [WideQuad] {
+    let wide = buf.get_mut(..co_n * quads).unwrap_or(&mut []);
+    for (co, dst) in wide.chunks_exact_mut(quads.max(1)).enumerate() {
+        widen_weights(dst, row(co));
+    }
+    // SAFETY: `widen_weights` wrote every quad of `wide` (`quads` per
+    // channel, the last one padded), and `MaybeUninit<WideQuad>` has
+    // `WideQuad`'s layout.
+    unsafe { &*(wide as *const [MaybeUninit<WideQuad>] as *const [WideQuad]) }
 }
 
 /// Groups of pixels whose accumulators [`conv_by_rows`] keeps at once.
@@ -498,30 +530,15 @@ fn conv_by_rows<
     // Left uninitialised, as in `conv_tiles`.
     let mut wide_buf = [MaybeUninit::<WideQuad>::uninit(); WIDE_WEIGHT_QUADS];
     let mut order = VisitOrder::<WO, POOL>::new();
-    let tiles: [Tile<PIX>; ROW_GROUPS] = core::array::from_fn(|g| {
-        let first = g * PIX;
-        let mut tile = Tile {
-            first,
-            n: PIX.min(n_pixels.saturating_sub(first)),
-            pixels: [(0, 0); PIX],
-            at: [0; PIX],
-        };
-        for p in 0..tile.n {
-            let (oy, ox) = order.next_pixel();
-            tile.pixels[p] = (oy, ox);
-            tile.at[p] = oy * WO + ox;
-        }
-        tile
-    });
+    let mut tiles = [Tile::<PIX>::EMPTY; ROW_GROUPS];
+    for (g, tile) in tiles.iter_mut().enumerate() {
+        tile.fill(&mut order, g * PIX, n_pixels);
+    }
     let groups = n_pixels.div_ceil(PIX);
     for ky in 0..K {
-        let wide = wide_buf.get_mut(..co_n * quads).unwrap_or(&mut []);
-        for (co, dst) in wide.chunks_exact_mut(quads.max(1)).enumerate() {
-            let row = weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
-            widen_weights(dst, row);
-        }
-        // SAFETY: as in `conv_tiles`: every quad of `wide` was written.
-        let wide = unsafe { &*(wide as *const [MaybeUninit<WideQuad>] as *const [WideQuad]) };
+        let wide = widen_rows(&mut wide_buf, (co_n, quads), |co| {
+            weights(co).get(ky).map_or(&[][..], |r| r.as_flattened())
+        });
         for (tile, acc) in tiles.iter().zip(acc.iter_mut()).take(groups) {
             for g in (0..tile.n).step_by(TILE) {
                 let pixels = &tile.pixels[g..tile.n.min(g + TILE)];
