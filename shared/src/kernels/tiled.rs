@@ -425,8 +425,12 @@ fn conv_tiles<
     let mut first = 0;
     while first < n_pixels {
         tile.fill(&mut order, first, n_pixels);
-        for a in acc.iter_mut() {
-            *a = [0; PIX];
+        // The widened dot products overwrite their accumulators; the others
+        // add to them.
+        if wide.is_none() {
+            for a in acc.iter_mut() {
+                *a = [0; PIX];
+            }
         }
         for g in (0..tile.n).step_by(TILE) {
             let pixels = &tile.pixels[g..tile.n.min(g + TILE)];
