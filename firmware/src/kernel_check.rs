@@ -1,4 +1,4 @@
-//! At boot, the fast conv kernels against the plain references, on the
+//! At boot, the fast kernels against the plain references, on the
 //! target: the host's tests run the kernels' portable path, this runs the
 //! `SMLAD` assembly on shapes the networks do not have (every reduction
 //! length modulo 4, windows read one kernel row at a time, padding up to
@@ -10,7 +10,7 @@
 use shared::kernels::dsp::{Quad, QUAD_WORDS};
 use shared::kernels::tiled::scratch_quads;
 use shared::kernels::{
-    add_requant_s8, add_requant_s8_ref, conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8,
+    add_requant_s8, add_requant_s8_ref, avgpool3x3_s8, avgpool3x3_s8_ref, conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8,
     conv2d_s8_ref, linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset,
     Conv2dS8, LinearS8, OutputQuant,
 };
@@ -204,6 +204,19 @@ fn linear<const H: usize, const W: usize, const C: usize, const O: usize>(rng: &
     fast == slow
 }
 
+/// `avgpool3x3_s8` (column sums in 16-bit halves) against
+/// `avgpool3x3_s8_ref`.
+#[inline(never)]
+fn avgpool<const H: usize, const W: usize, const C: usize>(rng: &mut Rng) -> bool {
+    let mut x = [[[0i8; C]; W]; H];
+    rng.fill(x.as_flattened_mut().as_flattened_mut());
+    let zp = rng.i8();
+    let (mut fast, mut slow) = ([[[0i8; C]; W]; H], [[[1i8; C]; W]; H]);
+    avgpool3x3_s8(zp, &x, &mut fast);
+    avgpool3x3_s8_ref(zp, &x, &mut slow);
+    fast == slow
+}
+
 /// Runs the check and logs its outcome (an error if any case differs).
 pub fn log() {
     let (cases, equal) = run();
@@ -262,6 +275,11 @@ fn run() -> (u32, u32) {
         for ok in fused::<5, { scratch_quads(5, 3) }>(&mut rng) {
             count(ok);
         }
+        // Average pools: an even channel count, an odd one whose rows end
+        // inside a word, and a single row.
+        count(avgpool::<5, 6, 10>(&mut rng));
+        count(avgpool::<4, 3, 7>(&mut rng));
+        count(avgpool::<1, 5, 3>(&mut rng));
         // 63 values: seven SMLAD blocks of eight and a tail of seven.
         count(linear::<3, 3, 7, 5>(&mut rng));
     }

@@ -68,6 +68,73 @@ pub fn expand_word(word: u32, neg_zp: u32) -> (u32, u32) {
     }
 }
 
+/// `acc` plus the four bytes of `word`, sign-extended, in [`expand_word`]'s
+/// pairs: `(acc.0 + (x0, x2), acc.1 + (x1, x3))`, each 16-bit half wrapping
+/// on its own (two `SXTAB16`s).
+#[inline(always)]
+pub fn add_bytes(acc: (u32, u32), word: u32) -> (u32, u32) {
+    #[cfg(arm_dsp)]
+    {
+        let (lo, hi): (u32, u32);
+        // SAFETY: register-only arithmetic.
+        unsafe {
+            core::arch::asm!(
+                "sxtab16 {lo}, {a}, {w}",
+                "sxtab16 {hi}, {b}, {w}, ror #8",
+                // Written before `b` and `w` are read: not `lateout`.
+                lo = out(reg) lo,
+                hi = lateout(reg) hi,
+                a = in(reg) acc.0,
+                b = in(reg) acc.1,
+                w = in(reg) word,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        (lo, hi)
+    }
+    #[cfg(not(arm_dsp))]
+    {
+        let b = word.to_le_bytes();
+        (
+            add_halves(
+                acc.0,
+                (b[0] as i8 as u16 as u32) | (b[2] as i8 as u16 as u32) << 16,
+            ),
+            add_halves(
+                acc.1,
+                (b[1] as i8 as u16 as u32) | (b[3] as i8 as u16 as u32) << 16,
+            ),
+        )
+    }
+}
+
+/// `a + b` in each 16-bit half, wrapping (`SADD16`).
+#[inline(always)]
+pub fn add_halves(a: u32, b: u32) -> u32 {
+    #[cfg(arm_dsp)]
+    {
+        let sum: u32;
+        // SAFETY: register-only arithmetic (it sets the GE flags, hence
+        // no `preserves_flags`).
+        unsafe {
+            core::arch::asm!(
+                "sadd16 {s}, {a}, {b}",
+                s = lateout(reg) sum,
+                a = in(reg) a,
+                b = in(reg) b,
+                options(pure, nomem, nostack),
+            );
+        }
+        sum
+    }
+    #[cfg(not(arm_dsp))]
+    {
+        let lo = (a as u16).wrapping_add(b as u16) as u32;
+        let hi = ((a >> 16) as u16).wrapping_add((b >> 16) as u16) as u32;
+        lo | hi << 16
+    }
+}
+
 /// `-zp` in both 16-bit halves, for [`expand_word`].
 #[inline(always)]
 pub fn neg_zero_point_pair(zp: i8) -> u32 {

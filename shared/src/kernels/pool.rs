@@ -2,6 +2,7 @@
 //! 3x3 average pool. Both keep the input's scale and zero point (max and mean
 //! commute with the affine dequantisation), so they need no multiplier.
 
+use super::dsp::{add_bytes, add_halves};
 use super::ActRange;
 
 const fn check_maxpool_shapes<
@@ -99,15 +100,28 @@ const fn check_avgpool_shapes<const H: usize, const W: usize, const C: usize>() 
     assert!(H >= 1 && W >= 1 && C >= 1, "empty tensor");
 }
 
-/// `s / 9` rounded to nearest, ties away from zero (C's truncating division
-/// after a nudge of 4). A tie cannot occur: `s / 9` is never `k + 1/2`.
+/// Largest `(W + 3) * C` of an average pool: its column sums, 16-bit, with
+/// the padding columns, live on the stack (InceptionNet's largest: 140).
+const AVG_COLUMNS_MAX: usize = 1024;
+
+/// Added to a window's sum `s` (`|s| <= 9 * 255`) so that `t = s + DIV9_BIAS`
+/// is positive and `floor(t / 9) - 256` is `s / 9` rounded (see
+/// [`div9_round`]).
+const DIV9_BIAS: i32 = 4 + 9 * 256;
+
+/// `floor(t / 9)` for `0 <= t < 32768`, by a multiply and a shift
+/// (`14564 / 2^17` is `1/9` plus less than `1/(9 * 32768)`).
+#[inline(always)]
+const fn div9_floor(t: i32) -> i32 {
+    (t * 14564) >> 17
+}
+
+/// `s / 9` rounded to nearest, ties away from zero, for `|s| <= 9 * 255`.
+/// A tie cannot occur (`s / 9` is never `k + 1/2`), so this is
+/// `floor((s + 4) / 9)`, shifted to stay positive.
 #[inline(always)]
 const fn div9_round(s: i32) -> i32 {
-    if s >= 0 {
-        (s + 4) / 9
-    } else {
-        (s - 4) / 9
-    }
+    div9_floor(s + DIV9_BIAS) - 256
 }
 
 /// Average pool 3x3, stride 1, padding 1, always dividing by 9 (PyTorch's
@@ -118,37 +132,99 @@ const fn div9_round(s: i32) -> i32 {
 /// `zero_point`. Arithmetic: `s = sum over the in-bounds neighbours of
 /// (x - zero_point)` (padding adds 0), `out = zero_point + round(s / 9)` with
 /// round to nearest (ties away from zero, which never arise for /9) — the
-/// exact nearest int8 to the real average. It always lies in the int8 range,
-/// so no clamp changes it.
+/// result always lies in the int8 range.
+///
+/// Separable, two values at a time in 16-bit halves: per output row, the
+/// column sums of its (two or three) input rows, four bytes at a time;
+/// then per output pixel the sum of three columns and the division.
 pub fn avgpool3x3_s8<const H: usize, const W: usize, const C: usize>(
     zero_point: i8,
     input: &[[[i8; C]; W]; H],
     out: &mut [[[i8; C]; W]; H],
 ) {
-    const { check_avgpool_shapes::<H, W, C>() };
+    const {
+        check_avgpool_shapes::<H, W, C>();
+        assert!(
+            (W + 3) * C <= AVG_COLUMNS_MAX,
+            "average pool row too long for its column sums"
+        );
+    };
     let zp = zero_point as i32;
+    // Column sums of input column x at `C + x * C`, zeros for the padding
+    // columns either side (and past them: the last pair of an odd C reads
+    // one value beyond).
+    let mut col = [0u16; AVG_COLUMNS_MAX];
     for (oy, out_row) in out.iter_mut().enumerate() {
-        // `get` instead of indexing: always in bounds, and no panic path.
         let rows = input
             .get(oy.saturating_sub(1)..H.min(oy + 2))
             .unwrap_or(&[]);
-        for (ox, px) in out_row.iter_mut().enumerate() {
-            let (x0, x1) = (ox.saturating_sub(1), W.min(ox + 2));
-            let taps = (rows.len() * (x1 - x0)) as i32;
-            let mut acc = [0i32; C];
-            for row in rows {
-                for pixel in row.get(x0..x1).unwrap_or(&[]) {
-                    for (a, &v) in acc.iter_mut().zip(pixel) {
-                        *a += v as i32;
-                    }
-                }
-            }
-            for (o, a) in px.iter_mut().zip(acc) {
-                // |s| <= 9 * 255: no overflow, and the result is in range.
-                let v = zp + div9_round(a - taps * zp);
-                *o = ActRange::FULL.clamp_i32(v);
+        if let Some(sums) = col.get_mut(C..C + W * C) {
+            match rows {
+                [a, b, c] => column_sums(sums, [a, b, c]),
+                [a, b] => column_sums(sums, [a, b]),
+                [a] => column_sums(sums, [a]),
+                _ => {}
             }
         }
+        for (ox, px) in out_row.iter_mut().enumerate() {
+            let columns = W.min(ox + 2) - ox.saturating_sub(1);
+            let taps = (rows.len() * columns) as i32;
+            // Each half: the window's raw sum plus this, t = s + DIV9_BIAS
+            // (in 0..32768).
+            let k = (DIV9_BIAS - taps * zp) as u16 as u32 * 0x1_0001;
+            let Some(win) = col.get(ox * C..ox * C + 3 * C + 1) else {
+                continue;
+            };
+            let pair = |at: usize, c: usize| {
+                win.get(at + c..at + c + 2)
+                    .map_or(0, |h| h[0] as u32 | (h[1] as u32) << 16)
+            };
+            for (c, o) in (0..C).step_by(2).zip(px.chunks_mut(2)) {
+                let t = add_halves(
+                    add_halves(pair(0, c), pair(C, c)),
+                    add_halves(pair(2 * C, c), k),
+                );
+                // In range: an average of int8 values and zero points.
+                let q = |t: u32| (zp + div9_round(t as u16 as i32 - DIV9_BIAS)) as i8;
+                o[0] = q(t);
+                if let Some(o1) = o.get_mut(1) {
+                    *o1 = q(t >> 16);
+                }
+            }
+        }
+    }
+}
+
+/// `sums[i]` = the sum over `rows` of value `i` (flat HWC order), as 16-bit
+/// values: four bytes at a time, then the tail.
+#[inline(always)]
+fn column_sums<const W: usize, const C: usize, const N: usize>(
+    sums: &mut [u16],
+    rows: [&[[i8; C]; W]; N],
+) {
+    let rows = rows.map(|r| r.as_flattened());
+    let word = |r: &[i8], j: usize| {
+        r.get(4 * j..4 * j + 4).map_or(0, |b| {
+            u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+        })
+    };
+    let mut quads = sums.chunks_exact_mut(4);
+    for (j, s) in (&mut quads).enumerate() {
+        let (lo, hi) = rows
+            .iter()
+            .fold((0, 0), |acc, r| add_bytes(acc, word(r, j)));
+        // Back to HWC order: (x0, x1), (x2, x3).
+        s[0] = lo as u16;
+        s[1] = hi as u16;
+        s[2] = (lo >> 16) as u16;
+        s[3] = (hi >> 16) as u16;
+    }
+    let done = W * C / 4 * 4;
+    for (i, s) in quads.into_remainder().iter_mut().enumerate() {
+        *s = rows
+            .iter()
+            .map(|r| r.get(done + i).map_or(0, |&v| v as i16))
+            .fold(0i16, i16::wrapping_add) as u16;
     }
 }
 
@@ -298,6 +374,14 @@ mod tests {
         avgpool_case::<1, 5, 3>(14);
         avgpool_case::<6, 2, 7>(15);
         avgpool_case::<3, 3, 33>(16);
+    }
+
+    // Every sum a 3x3 window can have, against the real quotient rounded.
+    #[test]
+    fn div9_round_is_the_rounded_quotient_over_the_whole_range() {
+        for s in -9 * 255..=9 * 255 {
+            assert_eq!(div9_round(s) as f64, round_half_away(s as f64 / 9.0), "{s}");
+        }
     }
 
     #[test]
