@@ -23,8 +23,8 @@
 
 use super::add::{add_sum_bound, fill_add_lut, AddLut};
 use super::dsp::{
-    dot_channels, dot_tile, expand_word, neg_zero_point_pair, widen_weights, Quad, WideQuad, TILE,
-    WIDE_WEIGHT_QUADS,
+    dot_channels, dot_tile, expand_word, expand_words, neg_zero_point_pair, widen_weights, Quad,
+    WideQuad, TILE, WIDE_WEIGHT_QUADS,
 };
 use super::epilogue::Epilogue;
 use super::{ActRange, AddS8, ChannelOffset, Conv2dS8, MAX_DOT_LEN};
@@ -338,6 +338,163 @@ fn zero_into(steps: &mut [Quad], p: usize) {
     }
 }
 
+/// Quads an expanded input ([`expand_input`]) may take: 10 KB on the stack
+/// of the kernels that expand. Every whole-window conv of our networks with
+/// `CI % 4 == 0` fits (the largest, InceptionNet's b3_3: 1,176); conv2's
+/// 12x12x88 input (3,168) would not, and it reads each pixel fewer times.
+const EXPANDED_QUADS_MAX: usize = 1280;
+
+/// Whether [`conv_tiles`] expands its input once ([`expand_input`]) rather
+/// than each window: `CI % 4 == 0`, whole windows, and a padded input that
+/// fits [`EXPANDED_QUADS_MAX`].
+const fn expands(h: usize, w: usize, ci: usize, k: usize, pad: usize) -> bool {
+    ci % 4 == 0
+        && k * k * ci <= WHOLE_WINDOW_MAX
+        && (h + 2 * pad) * (w + 2 * pad) * ci / 4 <= EXPANDED_QUADS_MAX
+}
+
+/// The input as `x - zp`, one quad per input word in the pairs of
+/// [`expand_word`], with `PAD` rows and columns of zeros around it:
+/// row-major `[H + 2 PAD][W + 2 PAD][CI / 4]` (empty if `buf` is too
+/// short). Every window is then a run of `K * CI / 4` quads per kernel row
+/// that [`im2col_expanded`] copies, without the sign extensions or the
+/// padding's branches of [`im2col`] (each input word is expanded once
+/// instead of once per window that holds it).
+#[inline(always)]
+fn expand_input<'b, const H: usize, const W: usize, const CI: usize, const PAD: usize>(
+    input: &[[[i8; CI]; W]; H],
+    zp: i8,
+    buf: &'b mut [MaybeUninit<WideQuad>],
+) -> &'b [WideQuad] {
+    let flat = input.as_flattened().as_flattened();
+    let n = expand_padded(flat, (H, W * CI / 4), (PAD, PAD * CI / 4), zp, buf);
+    let buf = buf.get(..n).unwrap_or(&[]);
+    // SAFETY: `expand_padded` wrote the first `n` quads of `buf`, and
+    // `MaybeUninit<WideQuad>` has `WideQuad`'s layout.
+    unsafe { &*(buf as *const [MaybeUninit<WideQuad>] as *const [WideQuad]) }
+}
+
+/// [`expand_input`]'s work on flat slices, one copy for every kernel
+/// (compiled per kernel, its constant-length loops were unrolled: about a
+/// kilobyte of flash each). The image is `rows` rows of `row` quads (`4 *
+/// row` bytes of `input` each); each row gets `pad` quads of zeros on
+/// either side, and `pad_rows` rows of zeros go above and below. Returns
+/// the number of quads written, all of them initialised (0 if `buf` or
+/// `input` is too short).
+#[inline(never)]
+fn expand_padded(
+    input: &[i8],
+    (rows, row): (usize, usize),
+    (pad_rows, pad): (usize, usize),
+    zp: i8,
+    buf: &mut [MaybeUninit<WideQuad>],
+) -> usize {
+    let padded_row = row + 2 * pad;
+    let n = (rows + 2 * pad_rows) * padded_row;
+    let (Some(buf), true) = (buf.get_mut(..n), input.len() >= 4 * row * rows) else {
+        return 0;
+    };
+    let neg_zp = neg_zero_point_pair(zp);
+    for (y, out) in buf.chunks_exact_mut(padded_row.max(1)).enumerate() {
+        let src = y
+            .checked_sub(pad_rows)
+            .filter(|&iy| iy < rows)
+            .and_then(|iy| input.get(4 * row * iy..4 * row * (iy + 1)));
+        // Quads of `out` written so far, from the left.
+        let mut written = 0;
+        if let (Some(src), Some((left, rest))) = (src, out.split_at_mut_checked(pad)) {
+            for q in left {
+                q.write([0; 2]);
+            }
+            written = pad + expand_words(rest.get_mut(..row).unwrap_or(&mut []), src, neg_zp);
+        }
+        for q in out.get_mut(written..).unwrap_or(&mut []) {
+            q.write([0; 2]);
+        }
+    }
+    n
+}
+
+/// [`im2col`] of whole windows from an expanded input ([`expand_input`]):
+/// per pixel and kernel row, a copy of `K * CI / 4` quads. On the M4 one
+/// assembly loop per pixel, `LDM`s of eight words and `STRD`s into the
+/// pixel's column (1.25 instructions a quad; the compiled copy took four
+/// and a half); a window outside `x` (it cannot be) is not copied.
+#[inline(always)]
+fn im2col_expanded<const W: usize, const CI: usize, const K: usize, const PAD: usize>(
+    x: &[WideQuad],
+    pixels: &[(usize, usize)],
+    scratch: &mut [Quad],
+) {
+    let run = K * CI / 4;
+    for (p, &(oy, ox)) in pixels.iter().enumerate().take(TILE) {
+        #[cfg(arm_dsp)]
+        {
+            const {
+                assert!(
+                    K >= 1 && (W + 2 * PAD - K) * CI * 2 < 4096,
+                    "row skip too long"
+                )
+            };
+            let at = (oy * (W + 2 * PAD) + ox) * (CI / 4);
+            let end = at + (K - 1) * (W + 2 * PAD) * (CI / 4) + run;
+            if end <= x.len() && scratch.len() >= K * run {
+                // SAFETY: reads quads `at..end` of `x` (checked above),
+                // `run` per kernel row, and writes pixel `p < TILE`'s two
+                // words of quads `0..K * run` of `scratch` (checked). All
+                // accesses are to word arrays, so LDRD/STRD are aligned.
+                unsafe {
+                    core::arch::asm!(
+                        "2:",
+                        ".rept {fours}",
+                        "ldm {src}!, {{r0, r1, r2, r3, r4, r5, r8, r10}}",
+                        "strd r0, r1, [{dst}], #{stride}",
+                        "strd r2, r3, [{dst}], #{stride}",
+                        "strd r4, r5, [{dst}], #{stride}",
+                        "strd r8, r10, [{dst}], #{stride}",
+                        ".endr",
+                        ".rept {ones}",
+                        "ldrd r0, r1, [{src}], #8",
+                        "strd r0, r1, [{dst}], #{stride}",
+                        ".endr",
+                        "addw {src}, {src}, #{skip}",
+                        "subs {n}, {n}, #1",
+                        "bne 2b",
+                        fours = const K * CI / 16,
+                        ones = const (K * CI / 4) % 4,
+                        stride = const 4 * super::dsp::QUAD_WORDS,
+                        skip = const (W + 2 * PAD - K) * CI * 2,
+                        src = inout(reg) x.as_ptr().wrapping_add(at) => _,
+                        dst = inout(reg) scratch.as_mut_ptr().cast::<u32>().wrapping_add(2 * p) => _,
+                        n = inout(reg) K => _,
+                        out("r0") _,
+                        out("r1") _,
+                        out("r2") _,
+                        out("r3") _,
+                        out("r4") _,
+                        out("r5") _,
+                        out("r8") _,
+                        out("r10") _,
+                        options(nostack),
+                    );
+                }
+            }
+        }
+        #[cfg(not(arm_dsp))]
+        for (ky, steps) in scratch.chunks_exact_mut(run.max(1)).take(K).enumerate() {
+            let at = ((oy + ky) * (W + 2 * PAD) + ox) * (CI / 4);
+            let Some(src) = x.get(at..at + run) else {
+                continue;
+            };
+            for (step, q) in steps.iter_mut().zip(src) {
+                if let Some(px) = step.get_mut(2 * p..2 * p + 2) {
+                    px.copy_from_slice(q);
+                }
+            }
+        }
+    }
+}
+
 /// The tiled conv driver: visits the `HO * WO` output pixels (in pool order
 /// if `POOL`) `PIX` at a time (a multiple of [`TILE`]) and hands their
 /// accumulators to `finish(tile, acc)`, `acc[co][p]` for channel `co < co_n`
@@ -420,6 +577,12 @@ fn conv_tiles<
     } else {
         None
     };
+    let mut expanded_buf = [MaybeUninit::<WideQuad>::uninit(); EXPANDED_QUADS_MAX];
+    let expanded = if expands(H, W, CI, K, PAD) {
+        Some(expand_input::<H, W, CI, PAD>(input, zp, &mut expanded_buf))
+    } else {
+        None
+    };
     let mut tile = Tile::<PIX>::EMPTY;
     let mut order = VisitOrder::<WO, POOL>::new();
     let mut first = 0;
@@ -436,7 +599,16 @@ fn conv_tiles<
             let pixels = &tile.pixels[g..tile.n.min(g + TILE)];
             if K * K * CI <= WHOLE_WINDOW_MAX {
                 // One im2col of the whole window.
-                im2col::<H, W, CI, K, PAD>(input, zp, pixels, (0, K), (scratch, &mut window));
+                match expanded {
+                    Some(x) => im2col_expanded::<W, CI, K, PAD>(x, pixels, scratch),
+                    None => im2col::<H, W, CI, K, PAD>(
+                        input,
+                        zp,
+                        pixels,
+                        (0, K),
+                        (scratch, &mut window),
+                    ),
+                }
                 if let Some(wide) = wide {
                     if g + TILE <= PIX && acc.len() * quads >= wide.len() {
                         // Rows of PIX words: channel c's part of this tile
@@ -540,9 +712,8 @@ fn conv_by_rows<
     }
     let groups = n_pixels.div_ceil(PIX);
     for ky in 0..K {
-        let wide = widen_rows(&mut wide_buf, (co_n, quads), |co| {
-            weights(co).get(ky).map_or(&[][..], |r| r.as_flattened())
-        });
+        let row = |co| weights(co).get(ky).map_or(&[][..], |r| r.as_flattened());
+        let wide = widen_rows(&mut wide_buf, (co_n, quads), row);
         for (tile, acc) in tiles.iter().zip(acc.iter_mut()).take(groups) {
             for g in (0..tile.n).step_by(TILE) {
                 let pixels = &tile.pixels[g..tile.n.min(g + TILE)];
