@@ -157,10 +157,9 @@ impl ChannelOut {
 /// Every output channel's epilogue of a layer, worked out once per call.
 pub(super) struct Epilogue<const CO: usize> {
     qs: [ChannelOut; CO],
-    /// Every channel takes the short form: the assembly computes the
+    /// Every channel takes the short form, so the assembly computes the
     /// outputs (otherwise the portable loop).
-    #[cfg_attr(not(arm_dsp), allow(dead_code))]
-    assembly: bool,
+    short: bool,
     /// Every channel clamps at -128 only (no activation): `SSAT` is the
     /// whole clamp, and the assembly leaves out the lower one.
     #[cfg_attr(not(arm_dsp), allow(dead_code))]
@@ -170,11 +169,11 @@ pub(super) struct Epilogue<const CO: usize> {
 impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     fn from_channels(qs: [ChannelOut; CO]) -> Self {
-        let assembly = qs.iter().all(ChannelOut::is_short);
+        let short = qs.iter().all(ChannelOut::is_short);
         let unclamped = qs.iter().all(|q| q.min == i8::MIN as i32);
         Epilogue {
             qs,
-            assembly,
+            short,
             unclamped,
         }
     }
@@ -233,7 +232,7 @@ impl<const CO: usize> Epilogue<CO> {
     /// Whether every channel takes the short form (the assembly's).
     #[inline(always)]
     pub(super) fn is_short(&self) -> bool {
-        self.assembly
+        self.short
     }
 
     /// `acc[c][p] + bias[c]` in place (wrapping, as the reference).
@@ -247,7 +246,7 @@ impl<const CO: usize> Epilogue<CO> {
     #[inline(always)]
     pub(super) fn store_pooled<const PIX: usize>(&self, dst: &mut [[i8; CO]], acc: &[[i32; PIX]]) {
         #[cfg(arm_dsp)]
-        if self.assembly && PIX == 2 * TILE && dst.len() == PIX / 4 && acc.len() >= CO {
+        if self.short && PIX == 2 * TILE && dst.len() == PIX / 4 && acc.len() >= CO {
             // SAFETY: PIX values of each of CO channels, and the CO bytes of
             // each of the PIX / 4 pooled pixels, in bounds by the checks.
             unsafe {
@@ -275,7 +274,7 @@ impl<const CO: usize> Epilogue<CO> {
         (lut_a, lut_b): (&[i32; 256], &[i32; 256]),
     ) {
         #[cfg(arm_dsp)]
-        if self.assembly
+        if self.short
             && PIX == 2 * TILE
             && n == PIX
             && acc.len() >= CO
@@ -322,7 +321,7 @@ impl<const CO: usize> Epilogue<CO> {
         acc: &[[i32; TILE]],
     ) {
         #[cfg(arm_dsp)]
-        if self.assembly && px.len() == TILE && acc.len() >= CO && c_off + CO <= CT {
+        if self.short && px.len() == TILE && acc.len() >= CO && c_off + CO <= CT {
             let (dst, acc) = (
                 px.as_mut_ptr().cast::<i8>().wrapping_add(c_off),
                 acc.as_ptr().cast::<i32>(),
@@ -357,7 +356,7 @@ impl<const CO: usize> Epilogue<CO> {
     ) {
         let n = out.len().min(a.len()).min(b.len());
         #[cfg(arm_dsp)]
-        if let (true, Some(q), 0) = (self.assembly, self.qs.first(), n % 4) {
+        if let (true, Some(q), 0) = (self.short, self.qs.first(), n % 4) {
             // SAFETY: n bytes of each tensor; the tables' middles indexed
             // by int8 values.
             unsafe {

@@ -998,7 +998,8 @@ pub fn conv2d_pool_s8<
     // of the biased accumulators (wrapping, as the reference) through an
     // epilogue without bias.
     let clamped = Epilogue::clamped(layer, range);
-    let (e, pooled) = (Epilogue::new(layer), Epilogue::pooled(layer, range));
+    let long =
+        (!clamped.is_short()).then(|| (Epilogue::new(layer), Epilogue::pooled(layer, range)));
     conv_tiles::<H, W, CI, K, PAD, HO, WO, CO, true, POOL_PIX>(
         input,
         layer.input_zero_point,
@@ -1009,11 +1010,12 @@ pub fn conv2d_pool_s8<
             let Some(dst) = out.get_mut(tile.first / 4..(tile.first + tile.n) / 4) else {
                 return;
             };
-            if clamped.is_short() {
-                clamped.store_pooled(dst, acc);
-            } else {
-                e.add_bias(acc);
-                pooled.store_pooled(dst, acc);
+            match &long {
+                None => clamped.store_pooled(dst, acc),
+                Some((e, pooled)) => {
+                    e.add_bias(acc);
+                    pooled.store_pooled(dst, acc);
+                }
             }
         },
     );
