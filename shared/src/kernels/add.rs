@@ -86,10 +86,9 @@ pub type AddLut = [[i32; 256]; 2];
 /// Fills the tables of `add`.
 pub(super) fn fill_add_lut(add: &AddS8, lut: &mut AddLut) {
     let [a, b] = lut;
-    let (ra, rb) = (Rescale::new(add.a), Rescale::new(add.b));
-    for (v, (a, b)) in (-128i32..).zip(a.iter_mut().zip(b.iter_mut())) {
-        *a = ra.apply((v - add.a_zero_point as i32) << ADD_LEFT_SHIFT);
-        *b = rb.apply((v - add.b_zero_point as i32) << ADD_LEFT_SHIFT);
+    for (t, m, zp) in [(a, add.a, add.a_zero_point), (b, add.b, add.b_zero_point)] {
+        let x0 = (-128 - zp as i32) << ADD_LEFT_SHIFT;
+        Rescale::new(m).apply_steps(x0, 1 << ADD_LEFT_SHIFT, t);
     }
 }
 
