@@ -10,16 +10,16 @@ use tests::host_cli;
 
 /// Instructions per inference under QEMU (`-icount shift=0`: an exact
 /// count, not a time, and the same for images 0, 1, 7, 1234 and 9999 of
-/// the test set, so this test's image stands for all): the targets the
-/// kernels were built to meet, InceptionNet 5.0 M (today 4,918,896), the
-/// ResNet 1.5 M (1,442,491), the identity ResNet 1.1 MAC per instruction
-/// (1,830,167 for its 2,013,184 MACs; today 1,792,359). A kernel change
-/// that costs 2-4% more fails here, not in a later benchmark. Lower them
-/// as the kernels improve.
+/// the test set, so this test's image stands for all): InceptionNet its
+/// target of 5.0 M (today 4,916,401), the identity ResNet its target of
+/// 1.1 MAC per instruction (1,830,167 for its 2,013,184 MACs; today
+/// 1,767,308), the ResNet 3% above today (1,423,247; its target is 1.5 M).
+/// A kernel change that costs 2-4% more fails here, not in a later
+/// benchmark. Lower them as the kernels improve.
 fn budget(net: NetId) -> u64 {
     match net {
         NetId::Inception => 5_000_000,
-        NetId::ResNet => 1_500_000,
+        NetId::ResNet => 1_470_000,
         NetId::ResNetIdentity => 1_830_000,
     }
 }
