@@ -10,9 +10,9 @@
 use shared::kernels::dsp::{Quad, QUAD_WORDS};
 use shared::kernels::tiled::scratch_quads;
 use shared::kernels::{
-    add_requant_s8, add_requant_s8_ref, avgpool3x3_s8, avgpool3x3_s8_ref, conv2d_add_pool_s8, conv2d_pool_s8, conv2d_s8,
-    conv2d_s8_ref, linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange, AddS8, ChannelOffset,
-    Conv2dS8, LinearS8, OutputQuant,
+    add_requant_s8, add_requant_s8_ref, avgpool3x3_s8, avgpool3x3_s8_ref, conv2d_add_pool_s8,
+    conv2d_pool_s8, conv2d_s8, conv2d_s8_ref, linear_s8, linear_s8_ref, maxpool2d_s8_ref, ActRange,
+    AddS8, ChannelOffset, Conv2dS8, LinearS8, OutputQuant,
 };
 use shared::quant::Requant;
 
