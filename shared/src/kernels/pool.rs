@@ -101,7 +101,7 @@ const fn check_avgpool_shapes<const H: usize, const W: usize, const C: usize>() 
 }
 
 /// Largest `(W + 3) * C` of an average pool: its column sums, 16-bit, with
-/// the padding columns, live on the stack (InceptionNet's largest: 140).
+/// the padding columns, live on the stack (InceptionNet's pools: 150 and 140).
 const AVG_COLUMNS_MAX: usize = 1024;
 
 /// Added to a window's sum `s` (`|s| <= 9 * 255`) so that `t = s + DIV9_BIAS`
