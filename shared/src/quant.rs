@@ -225,13 +225,17 @@ impl Rescale {
             }
             return;
         }
+        // The step after the last value is taken but never read, and may
+        // leave the i64 range: hence the wrapping adds. Every value read is
+        // the exact sum `apply` forms.
         if shift >= 0 {
             // No value saturates (the ends do not, and the values are
             // monotonic): `((x << shift) * m + 2^30) >> 31`, stepped.
+            let d = ((step as i64) << shift).wrapping_mul(m);
             let mut v = ((x0 as i64) << shift) * m + (1 << 30);
             for o in out {
                 *o = (v >> 31) as i32;
-                v += ((step as i64) << shift) * m;
+                v = v.wrapping_add(d);
             }
             return;
         }
@@ -242,15 +246,16 @@ impl Rescale {
             0
         };
         let (negative, rest) = out.split_at_mut(below.min(out.len()));
+        let d = step as i64 * m;
         let mut v = x0 as i64 * m + self.base - (1 << 31);
         for o in negative {
             *o = ((v >> 32) as i32) >> self.high_shift;
-            v += step as i64 * m;
+            v = v.wrapping_add(d);
         }
-        v += 1 << 31;
+        v = v.wrapping_add(1 << 31);
         for o in rest {
             *o = ((v >> 32) as i32) >> self.high_shift;
-            v += step as i64 * m;
+            v = v.wrapping_add(d);
         }
     }
 }
