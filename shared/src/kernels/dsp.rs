@@ -42,30 +42,7 @@ pub type Quad = [u32; QUAD_WORDS];
 /// ([`neg_zero_point_pair`]).
 #[inline(always)]
 pub fn expand_word(word: u32, neg_zp: u32) -> (u32, u32) {
-    #[cfg(arm_dsp)]
-    {
-        let (lo, hi): (u32, u32);
-        // SAFETY: register-only arithmetic.
-        unsafe {
-            core::arch::asm!(
-                "sxtab16 {lo}, {z}, {w}",
-                "sxtab16 {hi}, {z}, {w}, ror #8",
-                lo = out(reg) lo,
-                hi = out(reg) hi,
-                z = in(reg) neg_zp,
-                w = in(reg) word,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        }
-        (lo, hi)
-    }
-    #[cfg(not(arm_dsp))]
-    {
-        let z = neg_zp as u16;
-        let b = word.to_le_bytes();
-        let half = |x: u8| (x as i8 as i16 as u16).wrapping_add(z) as u32;
-        (half(b[0]) | half(b[2]) << 16, half(b[1]) | half(b[3]) << 16)
-    }
+    add_bytes((neg_zp, neg_zp), word)
 }
 
 /// `acc` plus the four bytes of `word`, sign-extended, in [`expand_word`]'s
