@@ -203,9 +203,7 @@ impl Rescale {
         // The total shift 31 + e is at least 32: one shift of the high word.
         ((v >> 32) as i32) >> self.high_shift
     }
-}
 
-impl Rescale {
     /// `out[k] = self.apply(x0 + k * step)` for every `k`, where every
     /// `x0 + k * step` must fit an i32. With `step > 0` the products go up
     /// by a constant: one 64-bit add per value instead of a multiply (and
