@@ -24,9 +24,11 @@ pub(crate) fn alloc(dev: &Cpu, len: usize) -> Buf {
     dev.try_alloc_len(len).expect("out of memory")
 }
 
-/// A copy of `t`'s elements in standard (row-major) order.
-pub(crate) fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Buf {
-    let mut buf = alloc(t.device(), t.shape().num_elements());
+/// A copy of `t`'s elements in standard (row-major) order, in a buffer of
+/// our pool: it is overwritten at once, so dfdx's zero-fill would be a
+/// wasted pass over it (a tenth of a ResNet step, with the outputs' fills).
+pub(crate) fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Pooled {
+    let mut buf = Pooled::new(t.shape().num_elements());
     // `contiguous` costs nothing for the standard layout every op here and
     // dfdx's elementwise ops produce; a broadcast or permuted view is copied.
     t.retaped::<NoneTape>().contiguous().copy_into(&mut buf);

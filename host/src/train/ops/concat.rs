@@ -114,7 +114,7 @@ pub fn concat4<
 /// Copies each sample's channel blocks of `parts` (with `channels` each)
 /// one after the other into `out`.
 fn join(
-    parts: &[impl std::ops::Deref<Target = Vec<f32>> + Sync],
+    parts: &[impl std::ops::Deref<Target = [f32]> + Sync],
     channels: &[usize],
     plane: usize,
     out: &mut [f32],

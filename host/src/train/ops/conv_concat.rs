@@ -8,7 +8,7 @@
 //! which zero-fills (and `read` copies) on one thread while the other
 //! waits, about 26 MB per step for `incep1` at batch 128.
 
-use super::buffers::{put, read, take, tensor_from, Buf, Pooled, Slot};
+use super::buffers::{put, read, take, tensor_from, Pooled, Slot};
 use super::conv::{backward, forward_into, Channels};
 use super::im2col::Geometry;
 use dfdx::prelude::*;
@@ -126,9 +126,9 @@ type SlotOf = Box<dyn for<'g> Fn(&'g mut Gradients<f32, Cpu>) -> Slot<'g>>;
 struct Part {
     g: Geometry,
     ch: Channels,
-    xs: Buf,
-    ws: Buf,
-    bs: Buf,
+    xs: Pooled,
+    ws: Pooled,
+    bs: Pooled,
     x: SlotOf,
     w: SlotOf,
     b: SlotOf,
