@@ -32,9 +32,8 @@ impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_relu(x.retaped::<T>());
-        let y = self.conv2.forward(y);
         let s = self.conv.forward(x);
-        ops::add_relu(s, y)
+        self.conv2.forward_add_relu(y, s)
     }
 
     /// Like [`IdentityBlock::forward`] for the network's input, which needs
@@ -48,9 +47,8 @@ impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
     {
         let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> =
             self.conv1.forward_first_relu(x.retaped::<T>());
-        let y = self.conv2.forward(y);
         let s = self.conv.forward_first(x);
-        ops::add_relu(s, y)
+        self.conv2.forward_add_relu(y, s)
     }
 }
 

@@ -31,8 +31,7 @@ impl<const C: usize> ResidualBlock<C> {
         T: Tape<f32, Cpu> + Merge<T>,
     {
         let y: Tensor<Rank4<B, C, S, S>, _, _, _> = self.conv1.forward_relu(x.retaped::<T>());
-        let y = self.conv2.forward(y);
-        ops::add_relu(y, x)
+        self.conv2.forward_add_relu(y, x)
     }
 }
 

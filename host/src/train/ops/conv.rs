@@ -122,22 +122,7 @@ fn conv<
     weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
     bias: &Tensor<Rank1<CO>, f32, Cpu>,
 ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
-    const {
-        assert!(K >= 1, "kernel side must be at least 1");
-        assert!(
-            K <= H + 2 * P && K <= W + 2 * P,
-            "kernel must fit the padded input"
-        );
-        assert!(
-            HO + K == H + 2 * P + 1,
-            "output height must be H + 2P - K + 1"
-        );
-        assert!(
-            WO + K == W + 2 * P + 1,
-            "output width must be W + 2P - K + 1"
-        );
-    }
-    let g = Geometry::new(CI, H, W, CO, K, P);
+    let g = geometry::<CI, H, W, CO, K, P, HO, WO>();
     let (x, mut tape) = x.split_tape();
     let xs = read(&x);
     let ws = read(weight);
@@ -177,6 +162,101 @@ fn conv<
     out.put_tape(tape)
 }
 
+/// `relu(shortcut + conv2d(x, weight, bias))`: a residual block's merge
+/// fused into its last conv. The conv adds its products onto a copy of the
+/// shortcut, so no separate conv output or sum is allocated, written and
+/// read back, in either pass. Every output is `shortcut + (product + bias)`
+/// and every gradient is summed as the unfused ops would, so the bits are
+/// theirs. Gradients flow to `x`, `weight`, `bias` and `shortcut`.
+pub fn conv2d_add_relu<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+    T1: Tape<f32, Cpu> + Merge<T2>,
+    T2: Tape<f32, Cpu>,
+>(
+    x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T1>,
+    weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
+    bias: &Tensor<Rank1<CO>, f32, Cpu>,
+    shortcut: Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T2>,
+) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T1> {
+    let g = geometry::<CI, H, W, CO, K, P, HO, WO>();
+    let ((x, tx), (shortcut, ts)) = (x.split_tape(), shortcut.split_tape());
+    let xs = read(&x);
+    let ws = read(weight);
+    let bs = read(bias);
+    let mut mask = None;
+    let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| {
+        shortcut.retaped::<NoneTape>().contiguous().copy_into(out);
+        forward_into(&g, &xs, &ws, Some(&bs), out, Channels::all(&g), true);
+        mask = Some(Mask::apply(out));
+    });
+    let mask = mask.expect("filled by tensor_from");
+    let mut tape = tx.merge(ts);
+    if T1::OWNS_TAPE {
+        let (xg, wg, bg, sg, og) = (
+            x.ghost(),
+            weight.ghost(),
+            bias.ghost(),
+            shortcut.ghost(),
+            out.ghost(),
+        );
+        tape.add_backward_op(move |grads| {
+            let mut gout = take(grads.get_or_alloc_mut(&og))?;
+            let mut gs = take(grads.get_or_alloc_mut(&sg))?;
+            mask.add_gradient(&gout, &mut gs);
+            put(grads.get_or_alloc_mut(&sg), gs)?;
+            // The conv's output gradient, as its own zeroed slot would
+            // have received it from the sum.
+            mask.add_gradient_to_zero(&mut gout);
+            let mut gw = take(grads.get_or_alloc_mut(&wg))?;
+            let mut gb = take(grads.get_or_alloc_mut(&bg))?;
+            let mut gx = take(grads.get_or_alloc_mut(&xg))?;
+            backward(&g, &xs, &ws, &gout, &mut gw, &mut gb, Some(&mut gx));
+            put(grads.get_or_alloc_mut(&xg), gx)?;
+            put(grads.get_or_alloc_mut(&bg), gb)?;
+            put(grads.get_or_alloc_mut(&wg), gw)?;
+            put(grads.get_or_alloc_mut(&og), gout)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// The conv's [`Geometry`], its shapes checked at compile time.
+fn geometry<
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+>() -> Geometry {
+    const {
+        assert!(K >= 1, "kernel side must be at least 1");
+        assert!(
+            K <= H + 2 * P && K <= W + 2 * P,
+            "kernel must fit the padded input"
+        );
+        assert!(
+            HO + K == H + 2 * P + 1,
+            "output height must be H + 2P - K + 1"
+        );
+        assert!(
+            WO + K == W + 2 * P + 1,
+            "output width must be W + 2P - K + 1"
+        );
+    }
+    Geometry::new(CI, H, W, CO, K, P)
+}
+
 /// Floats of im2col columns per group: about half of a 1 MiB L2.
 const GROUP_FLOATS: usize = 128 * 1024;
 
@@ -199,7 +279,7 @@ fn group_len(g: &Geometry, run: usize) -> usize {
 /// `out = weights * im2col(xs) (+ bias)` for every sample; `ws` is
 /// `co x patch`.
 pub(crate) fn forward(g: &Geometry, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    forward_into(g, xs, ws, bias, out, Channels::all(g));
+    forward_into(g, xs, ws, bias, out, Channels::all(g), false);
 }
 
 /// Where a conv's `co` output channels go in each sample of its output:
@@ -223,7 +303,8 @@ impl Channels {
     }
 }
 
-/// [`forward`] into channels `ch` of `out`; the others are left alone.
+/// [`forward`] into channels `ch` of `out`, or added onto them when
+/// `accumulate`; the others are left alone.
 pub(crate) fn forward_into(
     g: &Geometry,
     xs: &[f32],
@@ -231,11 +312,12 @@ pub(crate) fn forward_into(
     bias: Option<&[f32]>,
     out: &mut [f32],
     ch: Channels,
+    accumulate: bool,
 ) {
     let run = run_len(xs.len() / g.in_len());
     out.par_chunks_mut(run * ch.total * g.pixels())
         .zip(xs.par_chunks(run * g.in_len()))
-        .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, ch, false));
+        .for_each(|(out, xs)| forward_run(g, xs, ws, bias, out, ch, accumulate));
 }
 
 /// [`forward_into`] on one run of samples, on the calling thread; adds to

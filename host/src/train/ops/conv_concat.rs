@@ -102,7 +102,7 @@ pub fn conv2d_concat4<
     let parts = [pa, pb, pc, pd];
     let out = tensor_from::<Rank4<B, C, H, W>>(&dev, |out| {
         for p in &parts {
-            forward_into(&p.g, &p.xs, &p.ws, Some(&p.bs), out, p.ch);
+            forward_into(&p.g, &p.xs, &p.ws, Some(&p.bs), out, p.ch, false);
         }
     });
     let mut tape = ta.merge(tb).merge(tc).merge(td);

@@ -460,88 +460,155 @@ fn maxpool2d_relu_clamps_and_blocks_the_gradient_at_zero() {
     );
 }
 
-fn add_relu_case<const B: usize, const C: usize, const H: usize, const W: usize>(
+/// [`conv2d_add_relu`] against the direct loops: its forward pass, the
+/// gradient at the shortcut exactly and every gradient by finite
+/// differences; then bit for bit against the unfused computation it
+/// replaces, `max(shortcut + conv2d(x), 0)` with the conv's gradients for
+/// the masked output gradient.
+fn conv_add_relu_case<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+>(
     seed: u64,
-    finite_differences: bool,
 ) {
     let dev = Cpu::default();
-    let n = B * C * H * W;
-    let (av, bv) = (random(n, seed), random(n, seed + 1));
-    let pre: Vec<f64> = av
-        .iter()
-        .zip(&bv)
-        .map(|(&a, &b)| a as f64 + b as f64)
-        .collect();
-    let r = off_the_kink(&random(n, seed + 2), &pre, KINK_MARGIN);
-    let a: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
-        dev.tensor_from_vec(av.clone(), Default::default());
-    let b: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
-        dev.tensor_from_vec(bv.clone(), Default::default());
-    assert_close(
-        "add_relu forward",
-        &add_relu(a.clone(), b.clone()).as_vec(),
-        &relu_ref(&pre),
-        FWD_TOL,
-    );
-    let loss = |av: &[f32], bv: &[f32]| {
-        let a: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
-            dev.tensor_from_vec(av.to_vec(), Default::default());
-        let b: Tensor<Rank4<B, C, H, W>, f32, Cpu> =
-            dev.tensor_from_vec(bv.to_vec(), Default::default());
-        dot(&add_relu(a, b).as_vec(), &r)
+    let shape = ConvShape {
+        b: B,
+        ci: CI,
+        h: H,
+        w: W,
+        co: CO,
+        k: K,
+        p: P,
     };
-    let g = weighted_sum(add_relu(a.leaky_trace(), b.leaky_trace()), &r).backward();
-    // The gradient at both inputs is `r` where the sum is positive.
-    let want: Vec<f64> = r
+    let n = B * CO * HO * WO;
+    let (xv, wv, bv, sv) = (
+        random(B * CI * H * W, seed),
+        random(CO * CI * K * K, seed + 1),
+        random(CO, seed + 2),
+        random(n, seed + 3),
+    );
+    let pre: Vec<f64> = naive::conv2d(shape, &xv, &wv, &bv)
+        .iter()
+        .zip(&sv)
+        .map(|(&c, &s)| c + s as f64)
+        .collect();
+    let r = off_the_kink(&random(n, seed + 4), &pre, 2.0 * KINK_MARGIN);
+    let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
+        dev.tensor_from_vec(xv.clone(), Default::default());
+    let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
+        dev.tensor_from_vec(wv.clone(), Default::default());
+    let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.clone(), Default::default());
+    let sc: Tensor<Rank4<B, CO, HO, WO>, f32, Cpu> =
+        dev.tensor_from_vec(sv.clone(), Default::default());
+    macro_rules! op {
+        ($x:expr, $w:expr, $b:expr, $s:expr) => {
+            conv2d_add_relu::<B, CI, H, W, CO, K, P, HO, WO, _, _>($x, $w, $b, $s)
+        };
+    }
+    let y = op!(x.clone(), &w, &b, sc.clone()).as_vec();
+    assert_close("conv2d_add_relu forward", &y, &relu_ref(&pre), FWD_TOL);
+
+    let g = weighted_sum(op!(x.leaky_trace(), &w, &b, sc.leaky_trace()), &r).backward();
+    let passed: Vec<f64> = r
         .iter()
         .zip(&pre)
         .map(|(&r, &p)| if p > 0.0 { r as f64 } else { 0.0 })
         .collect();
-    assert_close("add_relu d/da", &g.get(&a).as_vec(), &want, 1e-7);
-    assert_close("add_relu d/db", &g.get(&b).as_vec(), &want, 1e-7);
-    if finite_differences {
+    assert_close(
+        "conv2d_add_relu d/dshortcut",
+        &g.get(&sc).as_vec(),
+        &passed,
+        1e-7,
+    );
+    let loss = |xv: &[f32], wv: &[f32], bv: &[f32], sv: &[f32]| {
+        let x: Tensor<Rank4<B, CI, H, W>, f32, Cpu> =
+            dev.tensor_from_vec(xv.to_vec(), Default::default());
+        let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
+            dev.tensor_from_vec(wv.to_vec(), Default::default());
+        let b: Tensor<Rank1<CO>, f32, Cpu> = dev.tensor_from_vec(bv.to_vec(), Default::default());
+        let s: Tensor<Rank4<B, CO, HO, WO>, f32, Cpu> =
+            dev.tensor_from_vec(sv.to_vec(), Default::default());
+        dot(&op!(x, &w, &b, s).as_vec(), &r)
+    };
+    let numeric = [
+        (
+            "x",
+            g.get(&x).as_vec(),
+            numeric_grad(&xv, EPS, |p| loss(p, &wv, &bv, &sv)),
+        ),
+        (
+            "weight",
+            g.get(&w).as_vec(),
+            numeric_grad(&wv, EPS, |p| loss(&xv, p, &bv, &sv)),
+        ),
+        (
+            "bias",
+            g.get(&b).as_vec(),
+            numeric_grad(&bv, EPS, |p| loss(&xv, &wv, p, &sv)),
+        ),
+        (
+            "shortcut",
+            g.get(&sc).as_vec(),
+            numeric_grad(&sv, EPS, |p| loss(&xv, &wv, &bv, p)),
+        ),
+    ];
+    for (what, got, want) in numeric {
         assert_close(
-            "add_relu d/da numerically",
-            &g.get(&a).as_vec(),
-            &numeric_grad(&av, EPS, |p| loss(p, &bv)),
+            &format!("conv2d_add_relu d/d{what} numerically"),
+            &got,
+            &want,
             GRAD_TOL,
         );
-        assert_close(
-            "add_relu d/db numerically",
-            &g.get(&b).as_vec(),
-            &numeric_grad(&bv, EPS, |p| loss(&av, p)),
-            GRAD_TOL,
+    }
+
+    // The unfused computation, in f32 as the separate ops did it.
+    let conv = conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.clone(), &w, &b).as_vec();
+    let sum: Vec<f32> = sv.iter().zip(&conv).map(|(s, c)| s + c).collect();
+    let unfused: Vec<f32> = sum.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(bits(&y), bits(&unfused), "conv2d_add_relu forward bits");
+    let masked: Vec<f32> = r
+        .iter()
+        .zip(&sum)
+        .map(|(&r, &v)| r * f32::from(u8::from(v > 0.0)))
+        .collect();
+    let gu = weighted_sum(
+        conv2d::<B, CI, H, W, CO, K, P, HO, WO, _>(x.leaky_trace(), &w, &b),
+        &masked,
+    )
+    .backward();
+    for (what, fused, separate) in [
+        ("x", g.get(&x).as_vec(), gu.get(&x).as_vec()),
+        ("weight", g.get(&w).as_vec(), gu.get(&w).as_vec()),
+        ("bias", g.get(&b).as_vec(), gu.get(&b).as_vec()),
+    ] {
+        assert_eq!(
+            bits(&fused),
+            bits(&separate),
+            "conv2d_add_relu d/d{what} bits"
         );
     }
 }
 
-#[test]
-fn add_relu_forward_and_gradients() {
-    add_relu_case::<2, 3, 4, 5>(101, true);
-    // More elements than one rayon chunk, with a ragged last chunk (too
-    // many for finite differences).
-    add_relu_case::<3, 5, 47, 61>(102, false);
+/// Bit patterns, so that `-0.0` and `0.0` differ too.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
-fn add_relu_of_one_tensor_twice_adds_both_gradients() {
-    let dev = Cpu::default();
-    let av = random(2 * 3 * 4, 111);
-    let r = off_the_kink(
-        &random(2 * 3 * 4, 112),
-        &av.iter().map(|&a| 2.0 * a as f64).collect::<Vec<_>>(),
-        KINK_MARGIN,
-    );
-    let a: Tensor<Rank4<2, 3, 2, 2>, f32, Cpu> =
-        dev.tensor_from_vec(av.clone(), Default::default());
-    let at = a.leaky_trace();
-    let g = weighted_sum(add_relu(at.retaped(), at), &r).backward();
-    let want: Vec<f64> = av
-        .iter()
-        .zip(&r)
-        .map(|(&a, &r)| if a > 0.0 { 2.0 * r as f64 } else { 0.0 })
-        .collect();
-    assert_close("add_relu(a, a) d/da", &g.get(&a).as_vec(), &want, 1e-7);
+fn conv2d_add_relu_forward_and_gradients() {
+    // A residual block's merge: the size kept, the shortcut as wide as
+    // the conv's output.
+    conv_add_relu_case::<2, 3, 5, 4, 4, 3, 1, 5, 4>(101);
+    // A conv that changes the size, more samples than the threads' runs.
+    conv_add_relu_case::<9, 2, 6, 5, 3, 3, 0, 4, 3>(102);
 }
 
 fn avgpool_case<const B: usize, const C: usize, const H: usize, const W: usize>(seed: u64) {
