@@ -13,6 +13,7 @@
 //! so their columns stay in L2.
 
 use super::buffers::{put, read, take, tensor_from, with_scratch};
+use super::direct;
 use super::im2col::Geometry;
 use super::matmul::{matmul, Mat, TILE_ROWS};
 use super::relu::Mask;
@@ -321,8 +322,29 @@ pub(crate) fn forward_into(
 }
 
 /// [`forward_into`] on one run of samples, on the calling thread; adds to
-/// `out` when `accumulate`.
-fn forward_run(
+/// `out` when `accumulate`. The direct conv takes it where it can (the
+/// same bits, faster: see `direct`), im2col and `gemm` elsewhere.
+pub(crate) fn forward_run(
+    g: &Geometry,
+    xs: &[f32],
+    ws: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ch: Channels,
+    accumulate: bool,
+) {
+    if direct::supported(g) {
+        let [pad, prod] = direct::scratch_len(g);
+        with_scratch([pad, prod, 0], |pad, prod, _| {
+            direct::forward_run(g, xs, ws, bias, out, ch, accumulate, [pad, prod])
+        });
+    } else {
+        forward_run_gemm(g, xs, ws, bias, out, ch, accumulate);
+    }
+}
+
+/// [`forward_run`] by im2col and `gemm`, whatever the geometry.
+pub(crate) fn forward_run_gemm(
     g: &Geometry,
     xs: &[f32],
     ws: &[f32],

@@ -97,7 +97,7 @@ impl Geometry {
 
     /// Height and width of the input window the kernel sweeps: the input
     /// padded (or cropped) by `p` on every side.
-    fn window(&self) -> (usize, usize) {
+    pub(crate) fn window(&self) -> (usize, usize) {
         (self.ho + self.k - 1, self.wo + self.k - 1)
     }
 
@@ -220,7 +220,7 @@ impl Geometry {
 
     /// One sample's channels, padded with zeros or cropped by `p` to
     /// [`Geometry::window`].
-    fn pad_into(&self, x: &[f32], pad: &mut [f32]) {
+    pub(crate) fn pad_into(&self, x: &[f32], pad: &mut [f32]) {
         let (hp, wp) = self.window();
         // Window column `xx` shows input column `xx - p`.
         let lo = self.p.clamp(0, wp as isize) as usize;

@@ -31,6 +31,7 @@ mod buffers;
 mod concat;
 mod conv;
 mod conv_concat;
+mod direct;
 mod flatten;
 mod im2col;
 mod matmul;

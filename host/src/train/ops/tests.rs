@@ -975,3 +975,108 @@ fn conv2d_concat4_forward_and_gradients() {
         );
     }
 }
+
+/// The direct conv against `gemm` and against a plain chain of `mul_add`s
+/// in im2col's row order, bit for bit, on every conv of the three networks
+/// (forward, and the transposed conv of each input gradient that takes
+/// that path) and on odd shapes: channel blocks of every width, a last
+/// block of positions cut short, output into a slice of the channels,
+/// accumulation. `gemm` runs one chain per output for patches of up to 512
+/// taps; the direct conv's outputs are only right if they are its bits.
+#[test]
+fn direct_conv_has_gemms_bits() {
+    use super::conv::{forward_run, forward_run_gemm, Channels};
+    use super::im2col::Geometry;
+    let direct = super::direct::supported(&Geometry::new(1, 4, 4, 1, 1, 0));
+    if !direct {
+        eprintln!("no AVX2 and FMA here: only the im2col path runs");
+    }
+    // (ci, side, co, k, p, samples)
+    let mut shapes = vec![
+        (1, 28, 10, 5, 0, 3),
+        (10, 12, 48, 1, 0, 3),
+        (16, 12, 24, 5, 2, 2),
+        (16, 12, 24, 3, 1, 2),
+        (24, 12, 24, 3, 1, 2),
+        (10, 12, 24, 1, 0, 2),
+        (20, 4, 48, 1, 0, 5),
+        (16, 4, 24, 5, 2, 5),
+        (20, 8, 88, 5, 4, 1),
+        (1, 28, 1, 3, 1, 3),
+        (1, 28, 10, 3, 1, 3),
+        (10, 14, 10, 3, 1, 3),
+        (10, 14, 20, 3, 1, 3),
+        (16, 12, 16, 3, 1, 2),
+        (32, 4, 32, 3, 1, 4),
+        (1, 28, 16, 5, 0, 2),
+        (16, 12, 32, 5, 0, 2),
+        // Odd ones: a 2x2 kernel, wide padding, 512 taps.
+        (3, 7, 7, 2, 1, 3),
+        (2, 5, 13, 3, 2, 3),
+        (8, 9, 11, 8, 3, 2),
+    ];
+    // Each conv's transposed conv, which the input gradient may run.
+    let transposed: Vec<_> = shapes
+        .iter()
+        .map(|&(ci, side, co, k, p, n)| (co, side + 2 * p + 1 - k, ci, k, k - 1 - p, n))
+        .collect();
+    shapes.extend(transposed);
+    for (ci, side, co, k, p, n) in shapes {
+        let g = Geometry::new(ci, side, side, co, k, p);
+        let name = format!("{ci}->{co} k{k} p{p} {side}x{side}, {n} samples");
+        let xs = random(n * g.in_len(), 31);
+        let ws = random(co * g.patch(), 32);
+        let bs = random(co, 33);
+        let mut chain = vec![0.0f32; n * g.out_len()];
+        for (s, out) in chain.chunks_exact_mut(g.out_len()).enumerate() {
+            for (i, out) in out.iter_mut().enumerate() {
+                let (o, oy, ox) = (i / g.pixels(), i / g.wo % g.ho, i % g.wo);
+                let mut acc = 0.0f32;
+                for c in 0..ci {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) = ((oy + ky).wrapping_sub(p), (ox + kx).wrapping_sub(p));
+                            let x = if iy < side && ix < side {
+                                xs[s * g.in_len() + (c * side + iy) * side + ix]
+                            } else {
+                                0.0
+                            };
+                            acc = ws[o * g.patch() + (c * k + ky) * k + kx].mul_add(x, acc);
+                        }
+                    }
+                }
+                *out = acc + bs[o];
+            }
+        }
+        // Into channels 2.. of 3 + co, then added onto that.
+        let ch = Channels {
+            first: 2,
+            total: co + 3,
+        };
+        let run = |f: &dyn Fn(&mut [f32], bool)| {
+            let mut out = random(n * ch.total * g.pixels(), 34);
+            f(&mut out, false);
+            let once = out.clone();
+            f(&mut out, true);
+            (once, out)
+        };
+        let gemm = run(&|out, acc| forward_run_gemm(&g, &xs, &ws, Some(&bs), out, ch, acc));
+        let ours = run(&|out, acc| forward_run(&g, &xs, &ws, Some(&bs), out, ch, acc));
+        let slice = |v: &[f32]| -> Vec<f32> {
+            v.chunks_exact(ch.total * g.pixels())
+                .flat_map(|s| s[ch.first * g.pixels()..][..g.out_len()].to_vec())
+                .collect()
+        };
+        let twice: Vec<f32> = chain.iter().map(|v| v + v).collect();
+        if g.patch() <= 512 {
+            assert_eq!(
+                bits(&slice(&gemm.0)),
+                bits(&chain),
+                "{name}: gemm is one chain"
+            );
+            assert_eq!(bits(&slice(&gemm.1)), bits(&twice), "{name}: gemm, added");
+        }
+        assert_eq!(bits(&ours.0), bits(&gemm.0), "{name}: forward_run");
+        assert_eq!(bits(&ours.1), bits(&gemm.1), "{name}: forward_run, added");
+    }
+}
