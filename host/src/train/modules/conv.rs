@@ -125,6 +125,35 @@ impl<const CI: usize, const CO: usize, const K: usize, const P: usize> Conv<CI, 
         )
     }
 
+    /// `maxpool2d_relu(self.forward_add_relu(x, shortcut))`: a residual
+    /// block's merge and the max pool after it, fused into its last conv.
+    pub fn forward_add_relu_maxpool<
+        const B: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const PH: usize,
+        const PW: usize,
+        T1,
+        T2,
+    >(
+        &self,
+        x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T1>,
+        shortcut: Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T2>,
+    ) -> Tensor<Rank4<B, CO, PH, PW>, f32, Cpu, T1>
+    where
+        T1: Tape<f32, Cpu> + Merge<T2>,
+        T2: Tape<f32, Cpu>,
+    {
+        ops::conv2d_add_relu_maxpool::<B, CI, H, W, CO, K, P, HO, WO, PH, PW, T1, T2>(
+            x,
+            &self.weight,
+            &self.bias,
+            shortcut,
+        )
+    }
+
     /// The layer applied to `x` as one branch of [`ops::conv2d_concat4`],
     /// which writes its output straight into its slice of the concatenation.
     /// The layer must keep the size (`K = 2P + 1`, a const assertion).

@@ -23,32 +23,34 @@ pub struct IdentityBlock<const CIN: usize, const COUT: usize, E: Dtype = f32, D:
 }
 
 impl<const CIN: usize, const COUT: usize> IdentityBlock<CIN, COUT> {
-    /// Apply the block to `CIN x S x S` maps (the side is kept).
-    pub fn forward<const B: usize, const S: usize, T>(
+    /// Apply the block to `CIN x S x S` maps, then the 2x2 max pool and
+    /// ReLU that follow it in the network (fused into the block's merge):
+    /// `COUT x S/2 x S/2` maps.
+    pub fn forward_pool<const B: usize, const S: usize, const SP: usize, T>(
         &self,
         x: Tensor<Rank4<B, CIN, S, S>, f32, Cpu, T>,
-    ) -> Tensor<Rank4<B, COUT, S, S>, f32, Cpu, T>
+    ) -> Tensor<Rank4<B, COUT, SP, SP>, f32, Cpu, T>
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> = self.conv1.forward_relu(x.retaped::<T>());
-        let s = self.conv.forward(x);
-        self.conv2.forward_add_relu(y, s)
+        let s: Tensor<Rank4<B, COUT, S, S>, _, _, _> = self.conv.forward(x);
+        self.conv2.forward_add_relu_maxpool(y, s)
     }
 
-    /// Like [`IdentityBlock::forward`] for the network's input, which needs
-    /// no gradient.
-    pub fn forward_first<const B: usize, const S: usize, T>(
+    /// Like [`IdentityBlock::forward_pool`] for the network's input, which
+    /// needs no gradient.
+    pub fn forward_first_pool<const B: usize, const S: usize, const SP: usize, T>(
         &self,
         x: Tensor<Rank4<B, CIN, S, S>, f32, Cpu, T>,
-    ) -> Tensor<Rank4<B, COUT, S, S>, f32, Cpu, T>
+    ) -> Tensor<Rank4<B, COUT, SP, SP>, f32, Cpu, T>
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
         let y: Tensor<Rank4<B, CIN, S, S>, _, _, _> =
             self.conv1.forward_first_relu(x.retaped::<T>());
-        let s = self.conv.forward_first(x);
-        self.conv2.forward_add_relu(y, s)
+        let s: Tensor<Rank4<B, COUT, S, S>, _, _, _> = self.conv.forward_first(x);
+        self.conv2.forward_add_relu_maxpool(y, s)
     }
 }
 
@@ -94,10 +96,9 @@ impl ResNet {
     where
         T: Tape<f32, Cpu> + Merge<T> + Merge<NoneTape>,
     {
-        let x = self.r1.forward_first(x);
-        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> = ops::maxpool2d_relu(x);
-        let x = self.r2.forward(x);
-        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = ops::maxpool2d_relu(x);
+        let x: Tensor<Rank4<B, { a::C1 }, { a::P1 }, { a::P1 }>, _, _, _> =
+            self.r1.forward_first_pool(x);
+        let x: Tensor<Rank4<B, { a::C2 }, { a::P2 }, { a::P2 }>, _, _, _> = self.r2.forward_pool(x);
         self.fc.forward(ops::flatten::<
             B,
             { a::C2 },

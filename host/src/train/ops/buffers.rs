@@ -18,6 +18,10 @@ pub(crate) type Buf = <Cpu as Storage<f32>>::Vec;
 /// A gradient slot as [`Gradients::get_or_alloc_mut`] returns it.
 pub(crate) type Slot<'a> = Result<&'a mut Buf, CpuError>;
 
+/// A tensor's gradient slot, its type erased: how an op that keeps several
+/// inputs' gradients together reaches each.
+pub(crate) type SlotOf = Box<dyn for<'g> Fn(&'g mut Gradients<f32, Cpu>) -> Slot<'g>>;
+
 /// `len` zeros from dfdx's allocator. Like dfdx's own infallible ops, this
 /// panics when the allocation fails.
 pub(crate) fn alloc(dev: &Cpu, len: usize) -> Buf {

@@ -12,12 +12,14 @@
 //! at these sizes that beats one threaded GEMM per sample; groups are sized
 //! so their columns stay in L2.
 
-use super::buffers::{put, read, take, tensor_from, with_scratch};
+use super::buffers::{put, read, take, tensor_from, with_scratch, Pooled, SlotOf};
 use super::direct;
 use super::im2col::Geometry;
 use super::matmul::{matmul, Mat, TILE_ROWS};
+use super::pool::{max_backward, max_forward, Planes};
 use super::relu::Mask;
 use dfdx::prelude::*;
+use dfdx::tensor::CpuError;
 use rayon::prelude::*;
 
 /// Convolves `x` with `weight` (`[CO, CI, K, K]`) and adds `bias`; zero
@@ -189,44 +191,164 @@ pub fn conv2d_add_relu<
 ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T1> {
     let g = geometry::<CI, H, W, CO, K, P, HO, WO>();
     let ((x, tx), (shortcut, ts)) = (x.split_tape(), shortcut.split_tape());
-    let xs = read(&x);
-    let ws = read(weight);
-    let bs = read(bias);
-    let mut mask = None;
+    let mut merge = None;
     let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| {
-        shortcut.retaped::<NoneTape>().contiguous().copy_into(out);
-        forward_into(&g, &xs, &ws, Some(&bs), out, Channels::all(&g), true);
-        mask = Some(Mask::apply(out));
+        merge = Some(ResidualMerge::forward(g, &x, weight, bias, &shortcut, out));
     });
-    let mask = mask.expect("filled by tensor_from");
+    let merge = merge.expect("filled by tensor_from");
     let mut tape = tx.merge(ts);
     if T1::OWNS_TAPE {
-        let (xg, wg, bg, sg, og) = (
-            x.ghost(),
-            weight.ghost(),
-            bias.ghost(),
-            shortcut.ghost(),
-            out.ghost(),
-        );
+        let og = out.ghost();
         tape.add_backward_op(move |grads| {
             let mut gout = take(grads.get_or_alloc_mut(&og))?;
-            let mut gs = take(grads.get_or_alloc_mut(&sg))?;
-            mask.add_gradient(&gout, &mut gs);
-            put(grads.get_or_alloc_mut(&sg), gs)?;
-            // The conv's output gradient, as its own zeroed slot would
-            // have received it from the sum.
-            mask.add_gradient_to_zero(&mut gout);
-            let mut gw = take(grads.get_or_alloc_mut(&wg))?;
-            let mut gb = take(grads.get_or_alloc_mut(&bg))?;
-            let mut gx = take(grads.get_or_alloc_mut(&xg))?;
-            backward(&g, &xs, &ws, &gout, &mut gw, &mut gb, Some(&mut gx));
-            put(grads.get_or_alloc_mut(&xg), gx)?;
-            put(grads.get_or_alloc_mut(&bg), gb)?;
-            put(grads.get_or_alloc_mut(&wg), gw)?;
+            merge.backward(grads, &mut gout)?;
             put(grads.get_or_alloc_mut(&og), gout)
         });
     }
     out.put_tape(tape)
+}
+
+/// `maxpool2d_relu(conv2d_add_relu(x, weight, bias, shortcut))`: a
+/// residual block's merge and the max pool after it, fused. The merged
+/// maps live only in scratch of our own: neither they nor their gradient
+/// become tensors, so dfdx never zero-fills them and the pool never copies
+/// them in; the arithmetic, and so the bits, are the two ops'.
+pub fn conv2d_add_relu_maxpool<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const W: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const WO: usize,
+    const PH: usize,
+    const PW: usize,
+    T1: Tape<f32, Cpu> + Merge<T2>,
+    T2: Tape<f32, Cpu>,
+>(
+    x: Tensor<Rank4<B, CI, H, W>, f32, Cpu, T1>,
+    weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
+    bias: &Tensor<Rank1<CO>, f32, Cpu>,
+    shortcut: Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T2>,
+) -> Tensor<Rank4<B, CO, PH, PW>, f32, Cpu, T1> {
+    const {
+        assert!(
+            PH == HO / 2 && PW == WO / 2 && PH >= 1 && PW >= 1,
+            "2x2 max pool output must be HO/2 x WO/2"
+        );
+    }
+    let g = geometry::<CI, H, W, CO, K, P, HO, WO>();
+    let ((x, tx), (shortcut, ts)) = (x.split_tape(), shortcut.split_tape());
+    let planes = Planes { h: HO, w: WO };
+    let mut merged = Pooled::new(B * CO * HO * WO);
+    let merge = ResidualMerge::forward(g, &x, weight, bias, &shortcut, &mut merged);
+    let mut arg = vec![0u8; B * CO * PH * PW];
+    let out = tensor_from::<Rank4<B, CO, PH, PW>>(x.device(), |out| {
+        max_forward::<true>(planes, &merged, out, &mut arg);
+    });
+    drop(merged);
+    let mut tape = tx.merge(ts);
+    if T1::OWNS_TAPE {
+        let og = out.ghost();
+        tape.add_backward_op(move |grads| {
+            let gpool = take(grads.get_or_alloc_mut(&og))?;
+            // As the merged maps' own zeroed gradient would have received it.
+            let mut gmerged = Pooled::new(B * CO * HO * WO);
+            gmerged.fill(0.0);
+            max_backward::<true>(planes, &gpool, &arg, &mut gmerged);
+            put(grads.get_or_alloc_mut(&og), gpool)?;
+            merge.backward(grads, &mut gmerged)
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// `relu(shortcut + conv(x))` as the forward pass read it, with what the
+/// backward pass needs.
+struct ResidualMerge {
+    g: Geometry,
+    xs: Pooled,
+    ws: Pooled,
+    mask: Mask,
+    x: SlotOf,
+    w: SlotOf,
+    b: SlotOf,
+    shortcut: SlotOf,
+}
+
+impl ResidualMerge {
+    /// Writes `relu(shortcut + conv(x))` into `out`: the conv's products
+    /// and bias added onto a copy of the shortcut, then clamped.
+    #[allow(clippy::too_many_arguments)]
+    fn forward<
+        const B: usize,
+        const CI: usize,
+        const H: usize,
+        const W: usize,
+        const CO: usize,
+        const K: usize,
+        const HO: usize,
+        const WO: usize,
+    >(
+        g: Geometry,
+        x: &Tensor<Rank4<B, CI, H, W>, f32, Cpu>,
+        weight: &Tensor<Rank4<CO, CI, K, K>, f32, Cpu>,
+        bias: &Tensor<Rank1<CO>, f32, Cpu>,
+        shortcut: &Tensor<Rank4<B, CO, HO, WO>, f32, Cpu>,
+        out: &mut [f32],
+    ) -> Self {
+        let (xs, ws) = (read(x), read(weight));
+        shortcut.clone().contiguous().copy_into(out);
+        forward_into(
+            &g,
+            &xs,
+            &ws,
+            Some(&read(bias)),
+            out,
+            Channels::all(&g),
+            true,
+        );
+        let mask = Mask::apply(out);
+        let (xg, wg, bg, sg) = (x.ghost(), weight.ghost(), bias.ghost(), shortcut.ghost());
+        Self {
+            g,
+            xs,
+            ws,
+            mask,
+            x: Box::new(move |grads| grads.get_or_alloc_mut(&xg)),
+            w: Box::new(move |grads| grads.get_or_alloc_mut(&wg)),
+            b: Box::new(move |grads| grads.get_or_alloc_mut(&bg)),
+            shortcut: Box::new(move |grads| grads.get_or_alloc_mut(&sg)),
+        }
+    }
+
+    /// Adds the gradients for `gout`, the gradient at the merge's output,
+    /// which is turned in place into the conv's output gradient.
+    fn backward(&self, grads: &mut Gradients<f32, Cpu>, gout: &mut [f32]) -> Result<(), CpuError> {
+        let mut gs = take((self.shortcut)(grads))?;
+        self.mask.add_gradient(gout, &mut gs);
+        put((self.shortcut)(grads), gs)?;
+        // The conv's output gradient, as its own zeroed slot would have
+        // received it from the sum.
+        self.mask.add_gradient_to_zero(gout);
+        let mut gw = take((self.w)(grads))?;
+        let mut gb = take((self.b)(grads))?;
+        let mut gx = take((self.x)(grads))?;
+        backward(
+            &self.g,
+            &self.xs,
+            &self.ws,
+            gout,
+            &mut gw,
+            &mut gb,
+            Some(&mut gx),
+        );
+        put((self.x)(grads), gx)?;
+        put((self.b)(grads), gb)?;
+        put((self.w)(grads), gw)
+    }
 }
 
 /// The conv's [`Geometry`], its shapes checked at compile time.

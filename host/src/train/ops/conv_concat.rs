@@ -8,7 +8,7 @@
 //! which zero-fills (and `read` copies) on one thread while the other
 //! waits, about 26 MB per step for `incep1` at batch 128.
 
-use super::buffers::{put, read, take, tensor_from, Pooled, Slot};
+use super::buffers::{put, read, take, tensor_from, Pooled, SlotOf};
 use super::conv::{backward, forward_into, Channels};
 use super::im2col::Geometry;
 use dfdx::prelude::*;
@@ -118,9 +118,6 @@ pub fn conv2d_concat4<
     }
     out.put_tape(tape)
 }
-
-/// A gradient slot of one branch's tensor, its type erased.
-type SlotOf = Box<dyn for<'g> Fn(&'g mut Gradients<f32, Cpu>) -> Slot<'g>>;
 
 /// One branch as read by the forward pass, with what its backward needs.
 struct Part {

@@ -43,7 +43,9 @@ pub(crate) use buffers::{alloc, release_scratch, tensor_from_slice, Buf};
 #[cfg(test)]
 pub(crate) use concat::concat2;
 pub(crate) use concat::concat4;
-pub use conv::{conv2d, conv2d_add_relu, conv2d_first, conv2d_first_relu, conv2d_relu};
+pub use conv::{
+    conv2d, conv2d_add_relu, conv2d_add_relu_maxpool, conv2d_first, conv2d_first_relu, conv2d_relu,
+};
 pub use conv_concat::{conv2d_concat4, Branch};
 pub use flatten::flatten;
 pub use pool::{avgpool3x3, maxpool2d, maxpool2d_relu};

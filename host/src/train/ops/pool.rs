@@ -67,38 +67,10 @@ fn maxpool<
     }
     let (x, mut tape) = x.split_tape();
     let xs = read(&x);
-    // Which of the four inputs won (or `NO_INPUT`), per output: all that
-    // backward needs.
+    let dims = Planes { h: H, w: W };
     let mut arg = vec![0u8; B * C * HO * WO];
     let out = tensor_from::<Rank4<B, C, HO, WO>>(x.device(), |out| {
-        out.par_chunks_mut(HO * WO)
-            .zip(arg.par_chunks_mut(HO * WO))
-            .zip(xs.par_chunks(H * W))
-            .for_each(|((o, a), plane)| {
-                for ((i, orow), arow) in o
-                    .chunks_exact_mut(WO)
-                    .enumerate()
-                    .zip(a.chunks_exact_mut(WO))
-                {
-                    let (r0, r1) = (
-                        &plane[2 * i * W..][..2 * WO],
-                        &plane[(2 * i + 1) * W..][..2 * WO],
-                    );
-                    for (((v, w), p0), p1) in orow
-                        .iter_mut()
-                        .zip(arow)
-                        .zip(r0.chunks_exact(2))
-                        .zip(r1.chunks_exact(2))
-                    {
-                        let (m, a) = max4([p0[0], p0[1], p1[0], p1[1]]);
-                        (*v, *w) = if !RELU || m > 0.0 {
-                            (m, a)
-                        } else {
-                            (0.0, NO_INPUT)
-                        };
-                    }
-                }
-            });
+        max_forward::<RELU>(dims, &xs, out, &mut arg);
     });
     drop(xs);
     if T::OWNS_TAPE {
@@ -106,23 +78,80 @@ fn maxpool<
         tape.add_backward_op(move |grads| {
             let gout = take(grads.get_or_alloc_mut(&og))?;
             let mut gx = take(grads.get_or_alloc_mut(&xg))?;
-            gx.par_chunks_mut(H * W)
-                .zip(gout.par_chunks(HO * WO))
-                .zip(arg.par_chunks(HO * WO))
-                .for_each(|((gx, g), a)| {
-                    for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
-                        if RELU && a == NO_INPUT {
-                            continue;
-                        }
-                        let (i, j) = (idx / WO, idx % WO);
-                        gx[(2 * i + (a as usize >> 1)) * W + 2 * j + (a as usize & 1)] += g;
-                    }
-                });
+            max_backward::<RELU>(dims, &gout, &arg, &mut gx);
             put(grads.get_or_alloc_mut(&xg), gx)?;
             put(grads.get_or_alloc_mut(&og), gout)
         });
     }
     out.put_tape(tape)
+}
+
+/// The sides of the planes a 2x2 max pool takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planes {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+}
+
+/// The 2x2 max pool (then the ReLU when `RELU`) of every `h x w` plane of
+/// `xs` into `out`, with the position of each window's winner (or
+/// `NO_INPUT`) in `arg`: all that [`max_backward`] needs.
+pub(crate) fn max_forward<const RELU: bool>(
+    p: Planes,
+    xs: &[f32],
+    out: &mut [f32],
+    arg: &mut [u8],
+) {
+    let (h, w, ho, wo) = (p.h, p.w, p.h / 2, p.w / 2);
+    out.par_chunks_mut(ho * wo)
+        .zip(arg.par_chunks_mut(ho * wo))
+        .zip(xs.par_chunks(h * w))
+        .for_each(|((o, a), plane)| {
+            for ((i, orow), arow) in o
+                .chunks_exact_mut(wo)
+                .enumerate()
+                .zip(a.chunks_exact_mut(wo))
+            {
+                let (r0, r1) = (
+                    &plane[2 * i * w..][..2 * wo],
+                    &plane[(2 * i + 1) * w..][..2 * wo],
+                );
+                for (((v, a), p0), p1) in orow
+                    .iter_mut()
+                    .zip(arow)
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    let (m, at) = max4([p0[0], p0[1], p1[0], p1[1]]);
+                    (*v, *a) = if !RELU || m > 0.0 {
+                        (m, at)
+                    } else {
+                        (0.0, NO_INPUT)
+                    };
+                }
+            }
+        });
+}
+
+/// The adjoint of [`max_forward`]: adds each output's gradient onto the
+/// input that won its window, in `gx`.
+pub(crate) fn max_backward<const RELU: bool>(p: Planes, gout: &[f32], arg: &[u8], gx: &mut [f32]) {
+    let (h, w, wo) = (p.h, p.w, p.w / 2);
+    let out_plane = (p.h / 2) * wo;
+    gx.par_chunks_mut(h * w)
+        .zip(gout.par_chunks(out_plane))
+        .zip(arg.par_chunks(out_plane))
+        .for_each(|((gx, g), a)| {
+            for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
+                if RELU && a == NO_INPUT {
+                    continue;
+                }
+                let (i, j) = (idx / wo, idx % wo);
+                gx[(2 * i + (a as usize >> 1)) * w + 2 * j + (a as usize & 1)] += g;
+            }
+        });
 }
 
 /// The maximum of a 2x2 window in row-major order and the position of its

@@ -597,6 +597,70 @@ fn conv_add_relu_case<
     }
 }
 
+/// [`conv2d_add_relu_maxpool`] bit for bit against the two ops it fuses,
+/// forward and every gradient; those two are checked against the direct
+/// loops and finite differences above.
+fn conv_add_relu_maxpool_case<
+    const B: usize,
+    const CI: usize,
+    const H: usize,
+    const CO: usize,
+    const K: usize,
+    const P: usize,
+    const HO: usize,
+    const PH: usize,
+>(
+    seed: u64,
+) {
+    let dev = Cpu::default();
+    let x: Tensor<Rank4<B, CI, H, H>, f32, Cpu> =
+        dev.tensor_from_vec(random(B * CI * H * H, seed), Default::default());
+    let w: Tensor<Rank4<CO, CI, K, K>, f32, Cpu> =
+        dev.tensor_from_vec(random(CO * CI * K * K, seed + 1), Default::default());
+    let b: Tensor<Rank1<CO>, f32, Cpu> =
+        dev.tensor_from_vec(random(CO, seed + 2), Default::default());
+    let sc: Tensor<Rank4<B, CO, HO, HO>, f32, Cpu> =
+        dev.tensor_from_vec(random(B * CO * HO * HO, seed + 3), Default::default());
+    let r = random(B * CO * PH * PH, seed + 4);
+    let fused = conv2d_add_relu_maxpool::<B, CI, H, H, CO, K, P, HO, HO, PH, PH, _, _>(
+        x.leaky_trace(),
+        &w,
+        &b,
+        sc.leaky_trace(),
+    );
+    let separate: Tensor<Rank4<B, CO, PH, PH>, _, _, _> =
+        maxpool2d_relu(conv2d_add_relu::<B, CI, H, H, CO, K, P, HO, HO, _, _>(
+            x.leaky_trace(),
+            &w,
+            &b,
+            sc.leaky_trace(),
+        ));
+    assert_eq!(
+        bits(&fused.as_vec()),
+        bits(&separate.as_vec()),
+        "conv2d_add_relu_maxpool forward bits"
+    );
+    let gf = weighted_sum(fused, &r).backward();
+    let gs = weighted_sum(separate, &r).backward();
+    for (what, f, s) in [
+        ("x", gf.get(&x).as_vec(), gs.get(&x).as_vec()),
+        ("weight", gf.get(&w).as_vec(), gs.get(&w).as_vec()),
+        ("bias", gf.get(&b).as_vec(), gs.get(&b).as_vec()),
+        ("shortcut", gf.get(&sc).as_vec(), gs.get(&sc).as_vec()),
+    ] {
+        assert_eq!(bits(&f), bits(&s), "conv2d_add_relu_maxpool d/d{what} bits");
+    }
+}
+
+#[test]
+fn conv2d_add_relu_maxpool_is_the_two_ops() {
+    // The ResNet's first block's shapes, fewer samples.
+    conv_add_relu_maxpool_case::<3, 1, 28, 10, 3, 1, 28, 14>(121);
+    // Odd sides (the pool drops the last row and column), more samples
+    // than the threads' runs.
+    conv_add_relu_maxpool_case::<9, 2, 7, 3, 3, 1, 7, 3>(122);
+}
+
 /// Bit patterns, so that `-0.0` and `0.0` differ too.
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|v| v.to_bits()).collect()
