@@ -16,8 +16,8 @@ use super::buffers::{put, read, take, tensor_from, with_scratch, Pooled, SlotOf}
 use super::direct;
 use super::im2col::Geometry;
 use super::matmul::{matmul, Mat, TILE_ROWS};
-use super::pool::{max_backward, max_forward, Planes};
-use super::relu::Mask;
+use super::pool::{max_backward_planes, max_forward_planes, Planes};
+use super::relu::{add_passed, clamp, passed_onto_zero, Mask};
 use dfdx::prelude::*;
 use dfdx::tensor::CpuError;
 use rayon::prelude::*;
@@ -193,7 +193,9 @@ pub fn conv2d_add_relu<
     let ((x, tx), (shortcut, ts)) = (x.split_tape(), shortcut.split_tape());
     let mut merge = None;
     let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| {
-        merge = Some(ResidualMerge::forward(g, &x, weight, bias, &shortcut, out));
+        merge = Some(ResidualMerge::forward(
+            g, &x, weight, bias, &shortcut, out, None,
+        ));
     });
     let merge = merge.expect("filled by tensor_from");
     let mut tape = tx.merge(ts);
@@ -201,7 +203,7 @@ pub fn conv2d_add_relu<
         let og = out.ghost();
         tape.add_backward_op(move |grads| {
             let mut gout = take(grads.get_or_alloc_mut(&og))?;
-            merge.backward(grads, &mut gout)?;
+            merge.backward(grads, &mut gout, None)?;
             put(grads.get_or_alloc_mut(&og), gout)
         });
     }
@@ -243,26 +245,89 @@ pub fn conv2d_add_relu_maxpool<
     let ((x, tx), (shortcut, ts)) = (x.split_tape(), shortcut.split_tape());
     let planes = Planes { h: HO, w: WO };
     let mut merged = Pooled::new(B * CO * HO * WO);
-    let merge = ResidualMerge::forward(g, &x, weight, bias, &shortcut, &mut merged);
     let mut arg = vec![0u8; B * CO * PH * PW];
+    let mut merge = None;
     let out = tensor_from::<Rank4<B, CO, PH, PW>>(x.device(), |out| {
-        max_forward::<true>(planes, &merged, out, &mut arg);
+        let pool = MaxPool {
+            planes,
+            out,
+            arg: &mut arg,
+        };
+        merge = Some(ResidualMerge::forward(
+            g,
+            &x,
+            weight,
+            bias,
+            &shortcut,
+            &mut merged,
+            Some(pool),
+        ));
     });
+    let merge = merge.expect("filled by tensor_from");
     drop(merged);
     let mut tape = tx.merge(ts);
     if T1::OWNS_TAPE {
         let og = out.ghost();
         tape.add_backward_op(move |grads| {
             let gpool = take(grads.get_or_alloc_mut(&og))?;
-            // As the merged maps' own zeroed gradient would have received it.
             let mut gmerged = Pooled::new(B * CO * HO * WO);
-            gmerged.fill(0.0);
-            max_backward::<true>(planes, &gpool, &arg, &mut gmerged);
-            put(grads.get_or_alloc_mut(&og), gpool)?;
-            merge.backward(grads, &mut gmerged)
+            let pool = MaxPoolGrad {
+                planes,
+                gout: &gpool,
+                arg: &arg,
+            };
+            merge.backward(grads, &mut gmerged, Some(pool))?;
+            put(grads.get_or_alloc_mut(&og), gpool)
         });
     }
     out.put_tape(tape)
+}
+
+/// The 2x2 max pool (and ReLU) after a merge: where its output and its
+/// windows' winners go.
+struct MaxPool<'a> {
+    planes: Planes,
+    out: &'a mut [f32],
+    arg: &'a mut [u8],
+}
+
+impl<'a> MaxPool<'a> {
+    /// The pool cut into pieces of `planes` planes each, in order.
+    fn runs(self, planes: usize) -> impl Iterator<Item = MaxPool<'a>> {
+        let len = planes * (self.planes.h / 2) * (self.planes.w / 2);
+        let p = self.planes;
+        self.out
+            .chunks_mut(len)
+            .zip(self.arg.chunks_mut(len))
+            .map(move |(out, arg)| MaxPool {
+                planes: p,
+                out,
+                arg,
+            })
+    }
+}
+
+/// The gradient at a [`MaxPool`]'s output, and its windows' winners.
+struct MaxPoolGrad<'a> {
+    planes: Planes,
+    gout: &'a [f32],
+    arg: &'a [u8],
+}
+
+impl<'a> MaxPoolGrad<'a> {
+    /// As [`MaxPool::runs`].
+    fn runs(self, planes: usize) -> impl Iterator<Item = MaxPoolGrad<'a>> {
+        let len = planes * (self.planes.h / 2) * (self.planes.w / 2);
+        let p = self.planes;
+        self.gout
+            .chunks(len)
+            .zip(self.arg.chunks(len))
+            .map(move |(gout, arg)| MaxPoolGrad {
+                planes: p,
+                gout,
+                arg,
+            })
+    }
 }
 
 /// `relu(shortcut + conv(x))` as the forward pass read it, with what the
@@ -279,8 +344,10 @@ struct ResidualMerge {
 }
 
 impl ResidualMerge {
-    /// Writes `relu(shortcut + conv(x))` into `out`: the conv's products
-    /// and bias added onto a copy of the shortcut, then clamped.
+    /// Writes `relu(shortcut + conv(x))` into `out` (the conv's products
+    /// and bias added onto a copy of the shortcut, then clamped), and its
+    /// max pool into `pool` if given. After one copy of the shortcut, each
+    /// run of samples goes through every stage while it is in cache.
     #[allow(clippy::too_many_arguments)]
     fn forward<
         const B: usize,
@@ -298,19 +365,28 @@ impl ResidualMerge {
         bias: &Tensor<Rank1<CO>, f32, Cpu>,
         shortcut: &Tensor<Rank4<B, CO, HO, WO>, f32, Cpu>,
         out: &mut [f32],
+        pool: Option<MaxPool<'_>>,
     ) -> Self {
-        let (xs, ws) = (read(x), read(weight));
+        let (xs, ws, bs) = (read(x), read(weight), read(bias));
         shortcut.clone().contiguous().copy_into(out);
-        forward_into(
-            &g,
-            &xs,
-            &ws,
-            Some(&read(bias)),
-            out,
-            Channels::all(&g),
-            true,
-        );
-        let mask = Mask::apply(out);
+        let mut mask = Mask::zeroed(out.len());
+        let run = run_len(B);
+        let (out_run, in_run) = (run * g.out_len(), run * g.in_len());
+        let pooled: Vec<Option<MaxPool<'_>>> = match pool {
+            Some(p) => p.runs(run * g.co).map(Some).collect(),
+            None => (0..B.div_ceil(run)).map(|_| None).collect(),
+        };
+        out.par_chunks_mut(out_run)
+            .zip(mask.bytes_mut().par_chunks_mut(out_run))
+            .zip(xs.par_chunks(in_run))
+            .zip(pooled)
+            .for_each(|(((o, m), xs), pooled)| {
+                forward_run(&g, xs, &ws, Some(&bs), o, Channels::all(&g), true);
+                clamp(o, m);
+                if let Some(p) = pooled {
+                    max_forward_planes::<true>(p.planes, o, p.out, p.arg);
+                }
+            });
         let (xg, wg, bg, sg) = (x.ghost(), weight.ghost(), bias.ghost(), shortcut.ghost());
         Self {
             g,
@@ -325,14 +401,42 @@ impl ResidualMerge {
     }
 
     /// Adds the gradients for `gout`, the gradient at the merge's output,
-    /// which is turned in place into the conv's output gradient.
-    fn backward(&self, grads: &mut Gradients<f32, Cpu>, gout: &mut [f32]) -> Result<(), CpuError> {
+    /// which is turned in place into the conv's output gradient. With
+    /// `pool`, `gout` is scratch that receives the gradient the pool
+    /// passes back, as the merged maps' own zeroed gradient would have.
+    fn backward(
+        &self,
+        grads: &mut Gradients<f32, Cpu>,
+        gout: &mut [f32],
+        pool: Option<MaxPoolGrad<'_>>,
+    ) -> Result<(), CpuError> {
         let mut gs = take((self.shortcut)(grads))?;
-        self.mask.add_gradient(gout, &mut gs);
+        let samples = gout.len() / self.g.out_len();
+        let run = run_len(samples) * self.g.out_len();
+        let pooled: Vec<Option<MaxPoolGrad<'_>>> = match pool {
+            Some(p) => {
+                let planes = run / (p.planes.h * p.planes.w);
+                p.runs(planes).map(Some).collect()
+            }
+            None => (0..samples.div_ceil(run_len(samples)))
+                .map(|_| None)
+                .collect(),
+        };
+        gout.par_chunks_mut(run)
+            .zip(gs.par_chunks_mut(run))
+            .zip(self.mask.bytes().par_chunks(run))
+            .zip(pooled)
+            .for_each(|(((g, gs), m), pooled)| {
+                if let Some(p) = pooled {
+                    g.fill(0.0);
+                    max_backward_planes::<true>(p.planes, p.gout, p.arg, g);
+                }
+                add_passed(g, m, gs);
+                // The conv's output gradient, as its own zeroed slot would
+                // have received it from the sum.
+                passed_onto_zero(g, m);
+            });
         put((self.shortcut)(grads), gs)?;
-        // The conv's output gradient, as its own zeroed slot would have
-        // received it from the sum.
-        self.mask.add_gradient_to_zero(gout);
         let mut gw = take((self.w)(grads))?;
         let mut gb = take((self.b)(grads))?;
         let mut gx = take((self.x)(grads))?;

@@ -8,7 +8,12 @@
 //!
 //! Layouts are PyTorch's: activations NCHW, conv weights OIHW. A ReLU that
 //! follows a conv, a max pool or a residual sum is fused into that op
-//! (`*_relu`): dfdx's elementwise ops are single-threaded and slow here.
+//! (`*_relu`): dfdx's elementwise ops are single-threaded and slow here. A
+//! residual block's sum is fused into its last conv ([`conv2d_add_relu`]),
+//! and with the max pool after it ([`conv2d_add_relu_maxpool`]), so that
+//! maps nothing else reads never become tensors. Convs run by im2col and
+//! `gemm`, or by a direct conv (`direct`) that gives `gemm`'s bits where it
+//! can; no fusion here changes a bit of what training computes.
 //! Linear, the loss and Adam are dfdx's own. The Inception merge is one op
 //! ([`conv2d_concat4`]): each branch's last conv writes its slice of the
 //! concatenation, with no separate outputs to allocate, read and join.

@@ -104,54 +104,84 @@ pub(crate) fn max_forward<const RELU: bool>(
     out: &mut [f32],
     arg: &mut [u8],
 ) {
+    let (plane, pooled) = (p.h * p.w, (p.h / 2) * (p.w / 2));
+    out.par_chunks_mut(pooled)
+        .zip(arg.par_chunks_mut(pooled))
+        .zip(xs.par_chunks(plane))
+        .for_each(|((o, a), x)| max_forward_planes::<RELU>(p, x, o, a));
+}
+
+/// [`max_forward`] on the calling thread.
+pub(crate) fn max_forward_planes<const RELU: bool>(
+    p: Planes,
+    xs: &[f32],
+    out: &mut [f32],
+    arg: &mut [u8],
+) {
     let (h, w, ho, wo) = (p.h, p.w, p.h / 2, p.w / 2);
-    out.par_chunks_mut(ho * wo)
-        .zip(arg.par_chunks_mut(ho * wo))
-        .zip(xs.par_chunks(h * w))
-        .for_each(|((o, a), plane)| {
-            for ((i, orow), arow) in o
-                .chunks_exact_mut(wo)
-                .enumerate()
-                .zip(a.chunks_exact_mut(wo))
+    for ((o, a), plane) in out
+        .chunks_exact_mut(ho * wo)
+        .zip(arg.chunks_exact_mut(ho * wo))
+        .zip(xs.chunks_exact(h * w))
+    {
+        for ((i, orow), arow) in o
+            .chunks_exact_mut(wo)
+            .enumerate()
+            .zip(a.chunks_exact_mut(wo))
+        {
+            let (r0, r1) = (
+                &plane[2 * i * w..][..2 * wo],
+                &plane[(2 * i + 1) * w..][..2 * wo],
+            );
+            for (((v, a), p0), p1) in orow
+                .iter_mut()
+                .zip(arow)
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
             {
-                let (r0, r1) = (
-                    &plane[2 * i * w..][..2 * wo],
-                    &plane[(2 * i + 1) * w..][..2 * wo],
-                );
-                for (((v, a), p0), p1) in orow
-                    .iter_mut()
-                    .zip(arow)
-                    .zip(r0.chunks_exact(2))
-                    .zip(r1.chunks_exact(2))
-                {
-                    let (m, at) = max4([p0[0], p0[1], p1[0], p1[1]]);
-                    (*v, *a) = if !RELU || m > 0.0 {
-                        (m, at)
-                    } else {
-                        (0.0, NO_INPUT)
-                    };
-                }
+                let (m, at) = max4([p0[0], p0[1], p1[0], p1[1]]);
+                (*v, *a) = if !RELU || m > 0.0 {
+                    (m, at)
+                } else {
+                    (0.0, NO_INPUT)
+                };
             }
-        });
+        }
+    }
 }
 
 /// The adjoint of [`max_forward`]: adds each output's gradient onto the
 /// input that won its window, in `gx`.
 pub(crate) fn max_backward<const RELU: bool>(p: Planes, gout: &[f32], arg: &[u8], gx: &mut [f32]) {
-    let (h, w, wo) = (p.h, p.w, p.w / 2);
-    let out_plane = (p.h / 2) * wo;
-    gx.par_chunks_mut(h * w)
-        .zip(gout.par_chunks(out_plane))
-        .zip(arg.par_chunks(out_plane))
-        .for_each(|((gx, g), a)| {
-            for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
-                if RELU && a == NO_INPUT {
-                    continue;
-                }
-                let (i, j) = (idx / wo, idx % wo);
-                gx[(2 * i + (a as usize >> 1)) * w + 2 * j + (a as usize & 1)] += g;
+    let (plane, pooled) = (p.h * p.w, (p.h / 2) * (p.w / 2));
+    gx.par_chunks_mut(plane)
+        .zip(gout.par_chunks(pooled))
+        .zip(arg.par_chunks(pooled))
+        .for_each(|((gx, g), a)| max_backward_planes::<RELU>(p, g, a, gx));
+}
+
+/// [`max_backward`] on the calling thread.
+pub(crate) fn max_backward_planes<const RELU: bool>(
+    p: Planes,
+    gout: &[f32],
+    arg: &[u8],
+    gx: &mut [f32],
+) {
+    let (w, wo) = (p.w, p.w / 2);
+    let pooled = (p.h / 2) * wo;
+    for ((gx, g), a) in gx
+        .chunks_exact_mut(p.h * p.w)
+        .zip(gout.chunks_exact(pooled))
+        .zip(arg.chunks_exact(pooled))
+    {
+        for (idx, (&g, &a)) in g.iter().zip(a).enumerate() {
+            if RELU && a == NO_INPUT {
+                continue;
             }
-        });
+            let (i, j) = (idx / wo, idx % wo);
+            gx[(2 * i + (a as usize >> 1)) * w + 2 * j + (a as usize & 1)] += g;
+        }
+    }
 }
 
 /// The maximum of a 2x2 window in row-major order and the position of its

@@ -24,43 +24,23 @@ impl Mask {
         let mut mask = vec![0u8; out.len()];
         out.par_chunks_mut(CHUNK)
             .zip(mask.par_chunks_mut(CHUNK))
-            .for_each(|(o, m)| {
-                // Indexed over equal lengths, so that the loop vectorises.
-                let m = &mut m[..o.len()];
-                for i in 0..o.len() {
-                    m[i] = (o[i] > 0.0) as u8;
-                    o[i] = o[i].max(0.0);
-                }
-            });
+            .for_each(|(o, m)| clamp(o, m));
         Mask(mask)
     }
 
-    /// `dst += gout` where the ReLU passed: its gradient added on.
-    pub(crate) fn add_gradient(&self, gout: &[f32], dst: &mut [f32]) {
-        dst.par_chunks_mut(CHUNK)
-            .zip(gout.par_chunks(CHUNK))
-            .zip(self.0.par_chunks(CHUNK))
-            .for_each(|((d, g), m)| {
-                let n = d.len();
-                let (g, m) = (&g[..n], &m[..n]);
-                for i in 0..n {
-                    d[i] += g[i] * m[i] as f32;
-                }
-            });
+    /// A mask recorded piece by piece with [`clamp`]: `len` zero bytes.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Mask(vec![0u8; len])
     }
 
-    /// `g = 0 + g` where the ReLU passed, `0 + 0 * g` elsewhere, in place:
-    /// what [`Mask::add_gradient`] would leave in a zeroed buffer (`+0.0`
-    /// where [`Mask::mask_gradient`] leaves `-0.0` for a negative `g`).
-    pub(crate) fn add_gradient_to_zero(&self, g: &mut [f32]) {
-        g.par_chunks_mut(CHUNK)
-            .zip(self.0.par_chunks(CHUNK))
-            .for_each(|(g, m)| {
-                let m = &m[..g.len()];
-                for i in 0..g.len() {
-                    g[i] = 0.0 + g[i] * m[i] as f32;
-                }
-            });
+    /// The recorded bytes, 1 where the ReLU passed.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The recorded bytes, to be written piece by piece with [`clamp`].
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
     }
 
     /// Zeroes `g` where the ReLU did not pass, in place: the output
@@ -74,5 +54,33 @@ impl Mask {
                     g[i] *= m[i] as f32;
                 }
             });
+    }
+}
+
+/// Clamps `o` at zero in place, recording in `m` (as long) what passed.
+pub(crate) fn clamp(o: &mut [f32], m: &mut [u8]) {
+    // Indexed over equal lengths, so that the loop vectorises.
+    let m = &mut m[..o.len()];
+    for i in 0..o.len() {
+        m[i] = (o[i] > 0.0) as u8;
+        o[i] = o[i].max(0.0);
+    }
+}
+
+/// `d += g` where `m` says the ReLU passed.
+pub(crate) fn add_passed(g: &[f32], m: &[u8], d: &mut [f32]) {
+    let n = d.len();
+    let (g, m) = (&g[..n], &m[..n]);
+    for i in 0..n {
+        d[i] += g[i] * m[i] as f32;
+    }
+}
+
+/// `g = 0 + g * m` in place: what [`add_passed`] would leave in zeros
+/// (`+0.0` where [`Mask::mask_gradient`] leaves `-0.0` for a negative `g`).
+pub(crate) fn passed_onto_zero(g: &mut [f32], m: &[u8]) {
+    let m = &m[..g.len()];
+    for i in 0..g.len() {
+        g[i] = 0.0 + g[i] * m[i] as f32;
     }
 }

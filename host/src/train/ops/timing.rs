@@ -83,6 +83,46 @@ fn conv_row<
     );
 }
 
+/// A seed ResNet block's merge: its last conv, the shortcut added, ReLU and
+/// the 2x2 max pool, one fused op.
+fn merge_row<const CI: usize, const H: usize, const CO: usize, const HP: usize>(
+    only: Option<&str>,
+    name: &str,
+) {
+    if !selected(only, name) {
+        return;
+    }
+    let dev = Cpu::default();
+    dev.enable_cache();
+    let x = tensor::<Rank4<B, CI, H, H>>(&dev, 1);
+    let w = tensor::<Rank4<CO, CI, { res::K }, { res::K }>>(&dev, 2);
+    let b = tensor::<Rank1<CO>>(&dev, 3);
+    let s = tensor::<Rank4<B, CO, H, H>>(&dev, 4);
+    let r = random(B * CO * HP * HP, 5);
+    macro_rules! merge {
+        ($x:expr) => {
+            conv2d_add_relu_maxpool::<B, CI, H, H, CO, { res::K }, { res::PAD }, H, H, HP, HP, _, _>(
+                $x,
+                &w,
+                &b,
+                s.clone(),
+            )
+        };
+    }
+    let fwd = median_ms(|| drop(merge!(x.clone())));
+    let loss = median_ms(|| {
+        let y: Tensor<Rank4<B, CO, HP, HP>, f32, Cpu> = dev.zeros();
+        drop(weighted_sum(y.leaky_traced(), &r).backward())
+    });
+    let both = median_ms(|| drop(weighted_sum(merge!(x.leaky_trace()), &r).backward()));
+    println!(
+        "{name:<34} {CI:>3}->{CO:<3} k{} p{} {H:>2}x{H:<2} {fwd:>7.2} {:>9.2}",
+        res::K,
+        res::PAD,
+        both - loss
+    );
+}
+
 /// Each layer's forward and forward + backward time (ms, batch 128): the
 /// rows whose name contains `only`, or all.
 pub fn layers(only: Option<&str>) {
@@ -147,6 +187,11 @@ pub fn layers(only: Option<&str>) {
         only,
         "resnet r2.conv2 / r2.conv",
         false,
+    );
+    merge_row::<1, S, { res::C1 }, { res::P1 }>(only, "resnet r1 merge: conv2+add+relu+pool");
+    merge_row::<{ res::C1 }, { res::P1 }, { res::C2 }, { res::P2 }>(
+        only,
+        "resnet r2 merge: conv2+add+relu+pool",
     );
 
     let dev = Cpu::default();
