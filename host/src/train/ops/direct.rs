@@ -25,9 +25,11 @@ use super::im2col::Geometry;
 /// The longest chain `gemm` keeps in one piece (its smallest `kc`).
 const MAX_PATCH: usize = 512;
 
-/// Whether [`forward_run`] can take this conv on this machine.
+/// Whether [`forward_run`] takes this conv on this machine. Not below
+/// outputs 8 wide: InceptionNet's 4x4 maps would leave half of every
+/// vector's lanes on padding, and `gemm` ran them faster.
 pub(crate) fn supported(g: &Geometry) -> bool {
-    g.patch() <= MAX_PATCH && g.p >= 0 && has_fma()
+    g.patch() <= MAX_PATCH && g.p >= 0 && g.wo >= LANES && has_fma()
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1051,10 +1051,11 @@ fn conv2d_concat4_forward_and_gradients() {
 fn direct_conv_has_gemms_bits() {
     use super::conv::{forward_run, forward_run_gemm, Channels};
     use super::im2col::Geometry;
-    let direct = super::direct::supported(&Geometry::new(1, 4, 4, 1, 1, 0));
+    let direct = super::direct::supported(&Geometry::new(1, 8, 8, 1, 1, 0));
     if !direct {
         eprintln!("no AVX2 and FMA here: only the im2col path runs");
     }
+    let mut direct_shapes = 0;
     // (ci, side, co, k, p, samples)
     let mut shapes = vec![
         (1, 28, 10, 5, 0, 3),
@@ -1087,6 +1088,7 @@ fn direct_conv_has_gemms_bits() {
     shapes.extend(transposed);
     for (ci, side, co, k, p, n) in shapes {
         let g = Geometry::new(ci, side, side, co, k, p);
+        direct_shapes += usize::from(super::direct::supported(&g));
         let name = format!("{ci}->{co} k{k} p{p} {side}x{side}, {n} samples");
         let xs = random(n * g.in_len(), 31);
         let ws = random(co * g.patch(), 32);
@@ -1142,5 +1144,12 @@ fn direct_conv_has_gemms_bits() {
         }
         assert_eq!(bits(&ours.0), bits(&gemm.0), "{name}: forward_run");
         assert_eq!(bits(&ours.1), bits(&gemm.1), "{name}: forward_run, added");
+    }
+    if direct {
+        println!("{direct_shapes} shapes ran the direct conv");
+        assert!(
+            direct_shapes >= 20,
+            "only {direct_shapes} shapes ran the direct conv"
+        );
     }
 }
