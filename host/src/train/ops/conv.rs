@@ -127,18 +127,16 @@ fn conv<
 ) -> Tensor<Rank4<B, CO, HO, WO>, f32, Cpu, T> {
     let g = geometry::<CI, H, W, CO, K, P, HO, WO>();
     let (x, mut tape) = x.split_tape();
-    let xs = read(&x);
-    let ws = read(weight);
-    let bs = read(bias);
+    let conv = SavedConv::new(g, &x, weight, bias, INPUT_GRAD);
     let mut mask = None;
     let out = tensor_from::<Rank4<B, CO, HO, WO>>(x.device(), |out| {
-        forward(&g, &xs, &ws, Some(&bs), out);
+        forward(&g, &conv.xs, &conv.ws, Some(&conv.bs), out);
         if RELU {
             mask = Some(Mask::apply(out));
         }
     });
     if T::OWNS_TAPE {
-        let (xg, wg, bg, og) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
+        let og = out.ghost();
         tape.add_backward_op(move |grads| {
             let mut gout = take(grads.get_or_alloc_mut(&og))?;
             if let Some(mask) = &mask {
@@ -148,21 +146,81 @@ fn conv<
                 // to it. A copy would cost an allocation and a pass.
                 mask.mask_gradient(&mut gout);
             }
-            let mut gw = take(grads.get_or_alloc_mut(&wg))?;
-            let mut gb = take(grads.get_or_alloc_mut(&bg))?;
-            if INPUT_GRAD {
-                let mut gx = take(grads.get_or_alloc_mut(&xg))?;
-                backward(&g, &xs, &ws, &gout, &mut gw, &mut gb, Some(&mut gx));
-                put(grads.get_or_alloc_mut(&xg), gx)?;
-            } else {
-                backward(&g, &xs, &ws, &gout, &mut gw, &mut gb, None);
-            }
-            put(grads.get_or_alloc_mut(&bg), gb)?;
-            put(grads.get_or_alloc_mut(&wg), gw)?;
+            conv.backward(grads, &gout)?;
             put(grads.get_or_alloc_mut(&og), gout)
         });
     }
     out.put_tape(tape)
+}
+
+/// A conv as its forward pass read it (geometry, input, weights, bias) and
+/// where its gradients go: what every conv op's backward pass needs.
+pub(crate) struct SavedConv {
+    pub g: Geometry,
+    pub xs: Pooled,
+    pub ws: Pooled,
+    pub bs: Pooled,
+    /// The input's gradient slot; `None` for a conv that passes no
+    /// gradient back to its input (the network's first).
+    x: Option<SlotOf>,
+    w: SlotOf,
+    b: SlotOf,
+}
+
+impl SavedConv {
+    /// Reads `x`, `weight` and `bias` for a conv of geometry `g`.
+    pub(crate) fn new<SX: Shape, SW: Shape, SB: Shape>(
+        g: Geometry,
+        x: &Tensor<SX, f32, Cpu>,
+        weight: &Tensor<SW, f32, Cpu>,
+        bias: &Tensor<SB, f32, Cpu>,
+        input_grad: bool,
+    ) -> Self {
+        let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.ghost());
+        let x_slot: Option<SlotOf> = if input_grad {
+            Some(Box::new(move |grads| grads.get_or_alloc_mut(&xg)))
+        } else {
+            None
+        };
+        SavedConv {
+            g,
+            xs: read(x),
+            ws: read(weight),
+            bs: read(bias),
+            x: x_slot,
+            w: Box::new(move |grads| grads.get_or_alloc_mut(&wg)),
+            b: Box::new(move |grads| grads.get_or_alloc_mut(&bg)),
+        }
+    }
+
+    /// Adds the gradients for `gout`, the gradient at the conv's output
+    /// (its products and bias), into its weight's, bias's and input's.
+    pub(crate) fn backward(
+        &self,
+        grads: &mut Gradients<f32, Cpu>,
+        gout: &[f32],
+    ) -> Result<(), CpuError> {
+        let mut gw = take((self.w)(grads))?;
+        let mut gb = take((self.b)(grads))?;
+        match &self.x {
+            Some(x) => {
+                let mut gx = take(x(grads))?;
+                backward(
+                    &self.g,
+                    &self.xs,
+                    &self.ws,
+                    gout,
+                    &mut gw,
+                    &mut gb,
+                    Some(&mut gx),
+                );
+                put(x(grads), gx)?;
+            }
+            None => backward(&self.g, &self.xs, &self.ws, gout, &mut gw, &mut gb, None),
+        }
+        put((self.b)(grads), gb)?;
+        put((self.w)(grads), gw)
+    }
 }
 
 /// `relu(shortcut + conv2d(x, weight, bias))`: a residual block's merge
@@ -333,13 +391,8 @@ impl<'a> MaxPoolGrad<'a> {
 /// `relu(shortcut + conv(x))` as the forward pass read it, with what the
 /// backward pass needs.
 struct ResidualMerge {
-    g: Geometry,
-    xs: Pooled,
-    ws: Pooled,
+    conv: SavedConv,
     mask: Mask,
-    x: SlotOf,
-    w: SlotOf,
-    b: SlotOf,
     shortcut: SlotOf,
 }
 
@@ -367,7 +420,7 @@ impl ResidualMerge {
         out: &mut [f32],
         pool: Option<MaxPool<'_>>,
     ) -> Self {
-        let (xs, ws, bs) = (read(x), read(weight), read(bias));
+        let conv = SavedConv::new(g, x, weight, bias, true);
         shortcut.clone().contiguous().copy_into(out);
         let mut mask = Mask::zeroed(out.len());
         let run = run_len(B);
@@ -378,24 +431,19 @@ impl ResidualMerge {
         };
         out.par_chunks_mut(out_run)
             .zip(mask.bytes_mut().par_chunks_mut(out_run))
-            .zip(xs.par_chunks(in_run))
+            .zip(conv.xs.par_chunks(in_run))
             .zip(pooled)
             .for_each(|(((o, m), xs), pooled)| {
-                forward_run(&g, xs, &ws, Some(&bs), o, Channels::all(&g), true);
+                forward_run(&g, xs, &conv.ws, Some(&conv.bs), o, Channels::all(&g), true);
                 clamp(o, m);
                 if let Some(p) = pooled {
                     max_forward_planes::<true>(p.planes, o, p.out, p.arg);
                 }
             });
-        let (xg, wg, bg, sg) = (x.ghost(), weight.ghost(), bias.ghost(), shortcut.ghost());
+        let sg = shortcut.ghost();
         Self {
-            g,
-            xs,
-            ws,
+            conv,
             mask,
-            x: Box::new(move |grads| grads.get_or_alloc_mut(&xg)),
-            w: Box::new(move |grads| grads.get_or_alloc_mut(&wg)),
-            b: Box::new(move |grads| grads.get_or_alloc_mut(&bg)),
             shortcut: Box::new(move |grads| grads.get_or_alloc_mut(&sg)),
         }
     }
@@ -411,8 +459,8 @@ impl ResidualMerge {
         pool: Option<MaxPoolGrad<'_>>,
     ) -> Result<(), CpuError> {
         let mut gs = take((self.shortcut)(grads))?;
-        let samples = gout.len() / self.g.out_len();
-        let run = run_len(samples) * self.g.out_len();
+        let samples = gout.len() / self.conv.g.out_len();
+        let run = run_len(samples) * self.conv.g.out_len();
         let pooled: Vec<Option<MaxPoolGrad<'_>>> = match pool {
             Some(p) => {
                 let planes = run / (p.planes.h * p.planes.w);
@@ -437,21 +485,7 @@ impl ResidualMerge {
                 passed_onto_zero(g, m);
             });
         put((self.shortcut)(grads), gs)?;
-        let mut gw = take((self.w)(grads))?;
-        let mut gb = take((self.b)(grads))?;
-        let mut gx = take((self.x)(grads))?;
-        backward(
-            &self.g,
-            &self.xs,
-            &self.ws,
-            gout,
-            &mut gw,
-            &mut gb,
-            Some(&mut gx),
-        );
-        put((self.x)(grads), gx)?;
-        put((self.b)(grads), gb)?;
-        put((self.w)(grads), gw)
+        self.conv.backward(grads, gout)
     }
 }
 

@@ -8,8 +8,8 @@
 //! which zero-fills (and `read` copies) on one thread while the other
 //! waits, about 26 MB per step for `incep1` at batch 128.
 
-use super::buffers::{put, read, take, tensor_from, Pooled, SlotOf};
-use super::conv::{backward, forward_into, Channels};
+use super::buffers::{put, take, tensor_from, Pooled};
+use super::conv::{forward_into, Channels, SavedConv};
 use super::im2col::Geometry;
 use dfdx::prelude::*;
 use dfdx::tensor::CpuError;
@@ -102,7 +102,8 @@ pub fn conv2d_concat4<
     let parts = [pa, pb, pc, pd];
     let out = tensor_from::<Rank4<B, C, H, W>>(&dev, |out| {
         for p in &parts {
-            forward_into(&p.g, &p.xs, &p.ws, Some(&p.bs), out, p.ch, false);
+            let c = &p.conv;
+            forward_into(&c.g, &c.xs, &c.ws, Some(&c.bs), out, p.ch, false);
         }
     });
     let mut tape = ta.merge(tb).merge(tc).merge(td);
@@ -119,16 +120,10 @@ pub fn conv2d_concat4<
     out.put_tape(tape)
 }
 
-/// One branch as read by the forward pass, with what its backward needs.
+/// One branch's conv and where its channels go.
 struct Part {
-    g: Geometry,
+    conv: SavedConv,
     ch: Channels,
-    xs: Pooled,
-    ws: Pooled,
-    bs: Pooled,
-    x: SlotOf,
-    w: SlotOf,
-    b: SlotOf,
 }
 
 impl Part {
@@ -145,44 +140,22 @@ impl Part {
         ch: Channels,
     ) -> (T, Self) {
         let (x, tape) = x.split_tape();
-        let (xg, wg, bg) = (x.ghost(), weight.ghost(), bias.ghost());
-        let part = Part {
-            g: Geometry::new(CI, H, W, CO, K, (K - 1) / 2),
-            ch,
-            xs: read(&x),
-            ws: read(weight),
-            bs: read(bias),
-            x: Box::new(move |grads| grads.get_or_alloc_mut(&xg)),
-            w: Box::new(move |grads| grads.get_or_alloc_mut(&wg)),
-            b: Box::new(move |grads| grads.get_or_alloc_mut(&bg)),
-        };
-        (tape, part)
+        let g = Geometry::new(CI, H, W, CO, K, (K - 1) / 2);
+        let conv = SavedConv::new(g, &x, weight, bias, true);
+        (tape, Part { conv, ch })
     }
 
     /// Adds this branch's gradients for the concatenation's gradient `gout`.
     fn backward(&self, grads: &mut Gradients<f32, Cpu>, gout: &[f32]) -> Result<(), CpuError> {
-        let (own, total) = (self.g.out_len(), self.ch.total * self.g.pixels());
-        let first = self.ch.first * self.g.pixels();
+        let g = &self.conv.g;
+        let (own, total) = (g.out_len(), self.ch.total * g.pixels());
+        let first = self.ch.first * g.pixels();
         // This branch's channels of every sample, packed as `conv::backward`
         // takes them.
         let mut part = Pooled::new(gout.len() / total * own);
         part.par_chunks_mut(own)
             .zip(gout.par_chunks(total))
             .for_each(|(dst, src)| dst.copy_from_slice(&src[first..][..own]));
-        let mut gw = take((self.w)(grads))?;
-        let mut gb = take((self.b)(grads))?;
-        let mut gx = take((self.x)(grads))?;
-        backward(
-            &self.g,
-            &self.xs,
-            &self.ws,
-            &part,
-            &mut gw,
-            &mut gb,
-            Some(&mut gx),
-        );
-        put((self.x)(grads), gx)?;
-        put((self.b)(grads), gb)?;
-        put((self.w)(grads), gw)
+        self.conv.backward(grads, &part)
     }
 }
