@@ -328,6 +328,52 @@ fn a_training_state_of_another_network_is_refused() {
     assert_eq!(nets, ["resnet", "resnet-identity"]);
 }
 
+/// A training state that goes with its checkpoint but whose moments do
+/// not fit the network is refused when the run starts: with `--net all`,
+/// before the networks ahead of it train.
+#[test]
+fn a_training_state_that_does_not_fit_is_refused_before_any_training() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let quick = ["--limit-train", "640", "--batch", "64", "--out", dir];
+    let run = host(
+        &[
+            &["train", "--net", "resnet-identity", "--epochs", "1"][..],
+            &quick,
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let net = NetId::ResNetIdentity;
+    let ckpt_path = state::checkpoint_path(out.path(), net);
+    let ckpt = Checkpoint::load(&ckpt_path).unwrap();
+    let bytes = std::fs::read(&ckpt_path).unwrap();
+    let Found::Matching(mut saved) = state::load(out.path(), net, &bytes).unwrap() else {
+        panic!("the state saved with the checkpoint");
+    };
+    let dropped = saved.moments.pop().unwrap().name;
+    state::save(out.path(), &ckpt, &saved).unwrap();
+
+    let run = host(
+        &[
+            &["train", "--net", "all", "--resume", "--epochs", "2"][..],
+            &quick,
+        ]
+        .concat(),
+    );
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    assert!(
+        err.contains("resnet-identity.optim.safetensors")
+            && err.contains(&format!("tensor `{dropped}` is missing")),
+        "{err}"
+    );
+    assert!(
+        !state::checkpoint_path(out.path(), NetId::Inception).exists(),
+        "InceptionNet, ahead in `all`, did not train"
+    );
+}
+
 /// Flags that cannot do what was meant fail at once, naming the flag.
 #[test]
 fn impossible_flags_are_refused_before_any_work() {

@@ -4,7 +4,7 @@
 //! update itself is dfdx's ([`AdamConfig::try_update`]), so the arithmetic
 //! is bit for bit that of `dfdx::optim::Adam`, whose state is private.
 
-use crate::train::checkpoint::NamedTensor;
+use crate::train::checkpoint::{shape_mismatch, NamedTensor};
 use crate::train::modules::{named_tensors, Net};
 use crate::train::ops::Buf;
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorOptions, TensorVisitor, ViewTensorMut};
@@ -112,36 +112,25 @@ impl Adam {
         tensors: &[NamedTensor],
     ) -> Result<(), StateMismatch> {
         let params = named_tensors(model);
-        let find = |name: String, shape: &[usize]| -> Result<&NamedTensor, StateMismatch> {
-            let t = tensors
-                .iter()
-                .find(|t| t.name == name)
-                .ok_or_else(|| StateMismatch(format!("no tensor `{name}`")))?;
-            if t.shape != shape {
-                return Err(StateMismatch(format!(
-                    "tensor `{name}` has shape {:?}, the network needs {shape:?}",
-                    t.shape
-                )));
-            }
-            Ok(t)
-        };
-        let mut found = Vec::with_capacity(params.len());
-        for p in &params {
-            found.push((
-                find(format!("{FIRST_MOMENT}.{}", p.name), &p.shape)?,
-                find(format!("{SECOND_MOMENT}.{}", p.name), &p.shape)?,
-            ));
-        }
-        if tensors.len() != 2 * params.len() {
-            return Err(StateMismatch(format!(
-                "{} tensors where the network's moments are {}",
-                tensors.len(),
-                2 * params.len()
-            )));
+        let name = |moment: &str, p: &NamedTensor| format!("{moment}.{}", p.name);
+        let expected = params.iter().flat_map(|p| {
+            [FIRST_MOMENT, SECOND_MOMENT].map(|moment| (name(moment, p), p.shape.clone()))
+        });
+        if let Some(problem) = shape_mismatch(tensors, expected) {
+            return Err(StateMismatch(problem));
         }
         if step < 0 {
             return Err(StateMismatch(format!("a negative step count, {step}")));
         }
+        let saved = |name: String| {
+            tensors
+                .iter()
+                .find(|t| t.name == name)
+                .expect("checked above")
+        };
+        let found = params
+            .iter()
+            .map(|p| (saved(name(FIRST_MOMENT, p)), saved(name(SECOND_MOMENT, p))));
         for ((_, m, v), (saved_m, saved_v)) in self.moments.iter_mut().zip(found) {
             m.copy_from_slice(&saved_m.data);
             v.copy_from_slice(&saved_v.data);
@@ -252,7 +241,10 @@ mod tests {
         let mut saved = adam.to_tensors(&model);
         saved.pop();
         let err = adam.restore(&model, 3, &saved).unwrap_err().to_string();
-        assert!(err.contains("no tensor `exp_avg_sq.fc.bias`"), "{err}");
+        assert!(
+            err.contains("tensor `exp_avg_sq.fc.bias` is missing"),
+            "{err}"
+        );
         let mut saved = adam.to_tensors(&model);
         saved[0].shape = vec![saved[0].data.len()];
         let err = adam.restore(&model, 3, &saved).unwrap_err().to_string();

@@ -237,29 +237,43 @@ impl Checkpoint {
         N: AsRef<str>,
         S: AsRef<[usize]>,
     {
-        let mismatch = |problem| Error::TensorMismatch {
-            net: self.net,
-            problem,
-        };
-        let mut wanted = HashSet::new();
-        for (name, shape) in expected {
-            let (name, shape) = (name.as_ref(), shape.as_ref());
-            let t = self
-                .get(name)
-                .ok_or_else(|| mismatch(format!("tensor `{name}` is missing")))?;
-            if t.shape != shape {
-                return Err(mismatch(format!(
-                    "tensor `{name}` has shape {:?}, the network expects {shape:?}",
-                    t.shape
-                )));
-            }
-            wanted.insert(name.to_owned());
-        }
-        match self.tensors.iter().find(|t| !wanted.contains(&t.name)) {
-            Some(t) => Err(mismatch(format!("unexpected tensor `{}`", t.name))),
+        match shape_mismatch(&self.tensors, expected) {
+            Some(problem) => Err(Error::TensorMismatch {
+                net: self.net,
+                problem,
+            }),
             None => Ok(()),
         }
     }
+}
+
+/// What keeps `tensors` from being exactly the tensors `expected` lists,
+/// by name and shape: the first missing, mis-shaped or extra tensor
+/// (checked in that order); `None` when they match.
+pub(crate) fn shape_mismatch<I, N, S>(tensors: &[NamedTensor], expected: I) -> Option<String>
+where
+    I: IntoIterator<Item = (N, S)>,
+    N: AsRef<str>,
+    S: AsRef<[usize]>,
+{
+    let mut wanted = HashSet::new();
+    for (name, shape) in expected {
+        let (name, shape) = (name.as_ref(), shape.as_ref());
+        let Some(t) = tensors.iter().find(|t| t.name == name) else {
+            return Some(format!("tensor `{name}` is missing"));
+        };
+        if t.shape != shape {
+            return Some(format!(
+                "tensor `{name}` has shape {:?}, the network expects {shape:?}",
+                t.shape
+            ));
+        }
+        wanted.insert(name.to_owned());
+    }
+    tensors
+        .iter()
+        .find(|t| !wanted.contains(&t.name))
+        .map(|t| format!("unexpected tensor `{}`", t.name))
 }
 
 /// The safetensors layout: the header's length (u64, little-endian), the

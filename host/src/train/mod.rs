@@ -24,7 +24,7 @@ pub use adam::Adam;
 pub use state::{checkpoint_path, state_path};
 
 use crate::error::{Error, Result};
-use checkpoint::{Checkpoint, NamedTensor};
+use checkpoint::Checkpoint;
 use dfdx::nn::BuildModule;
 use dfdx::prelude::*;
 use files::mnist::{Dataset, Split};
@@ -150,8 +150,9 @@ pub struct Start<M> {
     epochs_done: usize,
     /// The training data the run goes on with.
     data: DataId,
-    /// Adam's saved step count and moments, if they are to be restored.
-    adam: Option<(i32, Vec<NamedTensor>)>,
+    /// Adam: fresh, or with the step count and moments saved with the
+    /// checkpoint.
+    adam: Adam,
     /// The run's settings.
     pub settings: Settings,
     /// Why the run will not continue exactly as an uninterrupted one would
@@ -164,12 +165,14 @@ impl<M: Net> Start<M> {
     pub fn fresh(req: &Requested, data: &DataId) -> Self {
         let settings = req.fresh::<M>();
         let dev = device(settings.seed);
+        let model = M::build(&dev);
+        let adam = Adam::new(&model, &dev, settings.lr);
         Start {
-            model: M::build(&dev),
+            model,
             dev,
             epochs_done: 0,
             data: data.clone(),
-            adam: None,
+            adam,
             settings,
             inexact: Vec::new(),
         }
@@ -178,7 +181,8 @@ impl<M: Net> Start<M> {
     /// The run saved in `out` (checkpoint and training state), to continue
     /// on `data`. Fails, before any training, if the checkpoint is
     /// missing, corrupt or of another network, if the training state is
-    /// corrupt or of another network, or if the run already has more epochs
+    /// corrupt, of another network or does not fit this one (Adam's
+    /// moments by name and shape), or if the run already has more epochs
     /// than asked for. A missing or stale training state, other data or
     /// other settings are accepted, and [`Start::inexact`] says why the run
     /// will then differ from an uninterrupted one.
@@ -207,6 +211,11 @@ impl<M: Net> Start<M> {
             })?;
         let state_file = state_path(out, net);
         let restart = |why: String| format!("{why}: Adam's moments restart from zero");
+        let fresh = || {
+            let settings = req.fresh::<M>();
+            let adam = Adam::new(&model, &dev, settings.lr);
+            (settings, adam)
+        };
         let mut inexact = Vec::new();
         let (settings, adam) = match state::load(out, net, &bytes)? {
             Found::Matching(saved) => {
@@ -234,22 +243,28 @@ impl<M: Net> Start<M> {
                         saved.schedule_step
                     ));
                 }
-                (settings, Some((saved.adam_step, saved.moments)))
+                let mut adam = Adam::new(&model, &dev, settings.lr);
+                adam.restore(&model, saved.adam_step, &saved.moments)
+                    .map_err(|e| Error::Resume {
+                        path: state_file.clone(),
+                        problem: e.to_string(),
+                    })?;
+                (settings, adam)
             }
-            Found::Missing => (req.fresh::<M>(), {
+            Found::Missing => {
                 inexact.push(restart(format!(
                     "there is no training state {} beside the checkpoint",
                     state_file.display()
                 )));
-                None
-            }),
-            Found::OfAnotherCheckpoint => (req.fresh::<M>(), {
+                fresh()
+            }
+            Found::OfAnotherCheckpoint => {
                 inexact.push(restart(format!(
                     "the training state {} belongs to another checkpoint",
                     state_file.display()
                 )));
-                None
-            }),
+                fresh()
+            }
         };
         if settings.epochs < epochs_done {
             return Err(Error::Config(format!(
@@ -310,7 +325,7 @@ pub fn train<M: Net, const B: usize>(
         dev,
         epochs_done,
         data: data_id,
-        adam: saved_adam,
+        adam,
         settings: s,
         ..
     } = start;
@@ -331,14 +346,6 @@ pub fn train<M: Net, const B: usize>(
     }
     let total_steps = steps_per_epoch * s.epochs;
 
-    let mut adam = Adam::new(&model, &dev, s.lr);
-    if let Some((step, moments)) = saved_adam {
-        adam.restore(&model, step, &moments)
-            .map_err(|e| Error::Resume {
-                path: state_path(out, M::ID),
-                problem: e.to_string(),
-            })?;
-    }
     let mut stepper = Stepper::<M, B>::with_adam(model, dev.clone(), adam);
     let mut order: Vec<usize> = (0..n).collect();
     let mut batch_x = vec![0f32; B * IMAGE_PIXELS];
