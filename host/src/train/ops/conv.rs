@@ -735,23 +735,32 @@ fn weight_grad_run(g: &Geometry, xs: &[f32], gout: &[f32], gwt: &mut [f32], gb: 
                 .zip(xs.chunks(group * g.in_len()))
             {
                 let n = xs.len() / g.in_len();
-                let (cols, gg) = (
-                    &mut cols[..patch * n * pixels],
-                    &mut gg[..g.co * n * pixels],
-                );
+                let cols = &mut cols[..patch * n * pixels];
                 g.im2col(xs, cols, pad);
-                // The output gradient as [co][sample][pixel], matching the columns.
-                for (c, row) in gg.chunks_exact_mut(n * pixels).enumerate() {
-                    for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
-                        dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
-                    }
-                }
+                let gg = by_channel(g, gout, gg);
                 add_row_sums(gg, n * pixels, gb);
                 let gm = Mat::new(gg, g.co, n * pixels);
                 matmul(gwt, Mat::new(cols, patch, n * pixels), gm.t(), true);
             }
         },
     );
+}
+
+/// The output gradient of a group of samples as `[co][sample][pixel]`,
+/// the columns' order: `gout` itself for a single sample, else a copy in
+/// `buf`.
+fn by_channel<'a>(g: &Geometry, gout: &'a [f32], buf: &'a mut [f32]) -> &'a [f32] {
+    let (n, pixels) = (gout.len() / g.out_len(), g.pixels());
+    if n == 1 {
+        return gout;
+    }
+    let buf = &mut buf[..gout.len()];
+    for (c, row) in buf.chunks_exact_mut(n * pixels).enumerate() {
+        for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
+            dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
+        }
+    }
+    buf
 }
 
 /// `sums[r] += ` the sum of row `r` of `rows` (rows of `len` floats), each
@@ -811,15 +820,8 @@ fn data_grad_run(g: &Geometry, ws: &[f32], gout: &[f32], gx: &mut [f32]) {
                 .zip(gx.chunks_mut(group * g.in_len()))
             {
                 let n = gx.len() / g.in_len();
-                let (cols, gg) = (
-                    &mut cols[..patch * n * pixels],
-                    &mut gg[..g.co * n * pixels],
-                );
-                for (c, row) in gg.chunks_exact_mut(n * pixels).enumerate() {
-                    for (s, dst) in row.chunks_exact_mut(pixels).enumerate() {
-                        dst.copy_from_slice(&gout[s * g.out_len() + c * pixels..][..pixels]);
-                    }
-                }
+                let cols = &mut cols[..patch * n * pixels];
+                let gg = by_channel(g, gout, gg);
                 matmul(cols, wt, Mat::new(gg, g.co, n * pixels), false);
                 g.col2im(cols, gx, pad);
             }
