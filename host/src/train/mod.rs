@@ -230,10 +230,10 @@ impl<M: Net> Start<M> {
                 }
                 let (settings, notes) = req.over(&saved.settings);
                 inexact.extend(notes);
-                if (saved.train_images, &saved.train_sha256) != (data.images, &data.sha256) {
+                if saved.data != *data {
                     inexact.push(format!(
                         "the training data differ from the run's ({} images then, {} now; check --data-dir and --limit-train)",
-                        saved.train_images, data.images
+                        saved.data.images, data.images
                     ));
                 }
                 let position = epochs_done * (data.images / settings.batch);
@@ -405,8 +405,7 @@ pub fn train<M: Net, const B: usize>(
             schedule_step: (epoch + 1) * steps_per_epoch,
             adam_step: stepper.adam.step(),
             moments: stepper.adam.to_tensors(&stepper.model),
-            train_images: data_id.images,
-            train_sha256: data_id.sha256.clone(),
+            data: data_id.clone(),
         };
         state::save(out, &ckpt, &train_state)?;
 

@@ -5,7 +5,7 @@
 //! `state_dict` that PyTorch loads strictly), written together with the
 //! checkpoint as one atomic group, and tied to it by its SHA-256.
 
-use super::Settings;
+use super::{DataId, Settings};
 use crate::error::{Error, Result};
 use crate::train::checkpoint::{Checkpoint, NamedTensor};
 use crate::train::schedule::Schedule;
@@ -44,10 +44,8 @@ pub struct TrainState {
     pub adam_step: i32,
     /// Adam's moments, named as `train::adam` names them.
     pub moments: Vec<NamedTensor>,
-    /// Training images, and the SHA-256 of them and their labels.
-    pub train_images: usize,
-    /// See [`TrainState::train_images`].
-    pub train_sha256: String,
+    /// The training data the run saw.
+    pub data: DataId,
 }
 
 const EPOCHS_DONE: &str = "epochs_done";
@@ -87,8 +85,8 @@ pub fn save(out: &Path, ckpt: &Checkpoint, state: &TrainState) -> Result<()> {
                 .to_owned(),
         ),
         (SEED, s.seed.to_string()),
-        (TRAIN_IMAGES, state.train_images.to_string()),
-        (TRAIN_SHA256, state.train_sha256.clone()),
+        (TRAIN_IMAGES, state.data.images.to_string()),
+        (TRAIN_SHA256, state.data.sha256.clone()),
         (CHECKPOINT_SHA256, sha256_hex(&ckpt_bytes)),
     ];
     let file = Checkpoint {
@@ -160,8 +158,10 @@ pub fn load(out: &Path, net: NetId, ckpt_bytes: &[u8]) -> Result<Found> {
         schedule_step: field(meta, SCHEDULE_STEP).map_err(&bad)?,
         adam_step: field(meta, ADAM_STEP).map_err(&bad)?,
         moments: file.tensors,
-        train_images: field(meta, TRAIN_IMAGES).map_err(&bad)?,
-        train_sha256: field(meta, TRAIN_SHA256).map_err(&bad)?,
+        data: DataId {
+            images: field(meta, TRAIN_IMAGES).map_err(&bad)?,
+            sha256: field(meta, TRAIN_SHA256).map_err(&bad)?,
+        },
     };
     Ok(Found::Matching(state))
 }
@@ -200,8 +200,10 @@ mod tests {
                 NamedTensor::new("exp_avg.fc.bias", vec![2], vec![1e-9, 2.0]),
                 NamedTensor::new("exp_avg_sq.fc.bias", vec![2], vec![3.0, f32::MIN_POSITIVE]),
             ],
-            train_images: 2560,
-            train_sha256: "ab".repeat(32),
+            data: DataId {
+                images: 2560,
+                sha256: "ab".repeat(32),
+            },
         };
         (ckpt, state)
     }
