@@ -264,7 +264,11 @@ pub fn kernels(only: Option<&str>) {
             Geometry::new(m::B5_REDUCE, inc::P2, inc::P2, m::B5, 5, 2),
         ),
         (
-            "resnet r1.conv2",
+            "resnet r1.conv1",
+            Geometry::new(1, S, S, 1, res::K, res::PAD),
+        ),
+        (
+            "resnet r1.conv2 / r1.conv",
             Geometry::new(1, S, S, res::C1, res::K, res::PAD),
         ),
         (
@@ -272,12 +276,8 @@ pub fn kernels(only: Option<&str>) {
             Geometry::new(res::C1, res::P1, res::P1, res::C1, res::K, res::PAD),
         ),
         (
-            "resnet r2.conv2",
+            "resnet r2.conv2 / r2.conv",
             Geometry::new(res::C1, res::P1, res::P1, res::C2, res::K, res::PAD),
-        ),
-        (
-            "resnet r1.conv (first)",
-            Geometry::new(1, S, S, res::C1, res::K, res::PAD),
         ),
     ];
     for (name, g) in layers {
