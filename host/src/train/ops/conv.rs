@@ -202,21 +202,11 @@ impl SavedConv {
     ) -> Result<(), CpuError> {
         let mut gw = take((self.w)(grads))?;
         let mut gb = take((self.b)(grads))?;
-        match &self.x {
-            Some(x) => {
-                let mut gx = take(x(grads))?;
-                backward(
-                    &self.g,
-                    &self.xs,
-                    &self.ws,
-                    gout,
-                    &mut gw,
-                    &mut gb,
-                    Some(&mut gx),
-                );
-                put(x(grads), gx)?;
-            }
-            None => backward(&self.g, &self.xs, &self.ws, gout, &mut gw, &mut gb, None),
+        let mut gx = self.x.as_ref().map(|x| take(x(grads))).transpose()?;
+        let (xs, ws) = (&self.xs, &self.ws);
+        backward(&self.g, xs, ws, gout, &mut gw, &mut gb, gx.as_deref_mut());
+        if let (Some(x), Some(gx)) = (&self.x, gx) {
+            put(x(grads), gx)?;
         }
         put((self.b)(grads), gb)?;
         put((self.w)(grads), gw)
@@ -425,10 +415,7 @@ impl ResidualMerge {
         let mut mask = Mask::zeroed(out.len());
         let run = run_len(B);
         let (out_run, in_run) = (run * g.out_len(), run * g.in_len());
-        let pooled: Vec<Option<MaxPool<'_>>> = match pool {
-            Some(p) => p.runs(run * g.co).map(Some).collect(),
-            None => (0..B.div_ceil(run)).map(|_| None).collect(),
-        };
+        let pooled = per_run(pool.map(|p| p.runs(run * g.co)), B.div_ceil(run));
         out.par_chunks_mut(out_run)
             .zip(mask.bytes_mut().par_chunks_mut(out_run))
             .zip(conv.xs.par_chunks(in_run))
@@ -460,19 +447,15 @@ impl ResidualMerge {
     ) -> Result<(), CpuError> {
         let mut gs = take((self.shortcut)(grads))?;
         let samples = gout.len() / self.conv.g.out_len();
-        let run = run_len(samples) * self.conv.g.out_len();
-        let pooled: Vec<Option<MaxPoolGrad<'_>>> = match pool {
-            Some(p) => {
-                let planes = run / (p.planes.h * p.planes.w);
-                p.runs(planes).map(Some).collect()
-            }
-            None => (0..samples.div_ceil(run_len(samples)))
-                .map(|_| None)
-                .collect(),
-        };
-        gout.par_chunks_mut(run)
-            .zip(gs.par_chunks_mut(run))
-            .zip(self.mask.bytes().par_chunks(run))
+        let run = run_len(samples);
+        let pooled = per_run(
+            pool.map(|p| p.runs(run * self.conv.g.co)),
+            samples.div_ceil(run),
+        );
+        let len = run * self.conv.g.out_len();
+        gout.par_chunks_mut(len)
+            .zip(gs.par_chunks_mut(len))
+            .zip(self.mask.bytes().par_chunks(len))
             .zip(pooled)
             .for_each(|(((g, gs), m), pooled)| {
                 if let Some(p) = pooled {
@@ -530,6 +513,15 @@ const RUNS: usize = 8;
 /// Samples per run.
 fn run_len(batch: usize) -> usize {
     batch.div_ceil(RUNS).max(1)
+}
+
+/// One item per run of a batch cut into `runs`: `pieces`, one per run, or
+/// `None` for each run when there are none.
+fn per_run<T>(pieces: Option<impl Iterator<Item = T>>, runs: usize) -> Vec<Option<T>> {
+    match pieces {
+        Some(p) => p.map(Some).collect(),
+        None => (0..runs).map(|_| None).collect(),
+    }
 }
 
 /// Samples per GEMM within a run.
@@ -603,6 +595,16 @@ pub(crate) fn forward_run(
     }
 }
 
+/// `dst = src + b`, or `dst += src + b` when `accumulate`: a conv's
+/// products, with their bias, into its output.
+pub(crate) fn store_biased(dst: &mut [f32], src: &[f32], b: f32, accumulate: bool) {
+    if accumulate {
+        dst.iter_mut().zip(src).for_each(|(d, v)| *d += v + b);
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b);
+    }
+}
+
 /// [`forward_run`] by im2col and `gemm`, whatever the geometry.
 pub(crate) fn forward_run_gemm(
     g: &Geometry,
@@ -636,11 +638,7 @@ pub(crate) fn forward_run_gemm(
                     let b = bias.map_or(0.0, |b| b[c]);
                     for (s, src) in prod.chunks_exact(pixels).enumerate() {
                         let dst = &mut out[s * out_len + (ch.first + c) * pixels..][..pixels];
-                        if accumulate {
-                            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v + b);
-                        } else {
-                            dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b);
-                        }
+                        store_biased(dst, src, b, accumulate);
                     }
                 }
             }
@@ -682,10 +680,10 @@ pub(crate) fn backward_via(
     } else {
         Vec::new()
     };
-    let gx_runs: Vec<Option<&mut [f32]>> = match gx {
-        Some(gx) => gx.chunks_mut(run * g.in_len()).map(Some).collect(),
-        None => (0..batch.div_ceil(run)).map(|_| None).collect(),
-    };
+    let gx_runs = per_run(
+        gx.map(|gx| gx.chunks_mut(run * g.in_len())),
+        batch.div_ceil(run),
+    );
     // Each run sums its own weight and bias gradients; they are added up in
     // a fixed order afterwards, so results do not depend on scheduling.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = gx_runs

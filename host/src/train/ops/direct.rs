@@ -19,7 +19,7 @@
 //! offset. Blocks of up to 6 output channels by 16 positions keep 12
 //! accumulators in registers.
 
-use super::conv::Channels;
+use super::conv::{store_biased, Channels};
 use super::im2col::Geometry;
 
 /// The longest chain `gemm` keeps in one piece (its smallest `kc`).
@@ -75,7 +75,8 @@ pub(crate) fn forward_run(
     let (hp, wp) = g.window();
     let (patch, pixels, q) = (g.patch(), g.pixels(), positions(g));
     assert_eq!(ws.len(), g.co * patch, "weights");
-    assert!(pad.len() >= g.ci * hp * wp + g.k + 2 * LANES && prod.len() >= g.co * q);
+    let [pad_len, prod_len] = scratch_len(g);
+    assert!(pad.len() >= pad_len && prod.len() >= prod_len, "scratch");
     // Each tap's offset in the padded sample, in im2col's row order.
     let taps: Vec<usize> = (0..g.ci)
         .flat_map(|c| (0..g.k).flat_map(move |ky| (0..g.k).map(move |kx| (c * hp + ky) * wp + kx)))
@@ -98,12 +99,7 @@ pub(crate) fn forward_run(
             let b = bias.map_or(0.0, |b| b[c]);
             let dst = &mut out[(ch.first + c) * pixels..][..pixels];
             for (dst, src) in dst.chunks_exact_mut(g.wo).zip(prod.chunks(wp)) {
-                let src = &src[..g.wo];
-                if accumulate {
-                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v + b);
-                } else {
-                    dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b);
-                }
+                store_biased(dst, &src[..g.wo], b, accumulate);
             }
         }
     }
