@@ -37,6 +37,15 @@ fn selected(only: Option<&str>, name: &str) -> bool {
     only.is_none_or(|f| name.contains(f))
 }
 
+/// The time of the loss's own backward pass on an output of shape `S`
+/// (weights `r`), which a row subtracts from its forward + backward time.
+fn loss_ms<S: ConstShape>(dev: &Cpu, r: &[f32]) -> f64 {
+    median_ms(|| {
+        let y: Tensor<S, f32, Cpu> = dev.zeros();
+        drop(weighted_sum(y.leaky_traced(), r).backward())
+    })
+}
+
 fn conv_row<
     const CI: usize,
     const H: usize,
@@ -65,10 +74,7 @@ fn conv_row<
             &b,
         ))
     });
-    let loss = median_ms(|| {
-        let y: Tensor<Rank4<B, CO, HO, HO>, f32, Cpu> = dev.zeros();
-        drop(weighted_sum(y.leaky_traced(), &r).backward())
-    });
+    let loss = loss_ms::<Rank4<B, CO, HO, HO>>(&dev, &r);
     let both = median_ms(|| {
         let y = if first {
             conv2d_first::<B, CI, H, H, CO, K, P, HO, HO, _>(x.leaky_trace(), &w, &b)
@@ -110,10 +116,7 @@ fn merge_row<const CI: usize, const H: usize, const CO: usize, const HP: usize>(
         };
     }
     let fwd = median_ms(|| drop(merge!(x.clone())));
-    let loss = median_ms(|| {
-        let y: Tensor<Rank4<B, CO, HP, HP>, f32, Cpu> = dev.zeros();
-        drop(weighted_sum(y.leaky_traced(), &r).backward())
-    });
+    let loss = loss_ms::<Rank4<B, CO, HP, HP>>(&dev, &r);
     let both = median_ms(|| drop(weighted_sum(merge!(x.leaky_trace()), &r).backward()));
     println!(
         "{name:<34} {CI:>3}->{CO:<3} k{} p{} {H:>2}x{H:<2} {fwd:>7.2} {:>9.2}",
@@ -202,10 +205,7 @@ pub fn layers(only: Option<&str>) {
                 let x = tensor::<$shape>(&dev, 5);
                 let r = random(<$out as ConstShape>::NUMEL, 6);
                 let fwd = median_ms(|| drop($f(x.clone())));
-                let loss = median_ms(|| {
-                    let y: Tensor<$out, f32, Cpu> = dev.zeros();
-                    drop(weighted_sum(y.leaky_traced(), &r).backward())
-                });
+                let loss = loss_ms::<$out>(&dev, &r);
                 let both = median_ms(|| drop(weighted_sum($f(x.leaky_trace()), &r).backward()));
                 println!("{:<34} {:<17} {fwd:>7.2} {:>9.2}", $name, "", both - loss);
             }
